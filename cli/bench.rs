@@ -1,0 +1,193 @@
+//! `reelay bench`: the engine on the durable SQLite store and queue, with an instant
+//! provider, over the DAG shapes of the performance anchors. Prints jobs per second, the
+//! engine's own time per job, and the release latency (last parent done → child running).
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use reelay_core::clock::SystemClock;
+use reelay_core::plan::{parse_value, PlanLimits};
+use reelay_core::ports::{Clock, Queue};
+use reelay_core::worker::{run_workers, WorkerSettings};
+use reelay_core::{Engine, EngineSettings, Event, Ports, Providers};
+use reelay_local::instant::{InstantMedia, InstantProvider, NullBlobs};
+use reelay_local::{Db, Durability, SqliteQueue, SqliteStore};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Job runner tasks.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Only the shapes whose name contains this (a, b, c, d, e or part of a name).
+    #[arg(long)]
+    only: Option<String>,
+    /// fsync every commit (SQLite synchronous=FULL) instead of the default WAL NORMAL.
+    #[arg(long)]
+    fsync: bool,
+}
+
+/// The plan of each shape: (name, jobs as (id, parents)).
+fn shapes() -> Vec<(&'static str, Vec<(String, Vec<String>)>)> {
+    let id = |i: usize| format!("j{i}");
+    let independent = (0..10_000).map(|i| (id(i), vec![])).collect();
+    let mut fan_out = vec![(id(0), vec![])];
+    fan_out.extend((1..=5_000).map(|i| (id(i), vec![id(0)])));
+    let mut fan_in: Vec<_> = (0..5_000).map(|i| (id(i), vec![])).collect();
+    fan_in.push((id(5_000), (0..5_000).map(id).collect()));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut layers = Vec::new();
+    for layer in 0..20 {
+        for n in 0..100 {
+            let parents = if layer == 0 {
+                vec![]
+            } else {
+                let mut p: Vec<String> = (0..3).map(|_| id((layer - 1) * 100 + rng.random_range(0..100))).collect();
+                p.sort();
+                p.dedup();
+                p
+            };
+            layers.push((id(layer * 100 + n), parents));
+        }
+    }
+    let chain = (0..2_000)
+        .map(|i| (id(i), if i == 0 { vec![] } else { vec![id(i - 1)] }))
+        .collect();
+    vec![
+        ("a: independent 10,000", independent),
+        ("b: fan-out 1→5,000", fan_out),
+        ("c: fan-in 5,000→1", fan_in),
+        ("d: 20 layers × 100, 3 random parents", layers),
+        ("e: chain 2,000", chain),
+    ]
+}
+
+fn plan(jobs: &[(String, Vec<String>)]) -> Value {
+    let jobs: Vec<Value> = jobs
+        .iter()
+        .map(|(id, parents)| {
+            json!({"id": id, "type": "generate", "params": {"provider": "instant", "modelId": "done"}, "dependsOn": parents})
+        })
+        .collect();
+    json!({ "jobs": jobs })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    println!(
+        "reelay bench: SQLite store + queue on disk ({}), {} runner tasks, instant provider",
+        if args.fsync { "synchronous=FULL" } else { "WAL, synchronous=NORMAL" },
+        args.workers
+    );
+    println!(
+        "{:<40} {:>6} {:>9} {:>9} {:>19} {:>21}",
+        "shape", "jobs", "wall s", "jobs/s", "per-job p50/p99 ms", "release p50/p99 ms"
+    );
+    for (name, jobs) in shapes() {
+        if args.only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        let dir = tempfile::tempdir()?;
+        let durability = if args.fsync { Durability::Power } else { Durability::Process };
+        let db = Db::open(&dir.path().join("bench.db"), durability)?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let queue = Arc::new(SqliteQueue::new(db.clone(), clock.clone()));
+        let providers = Providers::new().with(Arc::new(InstantProvider::new([])));
+        let limits = PlanLimits {
+            max_jobs: 100_000,
+            max_body_bytes: usize::MAX,
+        };
+        let request = parse_value(&plan(&jobs), &providers, limits).map_err(|e| anyhow::anyhow!("bench plan invalid: {e:?}"))?;
+        let engine = Arc::new(Engine::new(
+            Ports {
+                store: Arc::new(SqliteStore::new(db)),
+                queue: queue.clone(),
+                blobs: Arc::new(NullBlobs),
+                media: Arc::new(InstantMedia::default()),
+                providers,
+                clock,
+            },
+            EngineSettings {
+                event_buffer: 1 << 20,
+                limits,
+                ..EngineSettings::default()
+            },
+        ));
+        let mut events = engine.subscribe();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let settings = WorkerSettings {
+            concurrency: args.workers,
+            batch: 32,
+            ..WorkerSettings::default()
+        };
+        let dyn_queue: Arc<dyn Queue> = queue;
+        let runners = tokio::spawn(run_workers(engine.clone(), dyn_queue, settings, stopped));
+        let started = Instant::now();
+        let execution = engine.start("bench", request).await?;
+        let mut running: HashMap<String, Instant> = HashMap::new();
+        let mut completed: HashMap<String, Instant> = HashMap::new();
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(300), events.recv()).await {
+                Ok(Ok(Event::Job { key, status, at })) if key.execution_id == execution.id => match status {
+                    reelay_core::domain::JobStatus::Running => {
+                        running.entry(key.job_id).or_insert(at);
+                    }
+                    reelay_core::domain::JobStatus::Completed => {
+                        completed.insert(key.job_id, at);
+                    }
+                    _ => {}
+                },
+                Ok(Ok(Event::ExecutionEnded { id, status })) if id == execution.id => break status,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => anyhow::bail!("lost events: {e}"),
+                Err(_) => anyhow::bail!("{name}: no progress for 300 s"),
+            }
+        };
+        let wall = started.elapsed().as_secs_f64();
+        let _ = stop.send(true);
+        let _ = runners.await;
+        if ended != reelay_core::domain::ExecutionStatus::Completed || completed.len() != jobs.len() {
+            anyhow::bail!("{name}: ended {} with {}/{} jobs completed", ended.name(), completed.len(), jobs.len());
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let mut per_job: Vec<f64> = completed
+            .iter()
+            .filter_map(|(id, done)| running.get(id).map(|r| ms(done.duration_since(*r))))
+            .collect();
+        let mut release: Vec<f64> = jobs
+            .iter()
+            .filter(|(_, parents)| !parents.is_empty())
+            .filter_map(|(id, parents)| {
+                let ready = parents.iter().filter_map(|p| completed.get(p)).max()?;
+                Some(ms(running.get(id)?.saturating_duration_since(*ready)))
+            })
+            .collect();
+        per_job.sort_by(f64::total_cmp);
+        release.sort_by(f64::total_cmp);
+        let release_text = if release.is_empty() {
+            "—".to_string()
+        } else {
+            format!("{:.2} / {:.2}", percentile(&release, 0.5), percentile(&release, 0.99))
+        };
+        println!(
+            "{:<40} {:>6} {:>9.2} {:>9.0} {:>19} {:>21}",
+            name,
+            jobs.len(),
+            wall,
+            jobs.len() as f64 / wall,
+            format!("{:.2} / {:.2}", percentile(&per_job, 0.5), percentile(&per_job, 0.99)),
+            release_text
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,113 @@
+//! `reelay`: run a plan on the embedded stack, serve the local API, or benchmark the engine.
+
+mod bench;
+mod follow;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use reelay_local::{LocalNode, NodeSettings};
+
+#[derive(Parser)]
+#[command(name = "reelay", version, about = "Composable AI media pipelines, run locally or on AWS")]
+struct Cli {
+    /// Where the embedded stack keeps its state (database, blobs, provider work).
+    #[arg(long, global = true, env = "REELAY_DATA_DIR", default_value = ".reelay")]
+    data_dir: PathBuf,
+    /// How long the `local` provider's models take before rendering, in milliseconds.
+    #[arg(long, global = true, env = "REELAY_PROVIDER_DELAY_MS", default_value_t = 300)]
+    provider_delay_ms: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an execution plan (a JSON file) to the end, showing each job as it moves.
+    Run { plan: PathBuf },
+    /// Follow an execution already in the store (e.g. after a restart) to its end.
+    Resume { execution_id: String },
+    /// Serve the HTTP API with the job runners and the poll timer in one process.
+    Serve {
+        #[arg(long, env = "REELAY_ADDR", default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+    /// Measure the engine on the persistent store over standard DAG shapes.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REELAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut settings = NodeSettings::new(&cli.data_dir);
+    settings.provider_delay = std::time::Duration::from_millis(cli.provider_delay_ms);
+    match cli.command {
+        Command::Run { plan } => {
+            let body = std::fs::read(&plan).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", plan.display()))?;
+            let mut node = LocalNode::open(settings)?;
+            let events = node.engine().subscribe();
+            node.start();
+            let submitted = node.engine().submit(follow::LOCAL_TENANT, &body).await;
+            let execution = match submitted {
+                Ok(execution) => execution,
+                Err(reelay_core::SubmitError::Invalid(errors)) => {
+                    eprintln!("the plan is invalid:");
+                    for e in errors {
+                        let at = [e.job_id.map(|j| format!("job {j}")), e.field.map(|f| format!("field {f}"))]
+                            .into_iter()
+                            .flatten()
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        eprintln!("  [{}] {}{}", e.code, e.message, if at.is_empty() { String::new() } else { format!(" ({at})") });
+                    }
+                    node.stop().await;
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let code = follow::follow(node.engine(), &execution.id, events).await?;
+            node.stop().await;
+            Ok(code)
+        }
+        Command::Resume { execution_id } => {
+            let mut node = LocalNode::open(settings)?;
+            let events = node.engine().subscribe();
+            node.start();
+            let code = follow::follow(node.engine(), &execution_id, events).await?;
+            node.stop().await;
+            Ok(code)
+        }
+        Command::Serve { addr } => serve::serve(settings, &addr).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}

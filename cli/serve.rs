@@ -1,0 +1,29 @@
+//! `reelay serve`: the local API on a port, with the runners and the timer in the process.
+
+use std::process::ExitCode;
+
+use reelay_api::{router, ApiState};
+use reelay_local::{LocalNode, NodeSettings};
+
+use crate::follow::LOCAL_TENANT;
+
+pub async fn serve(settings: NodeSettings, addr: &str) -> anyhow::Result<ExitCode> {
+    let mut node = LocalNode::open(settings)?;
+    node.start();
+    let app = router(ApiState {
+        engine: node.engine().clone(),
+        tenant_id: LOCAL_TENANT.to_string(),
+    });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    // Printed on stdout so scripts (and tests) can find the port when given :0.
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    node.stop().await;
+    Ok(ExitCode::SUCCESS)
+}

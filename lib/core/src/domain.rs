@@ -1,0 +1,282 @@
+//! Executions and jobs: their records, states and outputs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{JobId, JobSpec, MediaKind, WebhookTarget};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Waiting,
+    Queued,
+    Running,
+    AwaitingProvider,
+    Completed,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Skipped | JobStatus::Cancelled
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JobStatus::Waiting => "waiting",
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::AwaitingProvider => "awaiting_provider",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Skipped => "skipped",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<JobStatus> {
+        [
+            JobStatus::Waiting,
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::AwaitingProvider,
+            JobStatus::Completed,
+            JobStatus::Failed,
+            JobStatus::Skipped,
+            JobStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ExecutionStatus::Completed | ExecutionStatus::Failed | ExecutionStatus::Cancelled
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutionStatus::Pending => "pending",
+            ExecutionStatus::Processing => "processing",
+            ExecutionStatus::Completed => "completed",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ExecutionStatus> {
+        [
+            ExecutionStatus::Pending,
+            ExecutionStatus::Processing,
+            ExecutionStatus::Completed,
+            ExecutionStatus::Failed,
+            ExecutionStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+}
+
+/// A stored media output (ours, in the blob store) and what probing it found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobOutput {
+    pub url: String,
+    /// The blob key the output lives under.
+    pub key: String,
+    pub kind: MediaKind,
+    pub content_type: String,
+    pub size_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aspect_ratio: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Completion {
+    /// The provider calls us back; polling stays on as a slower fallback.
+    Webhook,
+    Polling,
+}
+
+/// Where a provider job stands. Written before the provider is called (the intent), so a
+/// retried submit can reconcile instead of paying twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderCall {
+    pub provider: String,
+    pub model_id: String,
+    /// Carried to the provider (callback URL, metadata) and checked on its callback.
+    pub token: String,
+    pub provider_job_id: Option<String>,
+    pub completion: Completion,
+    pub submitted_at: Option<Millis>,
+    pub polls: u32,
+    pub next_poll_at: Option<Millis>,
+    pub outcome: Option<ProviderOutcome>,
+}
+
+/// What the provider said at the end, recorded once; the job runner acts on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "status")]
+pub enum ProviderOutcome {
+    Succeeded { output_url: String, content_type: Option<String> },
+    Failed { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub execution_id: String,
+    pub spec: JobSpec,
+    pub children: Vec<JobId>,
+    /// The parent whose completion released this job (that parent re-sends the message when
+    /// its completion is retried, repairing a crash between the release and the send).
+    /// The set of parents still pending lives in the store, one entry per edge (`Store::release_edge`).
+    pub released_by: Option<JobId>,
+    pub status: JobStatus,
+    pub attempts: u32,
+    /// While set and in the future, a runner holds this job.
+    pub lease_until: Option<Millis>,
+    pub queued_at: Option<Millis>,
+    pub started_at: Option<Millis>,
+    pub completed_at: Option<Millis>,
+    pub provider: Option<ProviderCall>,
+    pub output: Option<JobOutput>,
+    pub error: Option<JobError>,
+    /// Bumped by every write; every write is conditional on it.
+    pub version: u64,
+}
+
+impl Job {
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    pub fn key(&self) -> JobKey {
+        JobKey {
+            execution_id: self.execution_id.clone(),
+            job_id: self.spec.id.clone(),
+        }
+    }
+
+    pub fn lease_free(&self, now: Millis) -> bool {
+        self.lease_until.is_none_or(|until| until <= now)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobKey {
+    pub execution_id: String,
+    pub job_id: JobId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionError {
+    pub message: String,
+    /// The root-cause jobs (those that failed; their descendants were skipped).
+    pub failed_jobs: Vec<JobId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    pub id: String,
+    pub tenant_id: String,
+    pub status: ExecutionStatus,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub completed_at: Option<Millis>,
+    pub total_jobs: u32,
+    /// Jobs not yet in a terminal state; kept by the store in the same atomic write as each job's.
+    pub open_jobs: u32,
+    pub completed_jobs: u32,
+    pub final_job: JobId,
+    pub result: Option<JobOutput>,
+    pub outputs: BTreeMap<JobId, JobOutput>,
+    pub error: Option<ExecutionError>,
+    pub webhook: Option<WebhookTarget>,
+    pub base_execution_id: Option<String>,
+    pub version: u64,
+}
+
+/// How a job's transition moves its execution's counters. Adapters apply it in the same
+/// atomic write as the job, so the counters can never drift from the jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CounterDelta {
+    pub open: i64,
+    pub completed: i64,
+    /// The execution leaves `pending` (the first job started).
+    pub start: bool,
+}
+
+impl CounterDelta {
+    pub fn between(prev: JobStatus, next: JobStatus) -> CounterDelta {
+        let terminal = |s: JobStatus| i64::from(s.is_terminal());
+        let done = |s: JobStatus| i64::from(s == JobStatus::Completed);
+        CounterDelta {
+            open: terminal(prev) - terminal(next),
+            completed: done(next) - done(prev),
+            start: prev != JobStatus::Running && next == JobStatus::Running,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == CounterDelta::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_delta_follows_terminal_moves_only() {
+        use JobStatus::*;
+        assert_eq!(CounterDelta::between(Queued, Queued), CounterDelta::default());
+        let d = CounterDelta::between(Running, Completed);
+        assert_eq!((d.open, d.completed, d.start), (-1, 1, false));
+        let d = CounterDelta::between(Waiting, Skipped);
+        assert_eq!((d.open, d.completed), (-1, 0));
+        assert!(CounterDelta::between(Queued, Running).start);
+        assert!(CounterDelta::between(Completed, Completed).is_empty());
+    }
+}

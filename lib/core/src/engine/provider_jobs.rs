@@ -1,0 +1,415 @@
+//! Jobs done by an AI provider: submit once (intent first, reconcile on retry), wait for
+//! its webhook or poll it, then copy the output in.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use rand::Rng;
+
+use super::lifecycle::WorkError;
+use super::media_jobs::{output_key, resolve};
+use super::{Engine, EngineError, Handled, Recorded, Via, MAX_RACES};
+use crate::domain::{Completion, Job, JobKey, JobOutput, JobStatus, ProviderCall, ProviderOutcome};
+use crate::plan::{reference, AspectRatio, MediaRef, ProviderParams};
+use crate::ports::{Message, ProviderError, ProviderRequest, ProviderStatus, Write};
+
+impl From<ProviderError> for WorkError {
+    fn from(e: ProviderError) -> Self {
+        match e {
+            ProviderError::Fatal(message) => WorkError::Fatal {
+                code: "provider_rejected",
+                message,
+            },
+            ProviderError::Retryable { message, retry_after } => WorkError::Passing { message, retry_after },
+        }
+    }
+}
+
+impl Engine {
+    /// Submits a claimed provider job. The intent (with its token) is written before the
+    /// provider is called; a retry that finds an intent asks the provider for that token
+    /// before it submits again, so a job that reached the provider is never paid twice.
+    pub(super) async fn start_provider_job(&self, job: &Job, params: &ProviderParams) -> Result<Option<Handled>, EngineError> {
+        let Some(provider) = self.providers.get(&params.provider) else {
+            let message = format!("provider `{}` is not configured on this server", params.provider);
+            return self.fail(job.clone(), "provider_unavailable", message).await;
+        };
+        let job = match &job.provider {
+            Some(_) => job.clone(),
+            None => {
+                let completion = provider
+                    .models()
+                    .iter()
+                    .find(|m| m.id == params.model_id)
+                    .map(|m| m.completion.clone())
+                    .unwrap_or(Completion::Polling);
+                let mut next = job.clone();
+                next.provider = Some(ProviderCall {
+                    provider: params.provider.clone(),
+                    model_id: params.model_id.clone(),
+                    token: new_token(),
+                    provider_job_id: None,
+                    completion,
+                    submitted_at: None,
+                    polls: 0,
+                    next_poll_at: None,
+                    outcome: None,
+                });
+                match self.store.update_job(job, &next).await? {
+                    Write::Applied(job) => job,
+                    Write::Stale => return Ok(None),
+                }
+            }
+        };
+        let Some(call) = job.provider.clone() else {
+            return Ok(None);
+        };
+        let submitted = match &call.provider_job_id {
+            Some(id) => Ok((id.clone(), None)),
+            None => self.reconcile_or_submit(&job, params, &call).await,
+        };
+        let (provider_job_id, finished) = match submitted {
+            Ok(submission) => submission,
+            Err(e) => return self.settle(job, Err(e)).await,
+        };
+        let now = self.now();
+        let first_poll = match call.completion {
+            Completion::Polling => self.settings.poll_first,
+            Completion::Webhook => self.settings.webhook_grace,
+        };
+        let mut next = job.clone();
+        next.status = JobStatus::AwaitingProvider;
+        next.lease_until = None;
+        if let Some(c) = next.provider.as_mut() {
+            c.provider_job_id = Some(provider_job_id);
+            c.submitted_at = Some(now);
+            c.next_poll_at = Some(now + first_poll.as_millis() as i64);
+            c.outcome = finished.and_then(outcome_of);
+        }
+        match self.store.update_job(&job, &next).await? {
+            Write::Applied(waiting) => {
+                self.emit_job(waiting.key(), JobStatus::AwaitingProvider);
+                if waiting.provider.as_ref().is_some_and(|c| c.outcome.is_some()) {
+                    return self.finish_provider_job(waiting).await;
+                }
+                Ok(Some(Handled::Done))
+            }
+            Write::Stale => Ok(None),
+        }
+    }
+
+    async fn reconcile_or_submit(
+        &self,
+        job: &Job,
+        params: &ProviderParams,
+        call: &ProviderCall,
+    ) -> Result<(String, Option<ProviderStatus>), WorkError> {
+        let Some(provider) = self.providers.get(&call.provider) else {
+            return Err(WorkError::Fatal {
+                code: "provider_unavailable",
+                message: format!("provider `{}` is not configured on this server", call.provider),
+            });
+        };
+        if let Some(found) = provider.find(&call.token).await? {
+            tracing::info!(execution = %job.execution_id, job = %job.id(), "adopted a provider job submitted before a crash");
+            return Ok((found.provider_job_id, found.finished));
+        }
+        let parents = self.parent_outputs(job).await?;
+        let mut resolved = params.clone();
+        for source in resolved.inputs.values_mut() {
+            *source = MediaRef::Url(resolve(source, &parents)?.0);
+        }
+        for value in resolved.options.values_mut() {
+            substitute_references(value, &parents);
+        }
+        let request = ProviderRequest {
+            job: job.key(),
+            operation: job.spec.operation,
+            params: resolved,
+            token: call.token.clone(),
+            api_key: None,
+        };
+        let submission = provider.submit(request).await?;
+        Ok((submission.provider_job_id, submission.finished))
+    }
+
+    /// Copies a succeeded provider job's output into the blob store, or fails the job.
+    pub(super) async fn finish_provider_job(&self, job: Job) -> Result<Option<Handled>, EngineError> {
+        let now = self.now();
+        let mut next = job.clone();
+        next.attempts += 1;
+        next.lease_until = Some(now + self.settings.lease.as_millis() as i64);
+        let job = match self.store.update_job(&job, &next).await? {
+            Write::Applied(job) => job,
+            Write::Stale => return Ok(None),
+        };
+        let Some(call) = job.provider.clone() else {
+            return Ok(None);
+        };
+        match call.outcome.clone() {
+            Some(ProviderOutcome::Failed { message }) => self.fail(job, "provider_failed", message).await,
+            Some(ProviderOutcome::Succeeded { output_url, content_type }) => {
+                let copied = self.copy_output(&job, &call, &output_url, content_type).await;
+                match copied {
+                    Ok(output) => self.complete(&job, output).await,
+                    Err(e) => self.settle(job, Err(e)).await,
+                }
+            }
+            None => Ok(Some(Handled::Done)),
+        }
+    }
+
+    async fn copy_output(&self, job: &Job, call: &ProviderCall, url: &str, content_type: Option<String>) -> Result<JobOutput, WorkError> {
+        let provider = self.providers.get(&call.provider).ok_or_else(|| WorkError::Fatal {
+            code: "provider_unavailable",
+            message: format!("provider `{}` is not configured on this server", call.provider),
+        })?;
+        let kind = job.spec.operation.output_kind();
+        let content_type = content_type.unwrap_or_else(|| guess_content_type(url, kind).to_string());
+        let key = output_key(job, extension_for(&content_type, url));
+        let body = provider.download(url).await?;
+        let stored = self.blobs.put(&key, &content_type, body).await?;
+        let our_url = self.blobs.url(&key).await?;
+        let info = if kind == crate::plan::MediaKind::Transcript {
+            Default::default()
+        } else {
+            self.media.probe(&our_url).await.map_err(|e| WorkError::Fatal {
+                code: "unreadable_output",
+                message: format!("the provider's output is not readable media: {e}"),
+            })?
+        };
+        Ok(JobOutput {
+            url: our_url,
+            key,
+            kind,
+            content_type,
+            size_bytes: stored.size,
+            duration: info.duration,
+            width: info.width,
+            height: info.height,
+            aspect_ratio: info.width.zip(info.height).and_then(|(w, h)| AspectRatio::of_frame(w, h)).map(|r| r.to_string()),
+        })
+    }
+
+    pub(super) async fn record_provider_status(&self, key: &JobKey, via: Via<'_>, status: ProviderStatus) -> Result<Recorded, EngineError> {
+        for _ in 0..MAX_RACES {
+            let job = self.store.job(key).await?.ok_or_else(|| EngineError::JobNotFound(key.clone()))?;
+            let Some(call) = &job.provider else {
+                return match via {
+                    Via::Webhook { .. } => Err(EngineError::BadToken(key.clone())),
+                    Via::Poll => Ok(Recorded::Ignored),
+                };
+            };
+            if let Via::Webhook { token } = via {
+                if !constant_time_eq(token.as_bytes(), call.token.as_bytes()) {
+                    return Err(EngineError::BadToken(key.clone()));
+                }
+            }
+            if job.status != JobStatus::AwaitingProvider || call.outcome.is_some() {
+                return Ok(Recorded::Ignored);
+            }
+            let now = self.now();
+            let mut next = job.clone();
+            let Some(c) = next.provider.as_mut() else {
+                return Ok(Recorded::Ignored);
+            };
+            let recorded = match outcome_of(status.clone()) {
+                Some(outcome) => {
+                    c.outcome = Some(outcome);
+                    Recorded::Outcome
+                }
+                None if via == Via::Poll => {
+                    c.polls += 1;
+                    c.next_poll_at = Some(now + self.poll_delay(c.polls).as_millis() as i64);
+                    Recorded::Rescheduled
+                }
+                // A non-terminal callback (`start`, `output`) changes nothing: polling goes on.
+                None => return Ok(Recorded::Ignored),
+            };
+            if recorded == Recorded::Outcome {
+                // Kept due, later: should the send below be lost, the poller re-sends it.
+                c.next_poll_at = Some(now + self.settings.stale_queued_after.as_millis() as i64);
+            }
+            match self.store.update_job(&job, &next).await? {
+                Write::Applied(_) => {
+                    if recorded == Recorded::Outcome {
+                        self.queue.send(&[Message::Job(key.clone())], Duration::ZERO).await?;
+                    }
+                    return Ok(recorded);
+                }
+                Write::Stale => continue,
+            }
+        }
+        Err(EngineError::Contention(key.clone()))
+    }
+
+    pub(super) async fn poll_due_jobs(&self, limit: usize) -> Result<usize, EngineError> {
+        let keys = self.store.due_polls(self.now(), limit).await?;
+        let polled = keys.len();
+        let results: Vec<Result<(), EngineError>> = futures::stream::iter(keys)
+            .map(|key| async move { self.poll_one(&key).await })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for result in results {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "poll failed");
+            }
+        }
+        Ok(polled)
+    }
+
+    async fn poll_one(&self, key: &JobKey) -> Result<(), EngineError> {
+        let Some(job) = self.store.job(key).await? else {
+            return Ok(());
+        };
+        let Some(call) = job.provider.clone() else {
+            return Ok(());
+        };
+        if job.status != JobStatus::AwaitingProvider {
+            return Ok(());
+        }
+        if call.outcome.is_some() {
+            // The answer is in but its message was lost: send it again, and again later if need be.
+            let mut next = job.clone();
+            if let Some(c) = next.provider.as_mut() {
+                c.next_poll_at = Some(self.now() + self.settings.stale_queued_after.as_millis() as i64);
+            }
+            if let Write::Applied(_) = self.store.update_job(&job, &next).await? {
+                self.queue.send(&[Message::Job(key.clone())], Duration::ZERO).await?;
+            }
+            return Ok(());
+        }
+        let (Some(provider), Some(provider_job_id)) = (self.providers.get(&call.provider), call.provider_job_id.as_deref()) else {
+            return Ok(());
+        };
+        let status = match provider.status(provider_job_id).await {
+            Ok(status) => status,
+            Err(ProviderError::Retryable { message, .. }) => {
+                tracing::warn!(execution = %key.execution_id, job = %key.job_id, %message, "poll failed; will poll again");
+                ProviderStatus::Pending
+            }
+            Err(ProviderError::Fatal(message)) => ProviderStatus::Failed { message },
+        };
+        self.record_provider_status(key, Via::Poll, status).await.map(|_| ())
+    }
+
+    /// poll_first × 1.5^(polls−1), capped, with ±10 % jitter so polls do not bunch up.
+    fn poll_delay(&self, polls: u32) -> Duration {
+        let base = self.settings.poll_first.as_secs_f64() * 1.5f64.powi(polls.saturating_sub(1).min(64) as i32);
+        let capped = base.min(self.settings.poll_max.as_secs_f64());
+        let jitter = rand::rng().random_range(0.9..1.1);
+        Duration::from_secs_f64(capped * jitter)
+    }
+}
+
+/// The outcome a terminal status records; `None` while the provider is still working.
+fn outcome_of(status: ProviderStatus) -> Option<ProviderOutcome> {
+    match status {
+        ProviderStatus::Pending => None,
+        ProviderStatus::Succeeded { output_url, content_type } => Some(ProviderOutcome::Succeeded { output_url, content_type }),
+        ProviderStatus::Failed { message } => Some(ProviderOutcome::Failed { message }),
+    }
+}
+
+fn new_token() -> String {
+    let bytes: [u8; 16] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Replaces `$job1` / `_videoJobDependency:job1` strings inside raw model params with the
+/// URL of that job's output.
+fn substitute_references(value: &mut serde_json::Value, parents: &std::collections::HashMap<String, JobOutput>) {
+    match value {
+        serde_json::Value::String(s) => {
+            if let Some(output) = reference(s).and_then(|id| parents.get(id)) {
+                *s = output.url.clone();
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| substitute_references(v, parents)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| substitute_references(v, parents)),
+        _ => {}
+    }
+}
+
+fn guess_content_type(url: &str, kind: crate::plan::MediaKind) -> &'static str {
+    let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
+    let by_ext = [
+        (".mp4", "video/mp4"),
+        (".mov", "video/quicktime"),
+        (".webm", "video/webm"),
+        (".png", "image/png"),
+        (".jpg", "image/jpeg"),
+        (".jpeg", "image/jpeg"),
+        (".webp", "image/webp"),
+        (".m4a", "audio/mp4"),
+        (".mp3", "audio/mpeg"),
+        (".wav", "audio/wav"),
+        (".json", "application/json"),
+    ];
+    if let Some((_, ct)) = by_ext.iter().find(|(ext, _)| path.ends_with(ext)) {
+        return ct;
+    }
+    match kind {
+        crate::plan::MediaKind::Video => "video/mp4",
+        crate::plan::MediaKind::Image => "image/png",
+        crate::plan::MediaKind::Audio => "audio/mp4",
+        crate::plan::MediaKind::Transcript => "application/json",
+    }
+}
+
+fn extension_for(content_type: &str, url: &str) -> &'static str {
+    match content_type {
+        "video/mp4" => "mp4",
+        "video/quicktime" => "mov",
+        "video/webm" => "webm",
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/webp" => "webp",
+        "audio/mp4" => "m4a",
+        "audio/mpeg" => "mp3",
+        "audio/wav" => "wav",
+        "application/json" => "json",
+        _ if url.ends_with(".mp4") => "mp4",
+        _ => "bin",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_in_raw_params_become_urls() {
+        let mut parents = std::collections::HashMap::new();
+        parents.insert(
+            "job1".to_string(),
+            JobOutput {
+                url: "file:///out.mp4".into(),
+                key: "k".into(),
+                kind: crate::plan::MediaKind::Video,
+                content_type: "video/mp4".into(),
+                size_bytes: 1,
+                duration: None,
+                width: None,
+                height: None,
+                aspect_ratio: None,
+            },
+        );
+        let mut v = serde_json::json!({"a": "$job1", "b": ["_videoJobDependency:job1", "plain"], "c": "$other"});
+        substitute_references(&mut v, &parents);
+        assert_eq!(v, serde_json::json!({"a": "file:///out.mp4", "b": ["file:///out.mp4", "plain"], "c": "$other"}));
+    }
+
+    #[test]
+    fn token_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert_eq!(new_token().len(), 32);
+    }
+}

@@ -1,0 +1,11 @@
+//! reelay's core: plans, the domain, the engine, and the ports adapters implement.
+//! Nothing here talks to AWS or SQLite; adapters live in their own crates.
+
+pub mod clock;
+pub mod domain;
+pub mod engine;
+pub mod plan;
+pub mod ports;
+pub mod worker;
+
+pub use engine::{Engine, EngineError, EngineSettings, Event, Handled, Ports, Providers, Recorded, SubmitError, Via};

@@ -1,0 +1,250 @@
+//! The ports: what the engine needs from the world. Each has a local adapter (embedded
+//! stack) and, later, an AWS one; one contract suite runs against both.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Completion, Execution, Job, JobKey, JobStatus, Millis};
+use crate::plan::{MediaKind, Operation, ProviderParams, ReframeMode, Secret, Transition};
+
+/// A body streamed in chunks, never held whole.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("execution {0} already exists")]
+    AlreadyExists(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("corrupt record {key}: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+/// The outcome of a conditional write.
+#[derive(Debug)]
+pub enum Write<T> {
+    /// Written; the record as stored (version bumped).
+    Applied(T),
+    /// Someone else wrote first: re-read and decide again.
+    Stale,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Writes an execution and all its jobs at once; fails if the id exists.
+    async fn create_execution(&self, execution: &Execution, jobs: &[Job]) -> Result<(), StoreError>;
+    async fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError>;
+    /// The execution with every job, in one read (the status call).
+    async fn execution_with_jobs(&self, id: &str) -> Result<Option<(Execution, Vec<Job>)>, StoreError>;
+    async fn job(&self, key: &JobKey) -> Result<Option<Job>, StoreError>;
+    /// Several jobs of one execution; missing ones are left out.
+    async fn jobs(&self, execution_id: &str, job_ids: &[String]) -> Result<Vec<Job>, StoreError>;
+    /// Writes `next` only if the stored job is still at `prev.version`, and moves the
+    /// execution's counters by `CounterDelta::between(prev.status, next.status)` in the same
+    /// atomic write.
+    async fn update_job(&self, prev: &Job, next: &Job) -> Result<Write<Job>, StoreError>;
+    /// Marks the edge `parent → child` done, once: removes `parent` from the child's pending
+    /// parents if it is still there. When that empties the set and the child is `waiting`, the
+    /// child becomes `queued` (with `released_by = parent`) in the same atomic step. A repeat
+    /// changes nothing and reports the child as it stands.
+    async fn release_edge(&self, child: &JobKey, parent: &str, now: Millis) -> Result<EdgeRelease, StoreError>;
+    /// Writes `next` only if the stored execution is still at `prev.version`.
+    async fn update_execution(&self, prev: &Execution, next: &Execution) -> Result<Write<Execution>, StoreError>;
+    /// Jobs awaiting a provider whose next poll is due at `now`, soonest first.
+    async fn due_polls(&self, now: Millis, limit: usize) -> Result<Vec<JobKey>, StoreError>;
+    /// Jobs released (`queued`) before `before` and never claimed: their message may be lost.
+    async fn stale_queued(&self, before: Millis, limit: usize) -> Result<Vec<JobKey>, StoreError>;
+}
+
+/// The child of a released edge, as it stands after the release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeRelease {
+    /// This call removed the edge (false: it was already gone).
+    pub removed: bool,
+    pub status: JobStatus,
+    pub released_by: Option<String>,
+}
+
+/// Work on a queue. One kind for now: "look at this job and move it on".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Message {
+    Job(JobKey),
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message: Message,
+    /// Opaque handle for ack/retry, valid until the visibility timeout ends.
+    pub receipt: String,
+    pub receive_count: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    #[error("unreadable message body: {0}")]
+    Malformed(String),
+}
+
+/// At-least-once delivery with delays and a visibility timeout (SQS semantics).
+#[async_trait]
+pub trait Queue: Send + Sync {
+    async fn send(&self, messages: &[Message], delay: Duration) -> Result<(), QueueError>;
+    /// Up to `max` messages, hidden from others for `visibility`; waits up to `wait` for one.
+    async fn receive(&self, max: usize, visibility: Duration, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
+    /// Makes the message visible again after `delay` (SQS ChangeMessageVisibility).
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("no blob at {0}")]
+    NotFound(String),
+    #[error("blob store failed: {0}")]
+    Io(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub key: String,
+    pub size: u64,
+    pub content_type: String,
+}
+
+#[async_trait]
+pub trait Blobs: Send + Sync {
+    /// Stores a stream under `key` chunk by chunk; a failed stream leaves nothing behind.
+    async fn put(&self, key: &str, content_type: &str, body: ByteStream) -> Result<StoredBlob, BlobError>;
+    async fn get(&self, key: &str) -> Result<ByteStream, BlobError>;
+    /// A URL that reads the blob (ffmpeg and clients read it).
+    async fn url(&self, key: &str) -> Result<String, BlobError>;
+}
+
+/// Time, as the engine sees it. Tests drive a manual clock.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Millis;
+}
+
+/// What probing a media file found.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaInfo {
+    pub duration: Option<f64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub size_bytes: u64,
+}
+
+/// A media input resolved to something ffmpeg can read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedItem {
+    pub url: String,
+    pub kind: MediaKind,
+    pub duration: Option<f64>,
+    pub offset: Option<f64>,
+    pub volume: Option<f64>,
+}
+
+/// A media operation with every input resolved to a readable URL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaTask {
+    Merge {
+        items: Vec<ResolvedItem>,
+        transition: Option<Transition>,
+    },
+    Reframe {
+        input: String,
+        width: u32,
+        height: u32,
+        mode: ReframeMode,
+    },
+}
+
+/// A finished artifact: its bytes (deleted when the stream is dropped) and its probe.
+pub struct Artifact {
+    pub body: ByteStream,
+    pub content_type: String,
+    pub extension: String,
+    pub info: MediaInfo,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The inputs cannot make this output (bad media, impossible request): retrying won't help.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("media tool failed: {0}")]
+    Failed(String),
+}
+
+#[async_trait]
+pub trait Media: Send + Sync {
+    async fn run(&self, task: MediaTask) -> Result<Artifact, MediaError>;
+    async fn probe(&self, url: &str) -> Result<MediaInfo, MediaError>;
+}
+
+/// What the catalog knows of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub id: String,
+    pub operations: Vec<Operation>,
+    pub output: MediaKind,
+    pub completion: Completion,
+}
+
+/// A provider job to start. Inputs are resolved to URLs.
+#[derive(Debug, Clone)]
+pub struct ProviderRequest {
+    pub job: JobKey,
+    pub operation: Operation,
+    pub params: ProviderParams,
+    /// Carried to the provider so that its callback and a reconciliation can find us.
+    pub token: String,
+    pub api_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    pub provider_job_id: String,
+    /// A provider that can answer synchronously (Replicate's `Prefer: wait`) gives the
+    /// final status here; the engine then skips waiting for a webhook or a poll.
+    pub finished: Option<ProviderStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderStatus {
+    Pending,
+    Succeeded { output_url: String, content_type: Option<String> },
+    Failed { message: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider refused for good (bad input, safety filter): fail the job.
+    #[error("{0}")]
+    Fatal(String),
+    /// Try again later (429, 5xx, timeouts), after `retry_after` when the provider said.
+    #[error("provider temporarily unavailable: {message}")]
+    Retryable { message: String, retry_after: Option<Duration> },
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &str;
+    fn models(&self) -> &[ModelInfo];
+    async fn submit(&self, request: ProviderRequest) -> Result<Submission, ProviderError>;
+    /// Finds a job submitted earlier with `token`, if it reached the provider.
+    async fn find(&self, token: &str) -> Result<Option<Submission>, ProviderError>;
+    async fn status(&self, provider_job_id: &str) -> Result<ProviderStatus, ProviderError>;
+    async fn cancel(&self, provider_job_id: &str) -> Result<(), ProviderError>;
+    /// Streams an output the provider produced.
+    async fn download(&self, output_url: &str) -> Result<ByteStream, ProviderError>;
+}

@@ -1,0 +1,104 @@
+//! The job runner loop and the poll timer, over the ports. The embedded stack runs them as
+//! tasks; on AWS the same `process` runs inside the SQS-triggered Lambda.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::engine::{Engine, Handled};
+use crate::ports::{Delivery, Queue};
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Runner tasks pulling the queue.
+    pub concurrency: usize,
+    /// Messages taken per receive.
+    pub batch: usize,
+    pub visibility: Duration,
+    /// Longest wait of one receive for a message.
+    pub wait: Duration,
+    /// Period of the timer (provider polls and the stale sweep).
+    pub tick: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            concurrency: 4,
+            batch: 8,
+            visibility: Duration::from_secs(60),
+            wait: Duration::from_millis(500),
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Handles one delivery and tells the queue what became of it.
+pub async fn process(engine: &Engine, queue: &dyn Queue, delivery: &Delivery) {
+    let outcome = match engine.handle(&delivery.message).await {
+        Ok(Handled::Done) => queue.ack(&delivery.receipt).await,
+        Ok(Handled::RetryAfter(delay)) => queue.retry_later(&delivery.receipt, delay).await,
+        Err(e) => {
+            // The queue keeps the message; back off so a failing store is not hammered.
+            let delay = Duration::from_secs(1u64 << delivery.receive_count.min(6));
+            tracing::warn!(error = %e, ?delay, "message handling failed; will retry");
+            queue.retry_later(&delivery.receipt, delay).await
+        }
+    };
+    if let Err(e) = outcome {
+        // The visibility timeout brings the message back anyway.
+        tracing::warn!(error = %e, "could not settle a message with the queue");
+    }
+}
+
+/// Runs `settings.concurrency` runners until `shutdown` turns true.
+pub async fn run_workers(engine: Arc<Engine>, queue: Arc<dyn Queue>, settings: WorkerSettings, shutdown: watch::Receiver<bool>) {
+    let mut runners = tokio::task::JoinSet::new();
+    for _ in 0..settings.concurrency.max(1) {
+        let (engine, queue, settings, mut shutdown) = (engine.clone(), queue.clone(), settings.clone(), shutdown.clone());
+        runners.spawn(async move {
+            while !*shutdown.borrow() {
+                let received = tokio::select! {
+                    r = queue.receive(settings.batch, settings.visibility, settings.wait) => r,
+                    _ = shutdown.changed() => break,
+                };
+                match received {
+                    Ok(deliveries) => {
+                        for delivery in &deliveries {
+                            process(&engine, queue.as_ref(), delivery).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "queue receive failed");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+    }
+    while runners.join_next().await.is_some() {}
+}
+
+/// One tick of the schedule: poll due provider jobs, re-send lost releases.
+pub async fn tick(engine: &Engine) {
+    const BATCH: usize = 100;
+    if let Err(e) = engine.poll_due(BATCH).await {
+        tracing::warn!(error = %e, "provider poll tick failed");
+    }
+    if let Err(e) = engine.sweep_stale(BATCH).await {
+        tracing::warn!(error = %e, "stale sweep failed");
+    }
+}
+
+/// Plays the schedule every `settings.tick` until `shutdown`.
+pub async fn run_timer(engine: Arc<Engine>, settings: WorkerSettings, mut shutdown: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(settings.tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*shutdown.borrow() {
+        tokio::select! {
+            _ = interval.tick() => tick(&engine).await,
+            _ = shutdown.changed() => break,
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Instant stand-ins for the provider, media and blob ports, for benchmarks and engine tests:
+//! where the engine's own cost and correctness are what is measured, not ffmpeg's.
+//! They count the work they are given, so a test can prove no job's work ran twice.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+
+use reelay_core::domain::{Completion, JobKey};
+use reelay_core::plan::{MediaKind, Operation};
+use reelay_core::ports::{
+    Artifact, BlobError, Blobs, ByteStream, Media, MediaError, MediaInfo, MediaTask, ModelInfo, Provider, ProviderError,
+    ProviderRequest, ProviderStatus, StoredBlob, Submission,
+};
+
+/// Provider `instant`: model `done` answers a submit with a finished result; model `later`
+/// finishes only when polled. Jobs whose id is in `failing` fail.
+pub struct InstantProvider {
+    models: Vec<ModelInfo>,
+    failing: HashSet<String>,
+    submits: Mutex<HashMap<JobKey, u32>>,
+    by_token: Mutex<HashMap<String, String>>,
+}
+
+impl InstantProvider {
+    pub fn new(failing: impl IntoIterator<Item = String>) -> Self {
+        let model = |id: &str, completion| ModelInfo {
+            id: id.into(),
+            operations: vec![Operation::Generate],
+            output: MediaKind::Video,
+            completion,
+        };
+        InstantProvider {
+            models: vec![model("done", Completion::Polling), model("later", Completion::Polling)],
+            failing: failing.into_iter().collect(),
+            submits: Mutex::new(HashMap::new()),
+            by_token: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How many times each job was submitted.
+    pub fn submits(&self) -> HashMap<JobKey, u32> {
+        self.submits.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn outcome(&self, provider_job_id: &str) -> ProviderStatus {
+        let job_id = provider_job_id.rsplit_once('/').map_or(provider_job_id, |(_, j)| j);
+        if self.failing.contains(job_id) {
+            ProviderStatus::Failed {
+                message: format!("{job_id} was told to fail"),
+            }
+        } else {
+            ProviderStatus::Succeeded {
+                output_url: format!("instant://{provider_job_id}.mp4"),
+                content_type: Some("video/mp4".into()),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for InstantProvider {
+    fn name(&self) -> &str {
+        "instant"
+    }
+
+    fn models(&self) -> &[ModelInfo] {
+        &self.models
+    }
+
+    async fn submit(&self, request: ProviderRequest) -> Result<Submission, ProviderError> {
+        *self
+            .submits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(request.job.clone())
+            .or_default() += 1;
+        let id = format!("{}/{}", request.job.execution_id, request.job.job_id);
+        self.by_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request.token.clone(), id.clone());
+        let finished = (request.params.model_id == "done").then(|| self.outcome(&id));
+        Ok(Submission {
+            provider_job_id: id,
+            finished,
+        })
+    }
+
+    async fn find(&self, token: &str) -> Result<Option<Submission>, ProviderError> {
+        let id = self.by_token.lock().unwrap_or_else(|p| p.into_inner()).get(token).cloned();
+        Ok(id.map(|provider_job_id| Submission {
+            provider_job_id,
+            finished: None,
+        }))
+    }
+
+    async fn status(&self, provider_job_id: &str) -> Result<ProviderStatus, ProviderError> {
+        Ok(self.outcome(provider_job_id))
+    }
+
+    async fn cancel(&self, _provider_job_id: &str) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    async fn download(&self, _output_url: &str) -> Result<ByteStream, ProviderError> {
+        Ok(Box::pin(futures::stream::iter([Ok(bytes::Bytes::from_static(b"instant"))])))
+    }
+}
+
+/// Media that is done at once: an empty MP4-labelled artifact.
+#[derive(Default)]
+pub struct InstantMedia {
+    runs: Mutex<u64>,
+}
+
+impl InstantMedia {
+    pub fn runs(&self) -> u64 {
+        *self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Media for InstantMedia {
+    async fn run(&self, _task: MediaTask) -> Result<Artifact, MediaError> {
+        *self.runs.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Ok(Artifact {
+            body: Box::pin(futures::stream::iter([Ok(bytes::Bytes::from_static(b"media"))])),
+            content_type: "video/mp4".into(),
+            extension: "mp4".into(),
+            info: MediaInfo {
+                duration: Some(1.0),
+                width: Some(16),
+                height: Some(9),
+                size_bytes: 5,
+            },
+        })
+    }
+
+    async fn probe(&self, _url: &str) -> Result<MediaInfo, MediaError> {
+        Ok(MediaInfo {
+            duration: Some(1.0),
+            width: Some(16),
+            height: Some(9),
+            size_bytes: 7,
+        })
+    }
+}
+
+/// Blobs that are read and forgotten (their size is kept).
+#[derive(Default)]
+pub struct NullBlobs;
+
+#[async_trait]
+impl Blobs for NullBlobs {
+    async fn put(&self, key: &str, content_type: &str, mut body: ByteStream) -> Result<StoredBlob, BlobError> {
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            size += chunk.map_err(|e| BlobError::Io(e.to_string()))?.len() as u64;
+        }
+        Ok(StoredBlob {
+            key: key.to_string(),
+            size,
+            content_type: content_type.to_string(),
+        })
+    }
+
+    async fn get(&self, key: &str) -> Result<ByteStream, BlobError> {
+        Err(BlobError::NotFound(key.to_string()))
+    }
+
+    async fn url(&self, key: &str) -> Result<String, BlobError> {
+        Ok(format!("null://{key}"))
+    }
+}

@@ -1,0 +1,292 @@
+//! `local`: a stand-in for remote AI models that renders real media with ffmpeg, offline.
+//! It behaves like a remote asynchronous provider: `submit` answers at once with a job id,
+//! the work finishes later (after a configurable delay), and the result arrives either by
+//! a webhook (models marked so) or by being polled. Its jobs live in files, so like a real
+//! provider it keeps working on them while reelay restarts.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::io::ReaderStream;
+
+use reelay_core::domain::{Completion, JobKey};
+use reelay_core::plan::{parse_resolution, AspectRatio, MediaKind, Operation};
+use reelay_core::ports::{
+    ByteStream, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus, Submission,
+};
+
+/// A callback as a provider would POST it: which job, its token, and the outcome.
+#[derive(Debug, Clone)]
+pub struct ProviderWebhook {
+    pub job: JobKey,
+    pub token: String,
+    pub status: ProviderStatus,
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalProviderSettings {
+    /// Where the provider keeps its jobs and outputs.
+    pub workdir: PathBuf,
+    /// How long a job "runs" before rendering starts (stands in for model time).
+    pub delay: Duration,
+}
+
+pub struct LocalProvider {
+    settings: LocalProviderSettings,
+    models: Vec<ModelInfo>,
+    webhooks: mpsc::UnboundedSender<ProviderWebhook>,
+    running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// Itself, for the render tasks it spawns.
+    this: Weak<LocalProvider>,
+}
+
+/// What a job asked for, written when it is accepted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LocalJob {
+    job: JobKey,
+    token: String,
+    model: String,
+    kind: MediaKind,
+    prompt: String,
+    duration: f64,
+    width: u32,
+    height: u32,
+    /// Test hook: a job whose params carry `"fail": "<reason>"` fails with that reason.
+    fail: Option<String>,
+    webhook: bool,
+}
+
+fn model(id: &str, operation: Operation, output: MediaKind, completion: Completion) -> ModelInfo {
+    ModelInfo {
+        id: id.into(),
+        operations: vec![operation],
+        output,
+        completion,
+    }
+}
+
+impl LocalProvider {
+    /// Returns the provider and the receiving end of its webhooks, which the host delivers
+    /// to the engine as the provider-callback route would.
+    pub fn new(
+        mut settings: LocalProviderSettings,
+    ) -> std::io::Result<(Arc<LocalProvider>, mpsc::UnboundedReceiver<ProviderWebhook>)> {
+        std::fs::create_dir_all(&settings.workdir)?;
+        // Canonical, so output URLs can be checked to lie inside it.
+        settings.workdir = settings.workdir.canonicalize()?;
+        let (webhooks, receiver) = mpsc::unbounded_channel();
+        let models = vec![
+            model("video", Operation::Generate, MediaKind::Video, Completion::Webhook),
+            model("video-polling", Operation::Generate, MediaKind::Video, Completion::Polling),
+            model("image", Operation::GenerateImage, MediaKind::Image, Completion::Webhook),
+            model("image-polling", Operation::GenerateImage, MediaKind::Image, Completion::Polling),
+            model("audio", Operation::GenerateAudio, MediaKind::Audio, Completion::Polling),
+        ];
+        let provider = Arc::new_cyclic(|this| LocalProvider {
+            settings,
+            models,
+            webhooks,
+            running: Mutex::new(HashMap::new()),
+            this: this.clone(),
+        });
+        Ok((provider, receiver))
+    }
+
+    fn job_dir(&self, id: &str) -> Result<PathBuf, ProviderError> {
+        // Ids are ours (UUIDs); refuse anything else rather than touch a path it names.
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(ProviderError::Fatal(format!("unknown local job {id}")));
+        }
+        Ok(self.settings.workdir.join("jobs").join(id))
+    }
+
+    fn token_file(&self, token: &str) -> PathBuf {
+        self.settings.workdir.join("tokens").join(token)
+    }
+
+    fn output_path(dir: &Path, kind: MediaKind) -> PathBuf {
+        dir.join(match kind {
+            MediaKind::Image => "output.png",
+            MediaKind::Audio => "output.m4a",
+            _ => "output.mp4",
+        })
+    }
+
+    /// Starts (or, after a restart, restarts) the render of a job unless it is running.
+    fn spawn(&self, id: &str, job: LocalJob) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.get(id).is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let Some(me) = self.this.upgrade() else { return };
+        let id_owned = id.to_string();
+        let handle = tokio::spawn(async move { me.render(&id_owned, job).await });
+        running.insert(id.to_string(), handle.abort_handle());
+    }
+
+    async fn render(&self, id: &str, job: LocalJob) {
+        tokio::time::sleep(self.settings.delay).await;
+        let Ok(dir) = self.job_dir(id) else { return };
+        let out = Self::output_path(&dir, job.kind);
+        let rendered = match (&job.fail, job.kind) {
+            (Some(reason), _) => Err(reason.clone()),
+            (None, MediaKind::Image) => reelay_media::render_image(&job.prompt, job.width, job.height, &out)
+                .await
+                .map_err(|e| e.to_string()),
+            (None, MediaKind::Audio) => reelay_media::render_audio(job.duration, &out).await.map_err(|e| e.to_string()),
+            (None, _) => reelay_media::render_video(&job.prompt, job.duration, job.width, job.height, &out)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        let status = match rendered {
+            Ok(()) => ProviderStatus::Succeeded {
+                output_url: format!("file://{}", out.display()),
+                content_type: Some(content_type(job.kind).into()),
+            },
+            Err(message) => {
+                if let Err(e) = tokio::fs::write(dir.join("error"), &message).await {
+                    tracing::warn!(error = %e, "local provider could not record a failure");
+                }
+                ProviderStatus::Failed { message }
+            }
+        };
+        if job.webhook {
+            // The receiver may be gone (shutting down): polling covers it, as with a real provider.
+            let _ = self.webhooks.send(ProviderWebhook {
+                job: job.job.clone(),
+                token: job.token.clone(),
+                status,
+            });
+        }
+    }
+
+    fn read_job(dir: &Path) -> Option<LocalJob> {
+        let raw = std::fs::read(dir.join("request.json")).ok()?;
+        serde_json::from_slice(&raw).ok()
+    }
+}
+
+fn content_type(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Image => "image/png",
+        MediaKind::Audio => "audio/mp4",
+        _ => "video/mp4",
+    }
+}
+
+fn io(e: std::io::Error) -> ProviderError {
+    ProviderError::Retryable {
+        message: e.to_string(),
+        retry_after: None,
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn models(&self) -> &[ModelInfo] {
+        &self.models
+    }
+
+    async fn submit(&self, request: ProviderRequest) -> Result<Submission, ProviderError> {
+        let model = self
+            .models
+            .iter()
+            .find(|m| m.id == request.params.model_id)
+            .ok_or_else(|| ProviderError::Fatal(format!("local has no model {}", request.params.model_id)))?;
+        let p = &request.params;
+        let ratio = p.aspect_ratio.unwrap_or(AspectRatio { w: 16, h: 9 });
+        let short_side = p.resolution.as_deref().and_then(parse_resolution).unwrap_or(720);
+        let (width, height) = ratio.frame(short_side);
+        let job = LocalJob {
+            job: request.job.clone(),
+            token: request.token.clone(),
+            model: model.id.clone(),
+            kind: model.output,
+            prompt: p.prompt.clone().unwrap_or_default(),
+            duration: p.duration.unwrap_or(5.0),
+            width,
+            height,
+            fail: p.options.get("fail").and_then(|v| v.as_str()).map(str::to_string),
+            webhook: model.completion == Completion::Webhook,
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let dir = self.job_dir(&id)?;
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let body = serde_json::to_vec(&job).map_err(|e| ProviderError::Fatal(e.to_string()))?;
+        tokio::fs::write(dir.join("request.json"), body).await.map_err(io)?;
+        let tokens = self.settings.workdir.join("tokens");
+        tokio::fs::create_dir_all(&tokens).await.map_err(io)?;
+        tokio::fs::write(self.token_file(&request.token), &id).await.map_err(io)?;
+        self.spawn(&id, job);
+        Ok(Submission {
+            provider_job_id: id,
+            finished: None,
+        })
+    }
+
+    async fn find(&self, token: &str) -> Result<Option<Submission>, ProviderError> {
+        if token.is_empty() || !token.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Ok(None);
+        }
+        match tokio::fs::read_to_string(self.token_file(token)).await {
+            Ok(id) => Ok(Some(Submission {
+                provider_job_id: id,
+                finished: None,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    async fn status(&self, provider_job_id: &str) -> Result<ProviderStatus, ProviderError> {
+        let dir = self.job_dir(provider_job_id)?;
+        let Some(job) = Self::read_job(&dir) else {
+            return Err(ProviderError::Fatal(format!("unknown local job {provider_job_id}")));
+        };
+        if let Ok(message) = tokio::fs::read_to_string(dir.join("error")).await {
+            return Ok(ProviderStatus::Failed { message });
+        }
+        if dir.join("cancelled").exists() {
+            return Ok(ProviderStatus::Failed {
+                message: "cancelled".into(),
+            });
+        }
+        let out = Self::output_path(&dir, job.kind);
+        if out.exists() {
+            return Ok(ProviderStatus::Succeeded {
+                output_url: format!("file://{}", out.display()),
+                content_type: Some(content_type(job.kind).into()),
+            });
+        }
+        // Still rendering, or the render died with a previous process: (re)start it.
+        self.spawn(provider_job_id, job);
+        Ok(ProviderStatus::Pending)
+    }
+
+    async fn cancel(&self, provider_job_id: &str) -> Result<(), ProviderError> {
+        let dir = self.job_dir(provider_job_id)?;
+        if let Some(handle) = self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(provider_job_id) {
+            handle.abort();
+        }
+        tokio::fs::write(dir.join("cancelled"), b"").await.map_err(io)
+    }
+
+    async fn download(&self, output_url: &str) -> Result<ByteStream, ProviderError> {
+        let path = output_url
+            .strip_prefix("file://")
+            .map(PathBuf::from)
+            .filter(|p| p.starts_with(&self.settings.workdir))
+            .ok_or_else(|| ProviderError::Fatal(format!("not a local provider output: {output_url}")))?;
+        let file = tokio::fs::File::open(&path).await.map_err(io)?;
+        Ok(Box::pin(ReaderStream::with_capacity(file, 256 * 1024)))
+    }
+}
