@@ -46,7 +46,9 @@ fn shapes() -> Vec<(&'static str, Vec<(String, Vec<String>)>)> {
             let parents = if layer == 0 {
                 vec![]
             } else {
-                let mut p: Vec<String> = (0..3).map(|_| id((layer - 1) * 100 + rng.random_range(0..100))).collect();
+                let mut p: Vec<String> = (0..3)
+                    .map(|_| id((layer - 1) * 100 + rng.random_range(0..100)))
+                    .collect();
                 p.sort();
                 p.dedup();
                 p
@@ -86,7 +88,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!(
         "reelay bench: SQLite store + queue on disk ({}), {} runner tasks, instant provider",
-        if args.fsync { "synchronous=FULL" } else { "WAL, synchronous=NORMAL" },
+        if args.fsync {
+            "synchronous=FULL"
+        } else {
+            "WAL, synchronous=NORMAL"
+        },
         args.workers
     );
     println!(
@@ -98,7 +104,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let dir = tempfile::tempdir()?;
-        let durability = if args.fsync { Durability::Power } else { Durability::Process };
+        let durability = if args.fsync {
+            Durability::Power
+        } else {
+            Durability::Process
+        };
         let db = Db::open(&dir.path().join("bench.db"), durability)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let queue = Arc::new(SqliteQueue::new(db.clone(), clock.clone()));
@@ -107,7 +117,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             max_jobs: 100_000,
             max_body_bytes: usize::MAX,
         };
-        let request = parse_value(&plan(&jobs), &providers, limits).map_err(|e| anyhow::anyhow!("bench plan invalid: {e:?}"))?;
+        let request =
+            parse_value(&plan(&jobs), &providers, limits).map_err(|e| anyhow::anyhow!("bench plan invalid: {e:?}"))?;
         let engine = Arc::new(Engine::new(
             Ports {
                 store: Arc::new(SqliteStore::new(db)),
@@ -157,7 +168,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let _ = stop.send(true);
         let _ = runners.await;
         if ended != reelay_core::domain::ExecutionStatus::Completed || completed.len() != jobs.len() {
-            anyhow::bail!("{name}: ended {} with {}/{} jobs completed", ended.name(), completed.len(), jobs.len());
+            anyhow::bail!(
+                "{name}: ended {} with {}/{} jobs completed",
+                ended.name(),
+                completed.len(),
+                jobs.len()
+            );
         }
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let mut per_job: Vec<f64> = completed

@@ -11,15 +11,21 @@ use reelay_core::{Engine, Event};
 /// The tenant of everything run from the command line.
 pub const LOCAL_TENANT: &str = "local";
 
-pub async fn follow(engine: &Engine, execution_id: &str, mut events: broadcast::Receiver<Event>) -> anyhow::Result<ExitCode> {
+pub async fn follow(
+    engine: &Engine,
+    execution_id: &str,
+    mut events: broadcast::Receiver<Event>,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let Some((execution, jobs)) = engine.store().execution_with_jobs(execution_id).await? else {
         anyhow::bail!("no execution {execution_id} in this data folder");
     };
     println!("execution {} ({} jobs)", execution.id, execution.total_jobs);
     let width = jobs.iter().map(|j| j.id().len()).max().unwrap_or(4).max(4);
-    let operations: std::collections::HashMap<String, &'static str> =
-        jobs.iter().map(|j| (j.id().to_string(), j.spec.operation.name())).collect();
+    let operations: std::collections::HashMap<String, &'static str> = jobs
+        .iter()
+        .map(|j| (j.id().to_string(), j.spec.operation.name()))
+        .collect();
     let mut ended = execution.status.is_terminal();
     while !ended {
         // Events drive the lines; a timed re-read of the store is the backstop should an
@@ -27,7 +33,13 @@ pub async fn follow(engine: &Engine, execution_id: &str, mut events: broadcast::
         match tokio::time::timeout(std::time::Duration::from_secs(1), events.recv()).await {
             Ok(Ok(Event::Job { key, status, .. })) if key.execution_id == execution_id => {
                 let op = operations.get(&key.job_id).copied().unwrap_or("?");
-                println!("  {:<width$}  {:<14} {:<17} {:>6.1}s", key.job_id, op, status.name(), started.elapsed().as_secs_f64());
+                println!(
+                    "  {:<width$}  {:<14} {:<17} {:>6.1}s",
+                    key.job_id,
+                    op,
+                    status.name(),
+                    started.elapsed().as_secs_f64()
+                );
             }
             Ok(Ok(Event::ExecutionEnded { id, .. })) if id == execution_id => ended = true,
             Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => {

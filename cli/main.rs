@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use reelay_local::{LocalNode, NodeSettings};
 
 #[derive(Parser)]
-#[command(name = "reelay", version, about = "Composable AI media pipelines, run locally or on AWS")]
+#[command(
+    name = "reelay",
+    version,
+    about = "Composable AI media pipelines, run locally or on AWS"
+)]
 struct Cli {
     /// Where the embedded stack keeps its state (database, blobs, provider work).
     #[arg(long, global = true, env = "REELAY_DATA_DIR", default_value = ".reelay")]
@@ -83,12 +87,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(reelay_core::SubmitError::Invalid(errors)) => {
                     eprintln!("the plan is invalid:");
                     for e in errors {
-                        let at = [e.job_id.map(|j| format!("job {j}")), e.field.map(|f| format!("field {f}"))]
-                            .into_iter()
-                            .flatten()
-                            .collect::<Vec<_>>()
-                            .join(", ");
-                        eprintln!("  [{}] {}{}", e.code, e.message, if at.is_empty() { String::new() } else { format!(" ({at})") });
+                        let at = [
+                            e.job_id.map(|j| format!("job {j}")),
+                            e.field.map(|f| format!("field {f}")),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                        eprintln!(
+                            "  [{}] {}{}",
+                            e.code,
+                            e.message,
+                            if at.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({at})")
+                            }
+                        );
                     }
                     node.stop().await;
                     return Ok(ExitCode::from(2));

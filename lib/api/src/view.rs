@@ -58,12 +58,8 @@ pub fn status_view(execution: &Execution, jobs: &[Job]) -> StatusView {
         .collect();
     running.sort_by_key(|j| j.started_at);
     // Jobs in plan order, as the client wrote them.
-    let order: std::collections::HashMap<&str, usize> = jobs
-        .iter()
-        .map(|j| j.id())
-        .enumerate()
-        .map(|(i, id)| (id, i))
-        .collect();
+    let order: std::collections::HashMap<&str, usize> =
+        jobs.iter().map(|j| j.id()).enumerate().map(|(i, id)| (id, i)).collect();
     let mut sorted: Vec<&Job> = jobs.iter().collect();
     sorted.sort_by_key(|j| order.get(j.id()).copied());
     let total = execution.total_jobs.max(1);
@@ -95,7 +91,11 @@ pub fn status_view(execution: &Execution, jobs: &[Job]) -> StatusView {
             .map(|(id, o)| (id.clone(), result_value(o)))
             .collect(),
         error: execution.error.as_ref().map(|e| e.message.clone()),
-        failed_jobs: execution.error.as_ref().map(|e| e.failed_jobs.clone()).unwrap_or_default(),
+        failed_jobs: execution
+            .error
+            .as_ref()
+            .map(|e| e.failed_jobs.clone())
+            .unwrap_or_default(),
         created_at: iso8601(execution.created_at),
         started_at: execution.started_at.map(iso8601),
         completed_at: execution.completed_at.map(iso8601),

@@ -156,8 +156,13 @@ pub struct ProviderCall {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "status")]
 pub enum ProviderOutcome {
-    Succeeded { output_url: String, content_type: Option<String> },
-    Failed { message: String },
+    Succeeded {
+        output_url: String,
+        content_type: Option<String>,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -68,10 +68,11 @@ pub struct EdgeRelease {
     pub removed: bool,
     pub status: JobStatus,
     pub released_by: Option<String>,
+    pub queued_at: Option<Millis>,
 }
 
 /// Work on a queue. One kind for now: "look at this job and move it on".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Message {
     Job(JobKey),
@@ -222,8 +223,13 @@ pub struct Submission {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProviderStatus {
     Pending,
-    Succeeded { output_url: String, content_type: Option<String> },
-    Failed { message: String },
+    Succeeded {
+        output_url: String,
+        content_type: Option<String>,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +239,10 @@ pub enum ProviderError {
     Fatal(String),
     /// Try again later (429, 5xx, timeouts), after `retry_after` when the provider said.
     #[error("provider temporarily unavailable: {message}")]
-    Retryable { message: String, retry_after: Option<Duration> },
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
 }
 
 #[async_trait]

@@ -53,10 +53,16 @@ pub async fn process(engine: &Engine, queue: &dyn Queue, delivery: &Delivery) {
 }
 
 /// Runs `settings.concurrency` runners until `shutdown` turns true.
-pub async fn run_workers(engine: Arc<Engine>, queue: Arc<dyn Queue>, settings: WorkerSettings, shutdown: watch::Receiver<bool>) {
+pub async fn run_workers(
+    engine: Arc<Engine>,
+    queue: Arc<dyn Queue>,
+    settings: WorkerSettings,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut runners = tokio::task::JoinSet::new();
     for _ in 0..settings.concurrency.max(1) {
-        let (engine, queue, settings, mut shutdown) = (engine.clone(), queue.clone(), settings.clone(), shutdown.clone());
+        let (engine, queue, settings, mut shutdown) =
+            (engine.clone(), queue.clone(), settings.clone(), shutdown.clone());
         runners.spawn(async move {
             while !*shutdown.borrow() {
                 let received = tokio::select! {

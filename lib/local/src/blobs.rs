@@ -73,11 +73,24 @@ impl Blobs for FileBlobs {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, BlobError> {
+        let missing = || BlobError::NotFound(key.to_string());
         let file = match tokio::fs::File::open(self.path(key)?).await {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound(key.to_string())),
+            // `a/b/c` where `a/b` is a blob: no blob either.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Err(missing())
+            }
             Err(e) => return Err(io(e)),
         };
+        // A folder (the prefix of other keys) opens fine but is no blob.
+        if !file.metadata().await.map_err(io)?.is_file() {
+            return Err(missing());
+        }
         Ok(Box::pin(ReaderStream::with_capacity(file, 256 * 1024)))
     }
 

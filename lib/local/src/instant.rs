@@ -11,8 +11,8 @@ use futures::StreamExt;
 use reelay_core::domain::{Completion, JobKey};
 use reelay_core::plan::{MediaKind, Operation};
 use reelay_core::ports::{
-    Artifact, BlobError, Blobs, ByteStream, Media, MediaError, MediaInfo, MediaTask, ModelInfo, Provider, ProviderError,
-    ProviderRequest, ProviderStatus, StoredBlob, Submission,
+    Artifact, BlobError, Blobs, ByteStream, Media, MediaError, MediaInfo, MediaTask, ModelInfo, Provider,
+    ProviderError, ProviderRequest, ProviderStatus, StoredBlob, Submission,
 };
 
 /// Provider `instant`: model `done` answers a submit with a finished result; model `later`
@@ -90,7 +90,12 @@ impl Provider for InstantProvider {
     }
 
     async fn find(&self, token: &str) -> Result<Option<Submission>, ProviderError> {
-        let id = self.by_token.lock().unwrap_or_else(|p| p.into_inner()).get(token).cloned();
+        let id = self
+            .by_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned();
         Ok(id.map(|provider_job_id| Submission {
             provider_job_id,
             finished: None,
@@ -106,7 +111,9 @@ impl Provider for InstantProvider {
     }
 
     async fn download(&self, _output_url: &str) -> Result<ByteStream, ProviderError> {
-        Ok(Box::pin(futures::stream::iter([Ok(bytes::Bytes::from_static(b"instant"))])))
+        Ok(Box::pin(futures::stream::iter([Ok(bytes::Bytes::from_static(
+            b"instant",
+        ))])))
     }
 }
 

@@ -89,8 +89,12 @@ impl LocalNode {
         let db = Db::open(&dir.join("reelay.db"), settings.durability)?;
         let store = Arc::new(SqliteStore::new(db.clone()));
         let queue = Arc::new(SqliteQueue::new(db, clock.clone()));
-        let leases = store.release_all_leases().map_err(|e| NodeError::Recovery(e.to_string()))?;
-        let in_flight = queue.recover_in_flight().map_err(|e| NodeError::Recovery(e.to_string()))?;
+        let leases = store
+            .release_all_leases()
+            .map_err(|e| NodeError::Recovery(e.to_string()))?;
+        let in_flight = queue
+            .recover_in_flight()
+            .map_err(|e| NodeError::Recovery(e.to_string()))?;
         if leases + in_flight > 0 {
             tracing::info!(leases, in_flight, "took over work left by a previous process");
         }

@@ -56,7 +56,9 @@ impl SqliteQueue {
         let tx = conn.transaction().map_err(unavailable)?;
         let rows: Vec<(i64, String, u32)> = {
             let mut stmt = tx
-                .prepare_cached("SELECT id, body, receive_count FROM queue WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2")
+                .prepare_cached(
+                    "SELECT id, body, receive_count FROM queue WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
+                )
                 .map_err(unavailable)?;
             let rows = stmt
                 .query_map(params![now, max as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -73,10 +75,12 @@ impl SqliteQueue {
         let mut deliveries = Vec::with_capacity(rows.len());
         for (id, body, count) in rows {
             let receipt = format!("{id}:{:016x}", rand::rng().random::<u64>());
-            tx.prepare_cached("UPDATE queue SET visible_at = ?2, receive_count = receive_count + 1, receipt = ?3 WHERE id = ?1")
-                .map_err(unavailable)?
-                .execute(params![id, hidden_until, receipt])
-                .map_err(unavailable)?;
+            tx.prepare_cached(
+                "UPDATE queue SET visible_at = ?2, receive_count = receive_count + 1, receipt = ?3 WHERE id = ?1",
+            )
+            .map_err(unavailable)?
+            .execute(params![id, hidden_until, receipt])
+            .map_err(unavailable)?;
             match serde_json::from_str::<Message>(&body) {
                 Ok(message) => deliveries.push(Delivery {
                     message,
@@ -86,7 +90,8 @@ impl SqliteQueue {
                 Err(e) => {
                     // Unreadable bodies cannot be handled by anyone: drop them, loudly.
                     tracing::error!(id, error = %e, "dropping an unreadable queue message");
-                    tx.execute("DELETE FROM queue WHERE id = ?1", [id]).map_err(unavailable)?;
+                    tx.execute("DELETE FROM queue WHERE id = ?1", [id])
+                        .map_err(unavailable)?;
                 }
             }
         }
@@ -172,7 +177,11 @@ impl Queue for SqliteQueue {
 
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
         let at = self.clock.now() + delay.as_millis() as i64;
-        self.settle(receipt, "UPDATE queue SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2", Some(at))?;
+        self.settle(
+            receipt,
+            "UPDATE queue SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2",
+            Some(at),
+        )?;
         if delay.is_zero() {
             self.arrived.notify_waiters();
         }

@@ -244,10 +244,12 @@ impl Store for SqliteStore {
         }
         let delta = CounterDelta::between(prev.status, stored.status);
         if delta.open != 0 || delta.completed != 0 {
-            tx.prepare_cached("UPDATE executions SET open_jobs = open_jobs + ?2, completed_jobs = completed_jobs + ?3 WHERE id = ?1")
-                .map_err(unavailable)?
-                .execute(params![stored.execution_id, delta.open, delta.completed])
-                .map_err(unavailable)?;
+            tx.prepare_cached(
+                "UPDATE executions SET open_jobs = open_jobs + ?2, completed_jobs = completed_jobs + ?3 WHERE id = ?1",
+            )
+            .map_err(unavailable)?
+            .execute(params![stored.execution_id, delta.open, delta.completed])
+            .map_err(unavailable)?;
         }
         if delta.start {
             tx.prepare_cached(
@@ -275,13 +277,15 @@ impl Store for SqliteStore {
             .map_err(unavailable)?
             .query_row(params![child.execution_id, child.job_id], |r| r.get(0))
             .map_err(unavailable)?;
-        let row: Option<(String, Option<String>)> = tx
-            .prepare_cached("SELECT status, released_by FROM jobs WHERE execution_id = ?1 AND job_id = ?2")
+        let row: Option<(String, Option<String>, Option<Millis>)> = tx
+            .prepare_cached("SELECT status, released_by, queued_at FROM jobs WHERE execution_id = ?1 AND job_id = ?2")
             .map_err(unavailable)?
-            .query_row(params![child.execution_id, child.job_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![child.execution_id, child.job_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()
             .map_err(unavailable)?;
-        let Some((status, released_by)) = row else {
+        let Some((status, released_by, queued_at)) = row else {
             return Err(StoreError::Corrupt {
                 key: child.job_id.clone(),
                 message: "edge to a job that does not exist".into(),
@@ -310,12 +314,14 @@ impl Store for SqliteStore {
                 removed,
                 status: JobStatus::Queued,
                 released_by: Some(parent.to_string()),
+                queued_at: Some(now),
             }
         } else {
             EdgeRelease {
                 removed,
                 status,
                 released_by,
+                queued_at,
             }
         };
         tx.commit().map_err(unavailable)?;
@@ -326,10 +332,12 @@ impl Store for SqliteStore {
         let mut stored = next.clone();
         stored.version = prev.version + 1;
         let conn = self.db.lock();
-        // Counters are not written here: job writes own them.
-        let changed = conn
-            .execute(
-                "UPDATE executions SET status = ?2, started_at = ?3, version = ?4, record = ?5 WHERE id = ?1 AND version = ?6",
+        // Counters are not written here: job writes own them. The live ones come back, so
+        // `Applied` is the record as stored.
+        let counters: Option<(i64, i64)> = conn
+            .query_row(
+                "UPDATE executions SET status = ?2, started_at = ?3, version = ?4, record = ?5 WHERE id = ?1 AND version = ?6
+                 RETURNING open_jobs, completed_jobs",
                 params![
                     stored.id,
                     stored.status.name(),
@@ -338,9 +346,16 @@ impl Store for SqliteStore {
                     encode(&stored)?,
                     prev.version as i64
                 ],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
+            .optional()
             .map_err(unavailable)?;
-        Ok(if changed == 1 { Write::Applied(stored) } else { Write::Stale })
+        let Some((open, completed)) = counters else {
+            return Ok(Write::Stale);
+        };
+        stored.open_jobs = open as u32;
+        stored.completed_jobs = completed as u32;
+        Ok(Write::Applied(stored))
     }
 
     async fn due_polls(&self, now: Millis, limit: usize) -> Result<Vec<JobKey>, StoreError> {

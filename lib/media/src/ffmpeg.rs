@@ -38,28 +38,17 @@ pub(crate) async fn ffmpeg(args: Vec<OsString>) -> Result<(), MediaError> {
 
 /// Runs ffprobe with `args` and returns its stdout.
 pub(crate) async fn ffprobe(args: Vec<OsString>) -> Result<Vec<u8>, MediaError> {
-    let mut all: Vec<OsString> = ["-v", "error", "-hide_banner"]
-        .iter()
-        .map(OsString::from)
-        .collect();
+    let mut all: Vec<OsString> = ["-v", "error", "-hide_banner"].iter().map(OsString::from).collect();
     all.extend(args);
     run(&binary("REELAY_FFPROBE", "ffprobe"), all, true).await
 }
 
-pub(crate) async fn run(
-    binary: &str,
-    args: Vec<OsString>,
-    capture_stdout: bool,
-) -> Result<Vec<u8>, MediaError> {
+pub(crate) async fn run(binary: &str, args: Vec<OsString>, capture_stdout: bool) -> Result<Vec<u8>, MediaError> {
     tracing::debug!(binary, args = ?args, "running");
     let output = Command::new(binary)
         .args(&args)
         .stdin(Stdio::null())
-        .stdout(if capture_stdout {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdout(if capture_stdout { Stdio::piped() } else { Stdio::null() })
         .stderr(Stdio::piped())
         // A dropped (cancelled) future must not leave an encoder running.
         .kill_on_drop(true)
@@ -83,11 +72,7 @@ pub(crate) async fn run(
 }
 
 fn stderr_tail(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines: Vec<&str> = stderr.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
     let start = lines.len().saturating_sub(STDERR_TAIL_LINES);
     lines[start..].join("\n")
 }
@@ -103,10 +88,7 @@ pub(crate) fn file_arg(path: &Path) -> OsString {
 /// Extra output options for containers of the MP4 family: the index goes
 /// first so the file can be streamed before it is fully downloaded.
 pub(crate) fn container_args(out: &Path) -> Vec<OsString> {
-    let ext = out
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
+    let ext = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("mp4" | "m4v" | "m4a" | "mov") => vec!["-movflags".into(), "+faststart".into()],
         _ => Vec::new(),
@@ -127,9 +109,9 @@ impl TempFile {
     /// name (so ffmpeg still picks the muxer from the extension), with
     /// `suffix` appended when given.
     pub(crate) fn beside(out: &Path, suffix: &str) -> Result<TempFile, MediaError> {
-        let name = out.file_name().ok_or_else(|| {
-            MediaError::Invalid(format!("output path {} has no file name", out.display()))
-        })?;
+        let name = out
+            .file_name()
+            .ok_or_else(|| MediaError::Invalid(format!("output path {} has no file name", out.display())))?;
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut tmp_name = OsString::from(format!(".reelay-tmp-{}-{n}-", std::process::id()));
         tmp_name.push(name);
@@ -145,9 +127,9 @@ impl TempFile {
 
     /// Moves the finished file to `out`.
     pub(crate) async fn persist(self, out: &Path) -> Result<(), MediaError> {
-        tokio::fs::rename(&self.path, out).await.map_err(|e| {
-            MediaError::Invalid(format!("could not move output into {}: {e}", out.display()))
-        })
+        tokio::fs::rename(&self.path, out)
+            .await
+            .map_err(|e| MediaError::Invalid(format!("could not move output into {}: {e}", out.display())))
         // On error `self` drops here and removes the temp file.
     }
 }
@@ -179,9 +161,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_binary_is_a_spawn_error() {
-        let err = run("/nonexistent/reelay-ffmpeg", Vec::new(), false)
-            .await
-            .unwrap_err();
+        let err = run("/nonexistent/reelay-ffmpeg", Vec::new(), false).await.unwrap_err();
         assert!(matches!(err, MediaError::Spawn { .. }), "{err:?}");
     }
 

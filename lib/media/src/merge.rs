@@ -105,27 +105,17 @@ pub struct MergeReport {
 /// visual track: the sum of the visual durations minus one transition per
 /// join. When nothing needs re-encoding (no transition, no image, no trim, no
 /// audio item, all videos alike) the files are joined with stream copy.
-pub async fn merge(
-    items: &[MergeItem],
-    transition: Option<Transition>,
-    out: &Path,
-) -> Result<MergeReport, MediaError> {
+pub async fn merge(items: &[MergeItem], transition: Option<Transition>, out: &Path) -> Result<MergeReport, MediaError> {
     let plan = Plan::new(items, transition).await?;
     if plan.copyable() {
         match concat_copy(&plan.visuals, out).await {
-            Ok(()) => {
-                return Ok(MergeReport {
-                    stream_copied: true,
-                })
-            }
+            Ok(()) => return Ok(MergeReport { stream_copied: true }),
             // e.g. a codec the output container cannot hold: encoding still works.
             Err(e) => tracing::warn!(error = %e, "stream-copy merge failed, re-encoding"),
         }
     }
     encode(&plan, out).await?;
-    Ok(MergeReport {
-        stream_copied: false,
-    })
+    Ok(MergeReport { stream_copied: false })
 }
 
 struct Visual {
@@ -231,16 +221,11 @@ impl Plan {
         // 4:2:0 H.264 needs even sizes.
         let even = |v: Option<u32>| (v.unwrap_or(2) & !1).max(2);
         let (width, height) = (even(first.width), even(first.height));
-        let shortest = visuals
-            .iter()
-            .map(|v| v.duration)
-            .fold(f64::INFINITY, f64::min);
-        let transition = transition
-            .filter(|_| visuals.len() > 1)
-            .map(|t| Transition {
-                kind: t.kind,
-                duration: t.duration.min(shortest / 2.0),
-            });
+        let shortest = visuals.iter().map(|v| v.duration).fold(f64::INFINITY, f64::min);
+        let transition = transition.filter(|_| visuals.len() > 1).map(|t| Transition {
+            kind: t.kind,
+            duration: t.duration.min(shortest / 2.0),
+        });
         Ok(Plan {
             visuals,
             audio,
@@ -282,9 +267,8 @@ impl Plan {
 async fn concat_copy(visuals: &[Visual], out: &Path) -> Result<(), MediaError> {
     let mut list = String::from("ffconcat version 1.0\n");
     for v in visuals {
-        let abs = std::path::absolute(&v.path).map_err(|e| {
-            MediaError::Invalid(format!("cannot resolve {}: {e}", v.path.display()))
-        })?;
+        let abs = std::path::absolute(&v.path)
+            .map_err(|e| MediaError::Invalid(format!("cannot resolve {}: {e}", v.path.display())))?;
         // `copyable` checked the path is UTF-8.
         let quoted = abs.to_string_lossy().replace('\'', r"'\''");
         let _ = writeln!(list, "file '{quoted}'");
@@ -361,21 +345,14 @@ async fn encode(plan: &Plan, out: &Path) -> Result<(), MediaError> {
                 })
                 .collect();
             let outputs = if with_audio { "[vcat][acat]" } else { "[vcat]" };
-            graph.push(format!(
-                "{inputs}concat=n={n}:v=1:a={}{outputs}",
-                u8::from(with_audio)
-            ));
+            graph.push(format!("{inputs}concat=n={n}:v=1:a={}{outputs}", u8::from(with_audio)));
             (String::from("vcat"), String::from("acat"))
         }
         Some(t) => {
             let durations: Vec<f64> = plan.visuals.iter().map(|v| v.duration).collect();
             let td = secs(t.duration);
             let (mut v_prev, mut a_prev) = (String::from("v0"), String::from("a0"));
-            for (k, offset) in xfade_offsets(&durations, t.duration)
-                .into_iter()
-                .enumerate()
-                .skip(1)
-            {
+            for (k, offset) in xfade_offsets(&durations, t.duration).into_iter().enumerate().skip(1) {
                 graph.push(format!(
                     "[{v_prev}][v{k}]xfade=transition={}:duration={td}:offset={}[vx{k}]",
                     t.kind.xfade_name(),
@@ -421,12 +398,7 @@ async fn encode(plan: &Plan, out: &Path) -> Result<(), MediaError> {
         format!("[{video}]").into(),
     ]);
     if with_audio {
-        args.extend([
-            "-map".into(),
-            format!("[{audio}]").into(),
-            "-c:a".into(),
-            "aac".into(),
-        ]);
+        args.extend(["-map".into(), format!("[{audio}]").into(), "-c:a".into(), "aac".into()]);
     }
     args.extend(X264_ARGS.iter().map(OsString::from));
     args.extend(container_args(out));
@@ -491,30 +463,12 @@ mod tests {
     #[test]
     fn parses_transition_names() {
         assert_eq!(TransitionKind::parse("fade"), Some(TransitionKind::Fade));
-        assert_eq!(
-            TransitionKind::parse("CrossFade"),
-            Some(TransitionKind::Crossfade)
-        );
-        assert_eq!(
-            TransitionKind::parse("dissolve"),
-            Some(TransitionKind::Crossfade)
-        );
-        assert_eq!(
-            TransitionKind::parse("WIPELEFT"),
-            Some(TransitionKind::WipeLeft)
-        );
-        assert_eq!(
-            TransitionKind::parse("wiperight"),
-            Some(TransitionKind::WipeRight)
-        );
-        assert_eq!(
-            TransitionKind::parse("slideleft"),
-            Some(TransitionKind::SlideLeft)
-        );
-        assert_eq!(
-            TransitionKind::parse("SlideRight"),
-            Some(TransitionKind::SlideRight)
-        );
+        assert_eq!(TransitionKind::parse("CrossFade"), Some(TransitionKind::Crossfade));
+        assert_eq!(TransitionKind::parse("dissolve"), Some(TransitionKind::Crossfade));
+        assert_eq!(TransitionKind::parse("WIPELEFT"), Some(TransitionKind::WipeLeft));
+        assert_eq!(TransitionKind::parse("wiperight"), Some(TransitionKind::WipeRight));
+        assert_eq!(TransitionKind::parse("slideleft"), Some(TransitionKind::SlideLeft));
+        assert_eq!(TransitionKind::parse("SlideRight"), Some(TransitionKind::SlideRight));
         assert_eq!(TransitionKind::parse("zoom"), None);
         assert_eq!(TransitionKind::parse(""), None);
     }
@@ -532,13 +486,9 @@ mod tests {
         render_video("first", 1.0, 160, 90, &a).await.unwrap();
         render_video("second", 1.0, 160, 90, &b).await.unwrap();
         let out = dir.path().join("out.mp4");
-        let report = merge(
-            &[item(&a, ItemKind::Video), item(&b, ItemKind::Video)],
-            None,
-            &out,
-        )
-        .await
-        .unwrap();
+        let report = merge(&[item(&a, ItemKind::Video), item(&b, ItemKind::Video)], None, &out)
+            .await
+            .unwrap();
         assert!(report.stream_copied);
         let p = probe(&out).await.unwrap();
         assert!(near(p.duration, 2.0), "{p:?}");
@@ -659,9 +609,7 @@ mod tests {
         let img = dir.path().join("i.png");
         render_image("still", 64, 64, &img).await.unwrap();
         let out = dir.path().join("out.mp4");
-        merge(&[item(&img, ItemKind::Image)], None, &out)
-            .await
-            .unwrap();
+        merge(&[item(&img, ItemKind::Image)], None, &out).await.unwrap();
         let p = probe(&out).await.unwrap();
         assert!(!p.has_audio);
         assert!(near(p.duration, 1.0), "{p:?}");

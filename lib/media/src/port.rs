@@ -19,7 +19,9 @@ pub struct FfmpegMedia {
 impl FfmpegMedia {
     /// `scratch`: where work folders are made (one per task, removed after).
     pub fn new(scratch: impl Into<PathBuf>) -> Self {
-        FfmpegMedia { scratch: scratch.into() }
+        FfmpegMedia {
+            scratch: scratch.into(),
+        }
     }
 }
 
@@ -45,7 +47,9 @@ fn local_path(url: &str) -> Result<PathBuf, PortError> {
 #[async_trait]
 impl Media for FfmpegMedia {
     async fn run(&self, task: MediaTask) -> Result<Artifact, PortError> {
-        tokio::fs::create_dir_all(&self.scratch).await.map_err(|e| PortError::Failed(e.to_string()))?;
+        tokio::fs::create_dir_all(&self.scratch)
+            .await
+            .map_err(|e| PortError::Failed(e.to_string()))?;
         let dir = tempfile::Builder::new()
             .prefix("task-")
             .tempdir_in(&self.scratch)
@@ -83,7 +87,12 @@ impl Media for FfmpegMedia {
                 let report = merge(&items, transition, &out).await?;
                 tracing::debug!(stream_copied = report.stream_copied, "merged");
             }
-            MediaTask::Reframe { input, width, height, mode } => {
+            MediaTask::Reframe {
+                input,
+                width,
+                height,
+                mode,
+            } => {
                 let mode = match mode {
                     PlanReframeMode::Crop => ReframeMode::Crop,
                     PlanReframeMode::Pad => ReframeMode::Pad,
@@ -92,7 +101,9 @@ impl Media for FfmpegMedia {
             }
         }
         let info = info_of(&out).await?;
-        let file = tokio::fs::File::open(&out).await.map_err(|e| PortError::Failed(e.to_string()))?;
+        let file = tokio::fs::File::open(&out)
+            .await
+            .map_err(|e| PortError::Failed(e.to_string()))?;
         // The scratch folder lives exactly as long as the stream reading from it.
         let body = ReaderStream::with_capacity(file, 256 * 1024).map(move |chunk| {
             let _keep = &dir;

@@ -4,9 +4,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use reelay_core::plan::AspectRatio;
 use crate::ffmpeg::{ffprobe, file_arg};
 use crate::MediaError;
+use reelay_core::plan::AspectRatio;
 
 /// The facts about a media file that the pipelines need.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -118,10 +118,7 @@ fn parse(json: &[u8]) -> Result<Detailed, MediaError> {
         .streams
         .iter()
         .find(|s| s.codec_type.as_deref() == Some("video") && s.disposition.attached_pic == 0);
-    let audio = raw
-        .streams
-        .iter()
-        .find(|s| s.codec_type.as_deref() == Some("audio"));
+    let audio = raw.streams.iter().find(|s| s.codec_type.as_deref() == Some("audio"));
 
     let (width, height) = match video.and_then(|v| Some((v.width?, v.height?))) {
         Some((w, h)) if video.is_some_and(is_quarter_turn) => (Some(h), Some(w)),
@@ -138,34 +135,21 @@ fn parse(json: &[u8]) -> Result<Detailed, MediaError> {
         .iter()
         .filter_map(|s| parse_f64(s.duration.as_deref()))
         .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
-    let duration = parse_f64(format.duration.as_deref())
-        .or(stream_max)
-        .unwrap_or(0.0);
+    let duration = parse_f64(format.duration.as_deref()).or(stream_max).unwrap_or(0.0);
 
-    let fps = video.and_then(|v| {
-        parse_rate(v.avg_frame_rate.as_deref()).or_else(|| parse_rate(v.r_frame_rate.as_deref()))
-    });
+    let fps =
+        video.and_then(|v| parse_rate(v.avg_frame_rate.as_deref()).or_else(|| parse_rate(v.r_frame_rate.as_deref())));
 
     Ok(Detailed {
         pix_fmt: video.and_then(|v| v.pix_fmt.clone()),
-        audio_layout: audio.map(|a| {
-            (
-                a.channels.unwrap_or(0),
-                a.channel_layout.clone(),
-                a.sample_rate.clone(),
-            )
-        }),
+        audio_layout: audio.map(|a| (a.channels.unwrap_or(0), a.channel_layout.clone(), a.sample_rate.clone())),
         probe: Probe {
             duration,
             width,
             height,
             aspect_ratio,
             has_audio: audio.is_some(),
-            size_bytes: format
-                .size
-                .as_deref()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0),
+            size_bytes: format.size.as_deref().and_then(|s| s.trim().parse().ok()).unwrap_or(0),
             format: format.format_name.unwrap_or_default(),
             video_codec: video.and_then(|v| v.codec_name.clone()),
             audio_codec: audio.and_then(|a| a.codec_name.clone()),
@@ -185,10 +169,7 @@ fn is_quarter_turn(s: &RawStream) -> bool {
 }
 
 fn parse_f64(s: Option<&str>) -> Option<f64> {
-    s?.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
+    s?.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
 }
 
 /// "30000/1001" -> 29.97; "0/0" (unknown) -> None.
@@ -226,10 +207,7 @@ mod tests {
         assert_eq!(p.size_bytes, 1234);
         assert_eq!(p.duration, 2.5);
         assert_eq!(d.pix_fmt.as_deref(), Some("yuv420p"));
-        assert_eq!(
-            d.audio_layout,
-            Some((2, Some("stereo".into()), Some("48000".into())))
-        );
+        assert_eq!(d.audio_layout, Some((2, Some("stereo".into()), Some("48000".into()))));
     }
 
     #[test]
@@ -238,10 +216,7 @@ mod tests {
                         "format":{"format_name":"ipod"}}"#;
         let p = parse(json).unwrap().probe;
         assert_eq!(p.duration, 1.0);
-        assert_eq!(
-            (p.width, p.height, p.aspect_ratio, p.fps),
-            (None, None, None, None)
-        );
+        assert_eq!((p.width, p.height, p.aspect_ratio, p.fps), (None, None, None, None));
         assert_eq!(p.size_bytes, 0);
     }
 
@@ -251,10 +226,7 @@ mod tests {
         let path = dir.path().join("notes.mp4");
         std::fs::write(&path, b"just some text").unwrap();
         let err = probe(&path).await.unwrap_err();
-        assert!(
-            matches!(err, MediaError::Ffmpeg(ref m) if !m.is_empty()),
-            "{err:?}"
-        );
+        assert!(matches!(err, MediaError::Ffmpeg(ref m) if !m.is_empty()), "{err:?}");
         let missing = probe(&dir.path().join("missing.mp4")).await.unwrap_err();
         assert!(matches!(missing, MediaError::Ffmpeg(_)), "{missing:?}");
     }

@@ -17,13 +17,7 @@ pub enum ReframeMode {
 
 /// Re-frames `input` to exactly `width`x`height` (even numbers, at most
 /// 8192). The video is re-encoded with H.264; audio streams are copied.
-pub async fn reframe(
-    input: &Path,
-    width: u32,
-    height: u32,
-    mode: ReframeMode,
-    out: &Path,
-) -> Result<(), MediaError> {
+pub async fn reframe(input: &Path, width: u32, height: u32, mode: ReframeMode, out: &Path) -> Result<(), MediaError> {
     let valid = |v: u32| (2..=8192).contains(&v) && v.is_multiple_of(2);
     if !valid(width) || !valid(height) {
         return Err(MediaError::Invalid(format!(
@@ -73,14 +67,9 @@ mod tests {
     async fn reframes_landscape_to_portrait_both_ways() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src.mp4");
-        render_video("landscape", 1.0, 320, 180, &src)
-            .await
-            .unwrap();
+        render_video("landscape", 1.0, 320, 180, &src).await.unwrap();
         let src_duration = probe(&src).await.unwrap().duration;
-        for (mode, name) in [
-            (ReframeMode::Crop, "crop.mp4"),
-            (ReframeMode::Pad, "pad.mp4"),
-        ] {
+        for (mode, name) in [(ReframeMode::Crop, "crop.mp4"), (ReframeMode::Pad, "pad.mp4")] {
             let out = dir.path().join(name);
             reframe(&src, 90, 160, mode, &out).await.unwrap();
             let p = probe(&out).await.unwrap();
@@ -107,13 +96,8 @@ mod tests {
         let src = dir.path().join("not-media.mp4");
         std::fs::write(&src, b"this is not a video").unwrap();
         let out = dir.path().join("out.mp4");
-        let err = reframe(&src, 90, 160, ReframeMode::Crop, &out)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, MediaError::Ffmpeg(ref m) if !m.is_empty()),
-            "{err:?}"
-        );
+        let err = reframe(&src, 90, 160, ReframeMode::Crop, &out).await.unwrap_err();
+        assert!(matches!(err, MediaError::Ffmpeg(ref m) if !m.is_empty()), "{err:?}");
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -17,19 +17,11 @@ const MAX_SIDE: u32 = 8192;
 /// Renders a `duration`-second, 30 fps H.264/AAC video of `width`x`height`
 /// (even numbers): a moving test pattern tinted by the prompt, the prompt
 /// (one line, at most 60 characters) moving over it, and a sine tone.
-pub async fn render_video(
-    prompt: &str,
-    duration: f64,
-    width: u32,
-    height: u32,
-    out: &Path,
-) -> Result<(), MediaError> {
+pub async fn render_video(prompt: &str, duration: f64, width: u32, height: u32, out: &Path) -> Result<(), MediaError> {
     check_duration(duration)?;
     check_size(width, height)?;
     if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
-        return Err(MediaError::Invalid(format!(
-            "video size {width}x{height} must be even"
-        )));
+        return Err(MediaError::Invalid(format!("video size {width}x{height} must be even")));
     }
     let seed = fnv1a(prompt);
     let d = secs(duration);
@@ -51,11 +43,7 @@ pub async fn render_video(
         "-f".into(),
         "lavfi".into(),
         "-i".into(),
-        format!(
-            "sine=frequency={}:sample_rate=48000:duration={d}",
-            220 + seed % 660
-        )
-        .into(),
+        format!("sine=frequency={}:sample_rate=48000:duration={d}", 220 + seed % 660).into(),
         "-map".into(),
         "0:v".into(),
         "-map".into(),
@@ -83,19 +71,11 @@ pub async fn render_video(
 }
 
 /// Renders a PNG still of `width`x`height` with the prompt written on it.
-pub async fn render_image(
-    prompt: &str,
-    width: u32,
-    height: u32,
-    out: &Path,
-) -> Result<(), MediaError> {
+pub async fn render_image(prompt: &str, width: u32, height: u32, out: &Path) -> Result<(), MediaError> {
     check_size(width, height)?;
     let seed = fnv1a(prompt);
     // testsrc2 rounds odd sizes down to even; a PNG can be any size.
-    let mut filters = vec![
-        format!("scale={width}:{height}"),
-        format!("hue=h={}", seed % 360),
-    ];
+    let mut filters = vec![format!("scale={width}:{height}"), format!("hue=h={}", seed % 360)];
     filters.extend(drawtext(prompt, width.min(height), "(w-tw)/2", "(h-th)/2"));
     let tmp = TempFile::beside(out, "")?;
     let args: Vec<OsString> = vec![
@@ -128,11 +108,7 @@ pub async fn render_audio(duration: f64, out: &Path) -> Result<(), MediaError> {
         "-f".into(),
         "lavfi".into(),
         "-i".into(),
-        format!(
-            "sine=frequency=440:sample_rate=48000:duration={}",
-            secs(duration)
-        )
-        .into(),
+        format!("sine=frequency=440:sample_rate=48000:duration={}", secs(duration)).into(),
         "-c:a".into(),
         "aac".into(),
         "-ac".into(),
@@ -196,11 +172,7 @@ fn drawtext(prompt: &str, short_side: u32, x: &str, y: &str) -> Option<String> {
 /// space, other control characters go, and long prompts are cut with "…".
 fn display_text(prompt: &str) -> String {
     let words: Vec<&str> = prompt.split_whitespace().collect();
-    let flat: String = words
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
+    let flat: String = words.join(" ").chars().filter(|c| !c.is_control()).collect();
     if flat.chars().count() <= MAX_TEXT_CHARS {
         flat
     } else {
@@ -234,9 +206,8 @@ fn escape(s: &str, specials: &[char]) -> String {
 
 /// A small stable hash (FNV-1a) so the same prompt always looks the same.
 fn fnv1a(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
+    s.bytes()
+        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
 #[cfg(test)]
@@ -268,9 +239,7 @@ mod tests {
     async fn render_video_probes_as_requested() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("v.mp4");
-        render_video("a cat on a skateboard", 1.0, 160, 90, &out)
-            .await
-            .unwrap();
+        render_video("a cat on a skateboard", 1.0, 160, 90, &out).await.unwrap();
         let p = probe(&out).await.unwrap();
         assert!((p.duration - 1.0).abs() < 0.1, "{p:?}");
         assert_eq!((p.width, p.height), (Some(160), Some(90)));

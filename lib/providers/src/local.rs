@@ -16,9 +16,7 @@ use tokio_util::io::ReaderStream;
 
 use reelay_core::domain::{Completion, JobKey};
 use reelay_core::plan::{parse_resolution, AspectRatio, MediaKind, Operation};
-use reelay_core::ports::{
-    ByteStream, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus, Submission,
-};
+use reelay_core::ports::{ByteStream, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus, Submission};
 
 /// A callback as a provider would POST it: which job, its token, and the outcome.
 #[derive(Debug, Clone)]
@@ -82,9 +80,19 @@ impl LocalProvider {
         let (webhooks, receiver) = mpsc::unbounded_channel();
         let models = vec![
             model("video", Operation::Generate, MediaKind::Video, Completion::Webhook),
-            model("video-polling", Operation::Generate, MediaKind::Video, Completion::Polling),
+            model(
+                "video-polling",
+                Operation::Generate,
+                MediaKind::Video,
+                Completion::Polling,
+            ),
             model("image", Operation::GenerateImage, MediaKind::Image, Completion::Webhook),
-            model("image-polling", Operation::GenerateImage, MediaKind::Image, Completion::Polling),
+            model(
+                "image-polling",
+                Operation::GenerateImage,
+                MediaKind::Image,
+                Completion::Polling,
+            ),
             model("audio", Operation::GenerateAudio, MediaKind::Audio, Completion::Polling),
         ];
         let provider = Arc::new_cyclic(|this| LocalProvider {
@@ -138,7 +146,9 @@ impl LocalProvider {
             (None, MediaKind::Image) => reelay_media::render_image(&job.prompt, job.width, job.height, &out)
                 .await
                 .map_err(|e| e.to_string()),
-            (None, MediaKind::Audio) => reelay_media::render_audio(job.duration, &out).await.map_err(|e| e.to_string()),
+            (None, MediaKind::Audio) => reelay_media::render_audio(job.duration, &out)
+                .await
+                .map_err(|e| e.to_string()),
             (None, _) => reelay_media::render_video(&job.prompt, job.duration, job.width, job.height, &out)
                 .await
                 .map_err(|e| e.to_string()),
@@ -225,7 +235,9 @@ impl Provider for LocalProvider {
         tokio::fs::write(dir.join("request.json"), body).await.map_err(io)?;
         let tokens = self.settings.workdir.join("tokens");
         tokio::fs::create_dir_all(&tokens).await.map_err(io)?;
-        tokio::fs::write(self.token_file(&request.token), &id).await.map_err(io)?;
+        tokio::fs::write(self.token_file(&request.token), &id)
+            .await
+            .map_err(io)?;
         self.spawn(&id, job);
         Ok(Submission {
             provider_job_id: id,
@@ -274,7 +286,12 @@ impl Provider for LocalProvider {
 
     async fn cancel(&self, provider_job_id: &str) -> Result<(), ProviderError> {
         let dir = self.job_dir(provider_job_id)?;
-        if let Some(handle) = self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(provider_job_id) {
+        if let Some(handle) = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(provider_job_id)
+        {
             handle.abort();
         }
         tokio::fs::write(dir.join("cancelled"), b"").await.map_err(io)

@@ -13,7 +13,10 @@ pub(super) enum WorkError {
     /// Retrying cannot help: fail the job.
     Fatal { code: &'static str, message: String },
     /// Try again later, if attempts remain.
-    Passing { message: String, retry_after: Option<Duration> },
+    Passing {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The engine's own ports failed: let the queue retry the message.
     Engine(EngineError),
 }
@@ -120,6 +123,7 @@ impl Engine {
     /// this job released that nobody has claimed yet (their send may have been lost).
     pub(super) async fn after_completed(&self, job: &Job) -> Result<(), EngineError> {
         let now = self.now();
+        let resend_after = self.settings.resend_after.as_millis() as i64;
         let mut ready = Vec::new();
         for child in &job.children {
             let key = crate::domain::JobKey {
@@ -127,10 +131,11 @@ impl Engine {
                 job_id: child.clone(),
             };
             let release = self.store.release_edge(&key, job.id(), now).await?;
-            if release.status == JobStatus::Queued && release.released_by.as_deref() == Some(job.id()) {
-                if release.removed {
-                    self.emit_job(key.clone(), JobStatus::Queued);
-                }
+            let mine = release.status == JobStatus::Queued && release.released_by.as_deref() == Some(job.id());
+            if mine && release.removed {
+                self.emit_job(key.clone(), JobStatus::Queued);
+                ready.push(Message::Job(key));
+            } else if mine && release.queued_at.is_some_and(|at| at <= now - resend_after) {
                 ready.push(Message::Job(key));
             }
         }
@@ -221,7 +226,10 @@ impl Engine {
                 next.status = ExecutionStatus::Cancelled;
             } else {
                 next.status = ExecutionStatus::Completed;
-                next.result = jobs.iter().find(|j| j.id() == execution.final_job).and_then(|j| j.output.clone());
+                next.result = jobs
+                    .iter()
+                    .find(|j| j.id() == execution.final_job)
+                    .and_then(|j| j.output.clone());
             }
             match self.store.update_execution(&execution, &next).await? {
                 Write::Applied(done) => {

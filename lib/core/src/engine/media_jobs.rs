@@ -74,7 +74,11 @@ impl Engine {
             duration: info.duration,
             width: info.width,
             height: info.height,
-            aspect_ratio: info.width.zip(info.height).and_then(|(w, h)| AspectRatio::of_frame(w, h)).map(|r| r.to_string()),
+            aspect_ratio: info
+                .width
+                .zip(info.height)
+                .and_then(|(w, h)| AspectRatio::of_frame(w, h))
+                .map(|r| r.to_string()),
         })
     }
 
@@ -90,7 +94,11 @@ impl Engine {
 
 /// Where a job's output is kept: one key per job, so a repeated upload overwrites itself.
 pub(super) fn output_key(job: &Job, extension: &str) -> String {
-    format!("executions/{}/{}/output.{extension}", job.execution_id, sanitize(job.id()))
+    format!(
+        "executions/{}/{}/output.{extension}",
+        job.execution_id,
+        sanitize(job.id())
+    )
 }
 
 /// Job ids are free strings; keys get a safe spelling that stays one-to-one.
@@ -106,7 +114,10 @@ fn sanitize(id: &str) -> String {
     out
 }
 
-pub(super) fn resolve(source: &MediaRef, parents: &HashMap<String, JobOutput>) -> Result<(String, MediaKind), WorkError> {
+pub(super) fn resolve(
+    source: &MediaRef,
+    parents: &HashMap<String, JobOutput>,
+) -> Result<(String, MediaKind), WorkError> {
     match source {
         MediaRef::Url(url) => Ok((url.clone(), MediaKind::Video)),
         MediaRef::Job(id) => parents
@@ -122,6 +133,10 @@ pub(super) fn resolve(source: &MediaRef, parents: &HashMap<String, JobOutput>) -
 fn unreachable_shape<T>(job: &Job) -> Result<T, WorkError> {
     Err(WorkError::Fatal {
         code: "internal",
-        message: format!("job `{}`: `{}` has provider params but was sent to ffmpeg", job.id(), job.spec.operation),
+        message: format!(
+            "job `{}`: `{}` has provider params but was sent to ffmpeg",
+            job.id(),
+            job.spec.operation
+        ),
     })
 }

@@ -31,8 +31,13 @@ pub struct EngineSettings {
     pub poll_max: Duration,
     /// A webhook model is polled too, after this grace, since webhooks get lost.
     pub webhook_grace: Duration,
-    /// A `queued` job nobody claimed for this long has its message sent again.
+    /// A `queued` job nobody claimed for this long has its message sent again by the sweep.
     pub stale_queued_after: Duration,
+    /// A retried completion re-sends a child it released only if the child has waited this
+    /// long unclaimed (its send may have been lost in a crash). Sooner, the first send is
+    /// presumed in flight: re-sending on every repeat would multiply messages down a chain.
+    /// Keep it below the queue's visibility timeout, after which the retry comes.
+    pub resend_after: Duration,
     pub limits: PlanLimits,
     /// Events kept for slow observers before the oldest are dropped for them.
     pub event_buffer: usize,
@@ -48,6 +53,7 @@ impl Default for EngineSettings {
             poll_max: Duration::from_secs(300),
             webhook_grace: Duration::from_secs(60),
             stale_queued_after: Duration::from_secs(300),
+            resend_after: Duration::from_secs(20),
             limits: PlanLimits::default(),
             event_buffer: 4096,
         }
@@ -108,7 +114,10 @@ pub enum Event {
         /// When the change was written (observers may read it later).
         at: std::time::Instant,
     },
-    ExecutionEnded { id: String, status: ExecutionStatus },
+    ExecutionEnded {
+        id: String,
+        status: ExecutionStatus,
+    },
 }
 
 /// Where a provider's answer came from: its callback is checked against the job's token.
@@ -335,7 +344,12 @@ impl Engine {
     }
 
     /// Records a provider's answer for a job, from its callback or from a poll.
-    pub async fn provider_update(&self, key: &JobKey, via: Via<'_>, status: ProviderStatus) -> Result<Recorded, EngineError> {
+    pub async fn provider_update(
+        &self,
+        key: &JobKey,
+        via: Via<'_>,
+        status: ProviderStatus,
+    ) -> Result<Recorded, EngineError> {
         self.record_provider_status(key, via, status).await
     }
 

@@ -29,7 +29,11 @@ impl Engine {
     /// Submits a claimed provider job. The intent (with its token) is written before the
     /// provider is called; a retry that finds an intent asks the provider for that token
     /// before it submits again, so a job that reached the provider is never paid twice.
-    pub(super) async fn start_provider_job(&self, job: &Job, params: &ProviderParams) -> Result<Option<Handled>, EngineError> {
+    pub(super) async fn start_provider_job(
+        &self,
+        job: &Job,
+        params: &ProviderParams,
+    ) -> Result<Option<Handled>, EngineError> {
         let Some(provider) = self.providers.get(&params.provider) else {
             let message = format!("provider `{}` is not configured on this server", params.provider);
             return self.fail(job.clone(), "provider_unavailable", message).await;
@@ -148,7 +152,10 @@ impl Engine {
         };
         match call.outcome.clone() {
             Some(ProviderOutcome::Failed { message }) => self.fail(job, "provider_failed", message).await,
-            Some(ProviderOutcome::Succeeded { output_url, content_type }) => {
+            Some(ProviderOutcome::Succeeded {
+                output_url,
+                content_type,
+            }) => {
                 let copied = self.copy_output(&job, &call, &output_url, content_type).await;
                 match copied {
                     Ok(output) => self.complete(&job, output).await,
@@ -159,7 +166,13 @@ impl Engine {
         }
     }
 
-    async fn copy_output(&self, job: &Job, call: &ProviderCall, url: &str, content_type: Option<String>) -> Result<JobOutput, WorkError> {
+    async fn copy_output(
+        &self,
+        job: &Job,
+        call: &ProviderCall,
+        url: &str,
+        content_type: Option<String>,
+    ) -> Result<JobOutput, WorkError> {
         let provider = self.providers.get(&call.provider).ok_or_else(|| WorkError::Fatal {
             code: "provider_unavailable",
             message: format!("provider `{}` is not configured on this server", call.provider),
@@ -187,13 +200,26 @@ impl Engine {
             duration: info.duration,
             width: info.width,
             height: info.height,
-            aspect_ratio: info.width.zip(info.height).and_then(|(w, h)| AspectRatio::of_frame(w, h)).map(|r| r.to_string()),
+            aspect_ratio: info
+                .width
+                .zip(info.height)
+                .and_then(|(w, h)| AspectRatio::of_frame(w, h))
+                .map(|r| r.to_string()),
         })
     }
 
-    pub(super) async fn record_provider_status(&self, key: &JobKey, via: Via<'_>, status: ProviderStatus) -> Result<Recorded, EngineError> {
+    pub(super) async fn record_provider_status(
+        &self,
+        key: &JobKey,
+        via: Via<'_>,
+        status: ProviderStatus,
+    ) -> Result<Recorded, EngineError> {
         for _ in 0..MAX_RACES {
-            let job = self.store.job(key).await?.ok_or_else(|| EngineError::JobNotFound(key.clone()))?;
+            let job = self
+                .store
+                .job(key)
+                .await?
+                .ok_or_else(|| EngineError::JobNotFound(key.clone()))?;
             let Some(call) = &job.provider else {
                 return match via {
                     Via::Webhook { .. } => Err(EngineError::BadToken(key.clone())),
@@ -280,7 +306,9 @@ impl Engine {
             }
             return Ok(());
         }
-        let (Some(provider), Some(provider_job_id)) = (self.providers.get(&call.provider), call.provider_job_id.as_deref()) else {
+        let (Some(provider), Some(provider_job_id)) =
+            (self.providers.get(&call.provider), call.provider_job_id.as_deref())
+        else {
             return Ok(());
         };
         let status = match provider.status(provider_job_id).await {
@@ -307,7 +335,13 @@ impl Engine {
 fn outcome_of(status: ProviderStatus) -> Option<ProviderOutcome> {
     match status {
         ProviderStatus::Pending => None,
-        ProviderStatus::Succeeded { output_url, content_type } => Some(ProviderOutcome::Succeeded { output_url, content_type }),
+        ProviderStatus::Succeeded {
+            output_url,
+            content_type,
+        } => Some(ProviderOutcome::Succeeded {
+            output_url,
+            content_type,
+        }),
         ProviderStatus::Failed { message } => Some(ProviderOutcome::Failed { message }),
     }
 }
@@ -402,7 +436,10 @@ mod tests {
         );
         let mut v = serde_json::json!({"a": "$job1", "b": ["_videoJobDependency:job1", "plain"], "c": "$other"});
         substitute_references(&mut v, &parents);
-        assert_eq!(v, serde_json::json!({"a": "file:///out.mp4", "b": ["file:///out.mp4", "plain"], "c": "$other"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"a": "file:///out.mp4", "b": ["file:///out.mp4", "plain"], "c": "$other"})
+        );
     }
 
     #[test]

@@ -39,8 +39,12 @@ pub fn parse_request(
             ),
         )]);
     }
-    let root: Value = serde_json::from_slice(body)
-        .map_err(|e| vec![PlanError::new("invalid_json", format!("the body is not valid JSON: {e}"))])?;
+    let root: Value = serde_json::from_slice(body).map_err(|e| {
+        vec![PlanError::new(
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )]
+    })?;
     parse_value(&root, catalog, limits)
 }
 
@@ -65,22 +69,17 @@ pub fn parse_value(
     let (plan_obj, plan_path) = match root.get("executionPlan") {
         Some(Value::Object(p)) => (p, "executionPlan."),
         Some(_) => {
-            errors.push(
-                PlanError::new("invalid_field", "`executionPlan` must be an object").field("executionPlan"),
-            );
+            errors.push(PlanError::new("invalid_field", "`executionPlan` must be an object").field("executionPlan"));
             return Err(errors);
         }
         None => (root, ""),
     };
 
-    let base_execution_id = first_string(
-        &[
-            (plan_obj, "baseExecutionId"),
-            (options, "baseExecutionId"),
-            (root, "baseExecutionId"),
-        ],
-        &mut errors,
-    );
+    let mut id_sources = vec![(plan_obj, "baseExecutionId"), (options, "baseExecutionId")];
+    if !std::ptr::eq(plan_obj, root) {
+        id_sources.push((root, "baseExecutionId"));
+    }
+    let base_execution_id = first_string(&id_sources, &mut errors);
     let webhook = parse_webhook(root, options, &mut errors);
     let provider_api_keys = parse_provider_keys(options, &mut errors);
 
@@ -91,7 +90,9 @@ pub fn parse_value(
             return Err(errors);
         }
         None => {
-            errors.push(PlanError::new("missing_field", "the plan has no `jobs` array").field(format!("{plan_path}jobs")));
+            errors.push(
+                PlanError::new("missing_field", "the plan has no `jobs` array").field(format!("{plan_path}jobs")),
+            );
             return Err(errors);
         }
     };
@@ -121,9 +122,12 @@ pub fn parse_value(
     for draft in drafts.iter().flatten() {
         if !seen.insert(draft.id.as_str()) {
             errors.push(
-                PlanError::new("duplicate_job_id", format!("job id `{}` is used more than once", draft.id))
-                    .job(&draft.id)
-                    .field("id"),
+                PlanError::new(
+                    "duplicate_job_id",
+                    format!("job id `{}` is used more than once", draft.id),
+                )
+                .job(&draft.id)
+                .field("id"),
             );
         }
     }
@@ -136,11 +140,18 @@ pub fn parse_value(
                         .field(field.clone()),
                 );
             } else if !seen.contains(dep.as_str()) {
-                let code = if field.starts_with("params") { "unknown_reference" } else { "unknown_dependency" };
+                let code = if field.starts_with("params") {
+                    "unknown_reference"
+                } else {
+                    "unknown_dependency"
+                };
                 errors.push(
-                    PlanError::new(code, format!("job `{}` refers to `{dep}`, which is not in the plan", draft.id))
-                        .job(&draft.id)
-                        .field(field.clone()),
+                    PlanError::new(
+                        code,
+                        format!("job `{}` refers to `{dep}`, which is not in the plan", draft.id),
+                    )
+                    .job(&draft.id)
+                    .field(field.clone()),
                 );
             }
         }
@@ -151,16 +162,19 @@ pub fn parse_value(
     if errors.is_empty() {
         if let Some(cycle) = find_cycle(&drafts) {
             errors.push(
-                PlanError::new("cycle", format!("the jobs {} form a dependency cycle", cycle.join(" → ")))
-                    .job(&cycle[0])
-                    .field("dependsOn"),
+                PlanError::new(
+                    "cycle",
+                    format!("the jobs {} form a dependency cycle", cycle.join(" → ")),
+                )
+                .job(&cycle[0])
+                .field("dependsOn"),
             );
         }
     }
 
     let kinds: HashMap<String, Option<MediaKind>> = drafts
         .iter()
-        .map(|d| (d.id.clone(), Some(d.operation.output_kind())))
+        .map(|d| (d.id.clone(), d.operation.map(Operation::output_kind)))
         .collect();
     let mut jobs = Vec::with_capacity(drafts.len());
     for draft in &drafts {
@@ -186,23 +200,38 @@ fn first_string(sources: &[(&Map<String, Value>, &str)], errors: &mut Vec<PlanEr
         match obj.get(*key) {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) if !s.is_empty() => return Some(s.clone()),
-            Some(_) => errors.push(PlanError::new("invalid_field", format!("`{key}` must be a non-empty string")).field(*key)),
+            Some(_) => {
+                errors.push(PlanError::new("invalid_field", format!("`{key}` must be a non-empty string")).field(*key))
+            }
         }
     }
     None
 }
 
-fn parse_webhook(root: &Map<String, Value>, options: &Map<String, Value>, errors: &mut Vec<PlanError>) -> Option<WebhookTarget> {
+fn parse_webhook<'a>(
+    root: &'a Map<String, Value>,
+    options: &'a Map<String, Value>,
+    errors: &mut Vec<PlanError>,
+) -> Option<WebhookTarget> {
     let raw = root.get("webhook").or_else(|| options.get("webhook"))?;
-    let loose_secret = options
-        .get("webhookSecret")
-        .or_else(|| root.get("webhookSecret"))
-        .and_then(Value::as_str);
+    // A secret that is not a string is an error: dropping it would send unsigned webhooks.
+    let mut secret_at = |value: Option<&'a Value>, field: &str| match value {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => {
+            errors.push(PlanError::new("invalid_field", format!("`{field}` must be a string")).field(field));
+            None
+        }
+    };
+    let loose_secret = match options.get("webhookSecret") {
+        Some(v) => secret_at(Some(v), "options.webhookSecret"),
+        None => secret_at(root.get("webhookSecret"), "webhookSecret"),
+    };
     let (url, secret) = match raw {
         Value::Null => return None,
         Value::String(url) => (url.as_str(), loose_secret),
         Value::Object(o) => match o.get("url").and_then(Value::as_str) {
-            Some(url) => (url, o.get("secret").and_then(Value::as_str).or(loose_secret)),
+            Some(url) => (url, secret_at(o.get("secret"), "webhook.secret").or(loose_secret)),
             None => {
                 errors.push(PlanError::new("invalid_field", "`webhook.url` must be a string").field("webhook.url"));
                 return None;
@@ -242,7 +271,9 @@ fn parse_provider_keys(options: &Map<String, Value>, errors: &mut Vec<PlanError>
                 }
             }
         }
-        Some(_) => errors.push(PlanError::new("invalid_field", "`providerApiKeys` must be an object").field("options.providerApiKeys")),
+        Some(_) => errors.push(
+            PlanError::new("invalid_field", "`providerApiKeys` must be an object").field("options.providerApiKeys"),
+        ),
     }
     keys
 }
@@ -250,7 +281,9 @@ fn parse_provider_keys(options: &Map<String, Value>, errors: &mut Vec<PlanError>
 /// A job as read from the wire, before its params are typed.
 struct Draft {
     id: String,
-    operation: Operation,
+    /// `None` when the operation is missing or unknown (already reported): the job still
+    /// takes part in the id and dependency checks, so other jobs do not report it as missing.
+    operation: Option<Operation>,
     params: Map<String, Value>,
     /// Dependencies with the field that named them (`dependsOn[0]`, `params.items[1].url`).
     deps: Vec<(String, String)>,
@@ -270,7 +303,9 @@ impl Draft {
                 return None;
             }
             Some(_) => {
-                errors.push(PlanError::new("invalid_field", format!("{at}.id must be a string")).field(format!("{at}.id")));
+                errors.push(
+                    PlanError::new("invalid_field", format!("{at}.id must be a string")).field(format!("{at}.id")),
+                );
                 return None;
             }
         };
@@ -294,20 +329,52 @@ impl Draft {
                 }
             },
             _ => {
-                errors.push(PlanError::new("missing_field", format!("job `{id}` has no `type` (or `operation`) string")).job(&id).field("type"));
+                errors.push(
+                    PlanError::new(
+                        "missing_field",
+                        format!("job `{id}` has no `type` (or `operation`) string"),
+                    )
+                    .job(&id)
+                    .field("type"),
+                );
                 None
             }
         };
         let params = match obj.get("params") {
             None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(p)) => p.clone(),
+            Some(Value::Object(p)) => {
+                let mut params = Map::new();
+                for (key, value) in p {
+                    if nests_deeper_than(value, MAX_PARAM_DEPTH) {
+                        errors.push(
+                            PlanError::new(
+                                "invalid_param",
+                                format!("job `{id}`: `{key}` nests more than {MAX_PARAM_DEPTH} levels deep"),
+                            )
+                            .job(&id)
+                            .field(format!("params.{key}")),
+                        );
+                    } else {
+                        params.insert(key.clone(), value.clone());
+                    }
+                }
+                params
+            }
             Some(_) => {
-                errors.push(PlanError::new("invalid_field", format!("job `{id}`: `params` must be an object")).job(&id).field("params"));
+                errors.push(
+                    PlanError::new("invalid_field", format!("job `{id}`: `params` must be an object"))
+                        .job(&id)
+                        .field("params"),
+                );
                 Map::new()
             }
         };
         let mut deps: Vec<(String, String)> = Vec::new();
-        let dep_field = if obj.contains_key("dependsOn") { "dependsOn" } else { "dependencies" };
+        let dep_field = if obj.contains_key("dependsOn") {
+            "dependsOn"
+        } else {
+            "dependencies"
+        };
         match obj.get(dep_field) {
             None | Some(Value::Null) => {}
             Some(Value::Array(list)) => {
@@ -315,17 +382,23 @@ impl Draft {
                     match dep {
                         Value::String(d) => deps.push((d.clone(), format!("{dep_field}[{i}]"))),
                         _ => errors.push(
-                            PlanError::new("invalid_field", format!("job `{id}`: dependencies must be job id strings"))
-                                .job(&id)
-                                .field(format!("{dep_field}[{i}]")),
+                            PlanError::new(
+                                "invalid_field",
+                                format!("job `{id}`: dependencies must be job id strings"),
+                            )
+                            .job(&id)
+                            .field(format!("{dep_field}[{i}]")),
                         ),
                     }
                 }
             }
-            Some(_) => errors.push(PlanError::new("invalid_field", format!("job `{id}`: `{dep_field}` must be an array")).job(&id).field(dep_field)),
+            Some(_) => errors.push(
+                PlanError::new("invalid_field", format!("job `{id}`: `{dep_field}` must be an array"))
+                    .job(&id)
+                    .field(dep_field),
+            ),
         }
-        collect_references(&Value::Object(params.clone()), "params", &mut deps);
-        let operation = operation?;
+        collect_references(&params, &mut deps);
         Some(Draft {
             id,
             operation,
@@ -344,21 +417,27 @@ impl Draft {
         out
     }
 
-    fn typed(&self, catalog: &dyn Catalog, kinds: &HashMap<String, Option<MediaKind>>, errors: &mut Vec<PlanError>) -> Option<JobSpec> {
+    fn typed(
+        &self,
+        catalog: &dyn Catalog,
+        kinds: &HashMap<String, Option<MediaKind>>,
+        errors: &mut Vec<PlanError>,
+    ) -> Option<JobSpec> {
         let mut p = ParamReader {
             job: &self.id,
             params: &self.params,
             errors,
             failed: false,
         };
-        let params = match self.operation {
+        let operation = self.operation?;
+        let params = match operation {
             Operation::Merge => Params::Merge(p.merge(kinds)),
             Operation::Reframe => Params::Reframe(p.reframe(&self.dep_ids(), kinds)?),
             Operation::AddSubtitles | Operation::Layer => {
                 p.fail(
                     PlanError::new(
                         "unsupported_operation",
-                        format!("job `{}`: `{}` is not supported by this server yet", self.id, self.operation),
+                        format!("job `{}`: `{operation}` is not supported by this server yet", self.id),
                     )
                     .field("type"),
                 );
@@ -372,7 +451,7 @@ impl Draft {
         }
         Some(JobSpec {
             id: self.id.clone(),
-            operation: self.operation,
+            operation,
             params,
             depends_on: self.dep_ids(),
             send_job_webhook,
@@ -380,28 +459,51 @@ impl Draft {
     }
 }
 
-/// Finds `$job1` and `_videoJobDependency:job1`-style markers anywhere in params.
-fn collect_references(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
-    match value {
-        Value::String(s) => {
-            if let Some(id) = reference(s) {
-                out.push((id.to_string(), path.to_string()));
-            }
+/// How deeply a param value may nest. JSON bodies are already limited to 128 levels by the
+/// parser; a `Value` built in code is not, and clone, drop and serialisation all recurse.
+const MAX_PARAM_DEPTH: usize = 128;
+
+/// Whether arrays and objects nest more than `limit` levels inside `value`, without recursion.
+fn nests_deeper_than(value: &Value, limit: usize) -> bool {
+    // `depth`: how many arrays and objects enclose the value.
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        match value {
+            Value::Array(_) | Value::Object(_) if depth >= limit => return true,
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|v| (v, depth + 1))),
+            _ => {}
         }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                collect_references(v, &format!("{path}[{i}]"), out);
-            }
-        }
-        Value::Object(o) => {
-            for (k, v) in o {
-                // A provider key is a secret, never a reference, and never echoed.
-                if k != "apiKey" {
-                    collect_references(v, &format!("{path}.{k}"), out);
+    }
+    false
+}
+
+/// Finds `$job1` and `_videoJobDependency:job1`-style markers anywhere in params, in document
+/// order, without recursion.
+fn collect_references(params: &Map<String, Value>, out: &mut Vec<(String, String)>) {
+    // Entries in reverse, so that popping the stack visits them in order. A provider key is a
+    // secret, never a reference, and never echoed.
+    fn entries<'v>(o: &'v Map<String, Value>, path: &str) -> Vec<(&'v Value, String)> {
+        o.iter()
+            .rev()
+            .filter(|(k, _)| *k != "apiKey")
+            .map(|(k, v)| (v, format!("{path}.{k}")))
+            .collect()
+    }
+    let mut stack: Vec<(&Value, String)> = entries(params, "params");
+    while let Some((value, path)) = stack.pop() {
+        match value {
+            Value::String(s) => {
+                if let Some(id) = reference(s) {
+                    out.push((id.to_string(), path));
                 }
             }
+            Value::Array(items) => {
+                stack.extend(items.iter().enumerate().rev().map(|(i, v)| (v, format!("{path}[{i}]"))))
+            }
+            Value::Object(o) => stack.extend(entries(o, &path)),
+            _ => {}
         }
-        _ => {}
     }
 }
 
@@ -411,7 +513,13 @@ pub fn reference(s: &str) -> Option<&str> {
         return (!id.is_empty() && !id.contains(char::is_whitespace)).then_some(id);
     }
     let (marker, id) = s.split_once(':')?;
-    let kind = marker.strip_prefix('_')?.strip_suffix("JobDependency")?;
+    let marker = marker.strip_prefix('_')?;
+    // `_jobDependency:` (generic) or `_<kind>JobDependency:` (`_videoJobDependency:`, ...).
+    let kind = if marker == "jobDependency" {
+        ""
+    } else {
+        marker.strip_suffix("JobDependency")?
+    };
     (kind.chars().all(|c| c.is_ascii_alphabetic()) && !id.is_empty()).then_some(id)
 }
 
@@ -425,7 +533,7 @@ fn infer_unwired_merges(drafts: &mut [Draft]) {
             Some(Value::Array(a)) => a.is_empty(),
             _ => false,
         };
-        if d.operation != Operation::Merge || !empty_items || !d.deps.is_empty() {
+        if d.operation != Some(Operation::Merge) || !empty_items || !d.deps.is_empty() {
             continue;
         }
         let consumed: HashSet<String> = drafts.iter().flat_map(|d| d.dep_ids()).collect();
@@ -451,7 +559,12 @@ fn find_cycle(drafts: &[Draft]) -> Option<Vec<String>> {
     let index: HashMap<&str, usize> = drafts.iter().enumerate().map(|(i, d)| (d.id.as_str(), i)).collect();
     let edges: Vec<Vec<usize>> = drafts
         .iter()
-        .map(|d| d.dep_ids().iter().filter_map(|dep| index.get(dep.as_str()).copied()).collect())
+        .map(|d| {
+            d.dep_ids()
+                .iter()
+                .filter_map(|dep| index.get(dep.as_str()).copied())
+                .collect()
+        })
         .collect();
     // Iterative DFS: 0 = unvisited, 1 = on stack, 2 = done. Plans may be 500 deep: no recursion.
     let mut state = vec![0u8; drafts.len()];
@@ -528,7 +641,14 @@ impl ParamReader<'_> {
     }
 
     /// A finite number in `range`, described for the error message.
-    fn number_in(&mut self, obj: &Map<String, Value>, key: &str, path: &str, ok: fn(f64) -> bool, what: &str) -> Option<f64> {
+    fn number_in(
+        &mut self,
+        obj: &Map<String, Value>,
+        key: &str,
+        path: &str,
+        ok: fn(f64) -> bool,
+        what: &str,
+    ) -> Option<f64> {
         match obj.get(key)? {
             Value::Null => None,
             Value::Number(n) => match n.as_f64() {
@@ -549,7 +669,10 @@ impl ParamReader<'_> {
         let raw = self.string(key)?;
         let parsed = AspectRatio::parse(&raw);
         if parsed.is_none() {
-            self.invalid(key, format_args!("must be a ratio like `16:9`, `9:16`, `1:1` or `4:5`, not `{raw}`"));
+            self.invalid(
+                key,
+                format_args!("must be a ratio like `16:9`, `9:16`, `1:1` or `4:5`, not `{raw}`"),
+            );
         }
         parsed
     }
@@ -577,22 +700,44 @@ impl ParamReader<'_> {
             Some(Value::Object(m)) => Some(m),
             _ => None,
         };
-        let from_model = |key: &str| model_obj.and_then(|m| m.get(key)).and_then(Value::as_str).map(str::to_string);
+        let from_model = |key: &str| {
+            model_obj
+                .and_then(|m| m.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         let provider = self.string("provider").or_else(|| from_model("provider"));
         let model_id = self.string("modelId").or_else(|| from_model("modelId"));
-        let Some(provider) = provider else {
-            self.fail(PlanError::new("missing_field", format!("job `{}`: `{op}` needs a `provider`", self.job)).field("params.provider"));
-            return None;
-        };
-        let Some(model_id) = model_id else {
-            self.fail(PlanError::new("missing_field", format!("job `{}`: `{op}` needs a `modelId`", self.job)).field("params.modelId"));
+        if provider.is_none() {
+            self.fail(
+                PlanError::new(
+                    "missing_field",
+                    format!("job `{}`: `{op}` needs a `provider`", self.job),
+                )
+                .field("params.provider"),
+            );
+        }
+        if model_id.is_none() {
+            self.fail(
+                PlanError::new("missing_field", format!("job `{}`: `{op}` needs a `modelId`", self.job))
+                    .field("params.modelId"),
+            );
+        }
+        let (Some(provider), Some(model_id)) = (provider, model_id) else {
             return None;
         };
         match catalog.lookup(&provider, &model_id) {
             ModelLookup::UnknownProvider(known) => {
                 self.fail(
-                    PlanError::new("unknown_provider", format!("job `{}`: unknown provider `{provider}`; available: {}", self.job, known.join(", ")))
-                        .field("params.provider"),
+                    PlanError::new(
+                        "unknown_provider",
+                        format!(
+                            "job `{}`: unknown provider `{provider}`; available: {}",
+                            self.job,
+                            known.join(", ")
+                        ),
+                    )
+                    .field("params.provider"),
                 );
                 return None;
             }
@@ -600,7 +745,11 @@ impl ParamReader<'_> {
                 self.fail(
                     PlanError::new(
                         "unknown_model",
-                        format!("job `{}`: provider `{provider}` has no model `{model_id}`; available: {}", self.job, known.join(", ")),
+                        format!(
+                            "job `{}`: provider `{provider}` has no model `{model_id}`; available: {}",
+                            self.job,
+                            known.join(", ")
+                        ),
                     )
                     .field("params.modelId"),
                 );
@@ -619,11 +768,20 @@ impl ParamReader<'_> {
             ModelLookup::Found(_) => {}
         }
         let prompt = self.string("prompt");
-        let duration = self.number_in(self.params, "duration", "duration", |v| v > 0.0 && v <= 600.0, "greater than 0 and at most 600 seconds");
+        let duration = self.number_in(
+            self.params,
+            "duration",
+            "duration",
+            |v| v > 0.0 && v <= 600.0,
+            "greater than 0 and at most 600 seconds",
+        );
         let resolution = self.string("resolution");
         if let Some(r) = &resolution {
             if parse_resolution(r).is_none() {
-                self.invalid("resolution", format_args!("must be like `480p`, `720p`, `1080p` or `4k`, not `{r}`"));
+                self.invalid(
+                    "resolution",
+                    format_args!("must be like `480p`, `720p`, `1080p` or `4k`, not `{r}`"),
+                );
             }
         }
         let aspect_ratio = self.aspect_ratio("aspectRatio");
@@ -638,7 +796,15 @@ impl ParamReader<'_> {
             },
         };
         let mut inputs = BTreeMap::new();
-        for key in ["image", "audio", "startImage", "endImage", "video", "videoUrl", "audioUrl"] {
+        for key in [
+            "image",
+            "audio",
+            "startImage",
+            "endImage",
+            "video",
+            "videoUrl",
+            "audioUrl",
+        ] {
             if let Some(v) = self.params.get(key).filter(|v| !v.is_null()) {
                 if let Some(r) = self.media_ref(v, key) {
                     inputs.insert(key.to_string(), r);
@@ -646,8 +812,24 @@ impl ParamReader<'_> {
             }
         }
         const KNOWN: [&str; 18] = [
-            "provider", "modelId", "prompt", "duration", "resolution", "aspectRatio", "seed", "image", "audio", "startImage", "endImage",
-            "video", "videoUrl", "audioUrl", "unified", "model", "sendJobWebhook", "apiKey",
+            "provider",
+            "modelId",
+            "prompt",
+            "duration",
+            "resolution",
+            "aspectRatio",
+            "seed",
+            "image",
+            "audio",
+            "startImage",
+            "endImage",
+            "video",
+            "videoUrl",
+            "audioUrl",
+            "unified",
+            "model",
+            "sendJobWebhook",
+            "apiKey",
         ];
         let mut options: Map<String, Value> = model_obj
             .and_then(|m| m.get("options"))
@@ -692,26 +874,56 @@ impl ParamReader<'_> {
                         self.invalid(&format!("{path}.url"), "is missing");
                         continue;
                     };
-                    let Some(source) = self.media_ref(url, &format!("{path}.url")) else { continue };
-                    let kind = match obj.get("type").and_then(Value::as_str) {
-                        None => match &source {
+                    let Some(source) = self.media_ref(url, &format!("{path}.url")) else {
+                        continue;
+                    };
+                    let kind = match obj.get("type") {
+                        None | Some(Value::Null) => match &source {
                             MediaRef::Job(id) => kinds.get(id).copied().flatten(),
                             MediaRef::Url(_) => None,
                         },
-                        Some("video") => Some(MediaKind::Video),
-                        Some("image") => Some(MediaKind::Image),
-                        Some("audio") => Some(MediaKind::Audio),
-                        Some(other) => {
-                            self.invalid(&format!("{path}.type"), format_args!("must be `video`, `image` or `audio`, not `{other}`"));
+                        Some(Value::String(t)) if t == "video" => Some(MediaKind::Video),
+                        Some(Value::String(t)) if t == "image" => Some(MediaKind::Image),
+                        Some(Value::String(t)) if t == "audio" => Some(MediaKind::Audio),
+                        Some(Value::String(other)) => {
+                            self.invalid(
+                                &format!("{path}.type"),
+                                format_args!("must be `video`, `image` or `audio`, not `{other}`"),
+                            );
+                            None
+                        }
+                        Some(_) => {
+                            self.invalid(
+                                &format!("{path}.type"),
+                                "must be the string `video`, `image` or `audio`",
+                            );
                             None
                         }
                     };
                     if kind == Some(MediaKind::Transcript) {
                         self.invalid(&format!("{path}.url"), "refers to a transcript, which cannot be merged");
                     }
-                    let duration = self.number_in(&obj, "duration", &format!("{path}.duration"), |v| v > 0.0 && v <= 3600.0, "greater than 0 seconds");
-                    let offset = self.number_in(&obj, "offset", &format!("{path}.offset"), |v| (0.0..=3600.0).contains(&v), "at least 0 seconds");
-                    let volume = self.number_in(&obj, "volume", &format!("{path}.volume"), |v| (0.0..=10.0).contains(&v), "between 0 and 10");
+                    let duration = self.number_in(
+                        &obj,
+                        "duration",
+                        &format!("{path}.duration"),
+                        |v| v > 0.0 && v <= 3600.0,
+                        "greater than 0 seconds",
+                    );
+                    let offset = self.number_in(
+                        &obj,
+                        "offset",
+                        &format!("{path}.offset"),
+                        |v| (0.0..=3600.0).contains(&v),
+                        "at least 0 seconds",
+                    );
+                    let volume = self.number_in(
+                        &obj,
+                        "volume",
+                        &format!("{path}.volume"),
+                        |v| (0.0..=10.0).contains(&v),
+                        "between 0 and 10",
+                    );
                     items.push(MergeItem {
                         source,
                         kind,
@@ -726,12 +938,21 @@ impl ParamReader<'_> {
         if items.is_empty() && !self.failed {
             self.invalid("items", "must list at least one video or image");
         } else if !items.is_empty() && items.iter().all(|i| i.kind == Some(MediaKind::Audio)) {
-            self.invalid("items", "must contain at least one video or image: audio is mixed over them");
+            self.invalid(
+                "items",
+                "must contain at least one video or image: audio is mixed over them",
+            );
         }
         let transition_name = self.string("transition");
         let add = self.bool("addTransitions").unwrap_or(false);
         let duration = self
-            .number_in(self.params, "transitionDuration", "transitionDuration", |v| v > 0.0 && v <= 10.0, "greater than 0 and at most 10 seconds")
+            .number_in(
+                self.params,
+                "transitionDuration",
+                "transitionDuration",
+                |v| v > 0.0 && v <= 10.0,
+                "greater than 0 and at most 10 seconds",
+            )
             .unwrap_or(0.5);
         let transition = match (transition_name, add) {
             (Some(name), _) if TRANSITIONS.contains(&name.to_ascii_lowercase().as_str()) => Some(Transition {
@@ -739,7 +960,10 @@ impl ParamReader<'_> {
                 duration,
             }),
             (Some(name), _) => {
-                self.invalid("transition", format_args!("must be one of {}, not `{name}`", TRANSITIONS.join(", ")));
+                self.invalid(
+                    "transition",
+                    format_args!("must be one of {}, not `{name}`", TRANSITIONS.join(", ")),
+                );
                 None
             }
             (None, true) => Some(Transition {
@@ -754,7 +978,13 @@ impl ParamReader<'_> {
     fn reframe(&mut self, deps: &[JobId], kinds: &HashMap<String, Option<MediaKind>>) -> Option<ReframeParams> {
         let Some(aspect_ratio) = self.aspect_ratio("aspectRatio") else {
             if !self.failed {
-                self.fail(PlanError::new("missing_field", format!("job `{}`: `reframe` needs an `aspectRatio`", self.job)).field("params.aspectRatio"));
+                self.fail(
+                    PlanError::new(
+                        "missing_field",
+                        format!("job `{}`: `reframe` needs an `aspectRatio`", self.job),
+                    )
+                    .field("params.aspectRatio"),
+                );
             }
             return None;
         };
@@ -768,12 +998,23 @@ impl ParamReader<'_> {
         let input = match explicit {
             Some((value, path)) => self.media_ref(value, &path)?,
             // The documented chain form: no reference, only `dependsOn`; take the media dependency.
-            None => match deps.iter().find(|d| matches!(kinds.get(*d), Some(Some(MediaKind::Video)))) {
+            None => match deps
+                .iter()
+                .find(|d| matches!(kinds.get(*d), Some(Some(MediaKind::Video))))
+            {
                 Some(dep) => MediaRef::Job(dep.clone()),
+                // A dependency whose operation is unknown (already reported) may be the video.
+                None if deps.iter().any(|d| kinds.get(d) == Some(&None)) => return None,
                 None => {
                     self.fail(
-                        PlanError::new("missing_input", format!("job `{}`: `reframe` needs a video: give `video` or depend on a video job", self.job))
-                            .field("params.video"),
+                        PlanError::new(
+                            "missing_input",
+                            format!(
+                                "job `{}`: `reframe` needs a video: give `video` or depend on a video job",
+                                self.job
+                            ),
+                        )
+                        .field("params.video"),
                     );
                     return None;
                 }

@@ -1,0 +1,480 @@
+//! The engine on the embedded SQLite store and queue, with instant provider and media, driven
+//! message by message so that duplicates, crashes and time are under the test's control.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use reelay_core::clock::ManualClock;
+use reelay_core::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, ProviderCall};
+use reelay_core::plan::{parse_value, PlanLimits};
+use reelay_core::ports::{Clock, Message, Provider, ProviderRequest, Queue, Store, Write};
+use reelay_core::{Engine, EngineSettings, Handled, Ports, Providers};
+use reelay_local::instant::{InstantMedia, InstantProvider, NullBlobs};
+use reelay_local::{Db, SqliteQueue, SqliteStore};
+
+/// How the harness delivers each message.
+#[derive(Clone, Copy, PartialEq)]
+enum Delivery {
+    Once,
+    /// Handled, then sent again: every message arrives twice, the copy later.
+    TwiceLater,
+    /// Two handlers take the same message at the same time.
+    TwiceAtOnce,
+}
+
+struct Harness {
+    engine: Arc<Engine>,
+    store: Arc<SqliteStore>,
+    queue: Arc<SqliteQueue>,
+    provider: Arc<InstantProvider>,
+    media: Arc<InstantMedia>,
+    clock: Arc<ManualClock>,
+    settings: EngineSettings,
+}
+
+fn harness(failing: &[&str]) -> Harness {
+    let db = Db::in_memory().expect("db");
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    let store = Arc::new(SqliteStore::new(db.clone()));
+    let queue = Arc::new(SqliteQueue::new(db, dyn_clock.clone()));
+    let provider = Arc::new(InstantProvider::new(failing.iter().map(|s| s.to_string())));
+    let media = Arc::new(InstantMedia::default());
+    let settings = EngineSettings {
+        limits: PlanLimits {
+            max_jobs: 10_000,
+            max_body_bytes: usize::MAX,
+        },
+        ..EngineSettings::default()
+    };
+    let engine = Arc::new(Engine::new(
+        Ports {
+            store: store.clone(),
+            queue: queue.clone(),
+            blobs: Arc::new(NullBlobs),
+            media: media.clone(),
+            providers: Providers::new().with(provider.clone()),
+            clock: dyn_clock,
+        },
+        settings.clone(),
+    ));
+    Harness {
+        engine,
+        store,
+        queue,
+        provider,
+        media,
+        clock,
+        settings,
+    }
+}
+
+fn generate(id: &str, deps: &[&str]) -> Value {
+    json!({"id": id, "type": "generate", "params": {"provider": "instant", "modelId": "done"}, "dependsOn": deps})
+}
+
+impl Harness {
+    async fn submit(&self, plan: Value) -> String {
+        let request = parse_value(&plan, self.engine.providers(), self.settings.limits).expect("valid plan");
+        self.engine.start("t", request).await.expect("submit").id
+    }
+
+    /// Delivers messages until the queue has nothing visible.
+    async fn drain(&self, mode: Delivery) {
+        // Copies sent and not yet delivered: their own delivery is not copied again.
+        let mut copies: HashSet<Message> = HashSet::new();
+        for _ in 0..100_000 {
+            let batch = self
+                .queue
+                .receive(16, Duration::from_secs(30), Duration::ZERO)
+                .await
+                .expect("receive");
+            if batch.is_empty() {
+                return;
+            }
+            for d in batch {
+                let handled = match mode {
+                    Delivery::TwiceAtOnce => {
+                        let (a, b) = tokio::join!(self.engine.handle(&d.message), self.engine.handle(&d.message));
+                        let (a, b) = (a.expect("handle"), b.expect("handle"));
+                        // Of two racing handlers, one may be told to come back later.
+                        if a == Handled::Done {
+                            b
+                        } else {
+                            a
+                        }
+                    }
+                    _ => self.engine.handle(&d.message).await.expect("handle"),
+                };
+                match handled {
+                    Handled::Done => {
+                        self.queue.ack(&d.receipt).await.expect("ack");
+                        if mode == Delivery::TwiceLater && !copies.remove(&d.message) {
+                            copies.insert(d.message.clone());
+                            self.queue
+                                .send(&[d.message.clone()], Duration::ZERO)
+                                .await
+                                .expect("resend");
+                        }
+                    }
+                    Handled::RetryAfter(delay) => {
+                        self.queue.retry_later(&d.receipt, delay).await.expect("retry");
+                        self.clock.advance(delay);
+                    }
+                }
+            }
+        }
+        panic!("the queue never drained");
+    }
+
+    async fn execution(&self, id: &str) -> (Execution, HashMap<String, Job>) {
+        let (e, jobs) = self.store.execution_with_jobs(id).await.expect("read").expect("exists");
+        (e, jobs.into_iter().map(|j| (j.id().to_string(), j)).collect())
+    }
+
+    fn assert_each_submitted_once(&self, execution: &str, jobs: usize) {
+        let submits: Vec<u32> = self
+            .provider
+            .submits()
+            .into_iter()
+            .filter(|(k, _)| k.execution_id == execution)
+            .map(|(_, n)| n)
+            .collect();
+        assert_eq!(submits.len(), jobs, "every job reached the provider");
+        assert!(
+            submits.iter().all(|n| *n == 1),
+            "a job was submitted twice: {submits:?}"
+        );
+    }
+}
+
+/// The DAG shapes: (name, jobs as (id, parents)). Sizes are small: shape, not scale, is tested.
+fn shapes() -> Vec<(&'static str, Vec<(String, Vec<String>)>)> {
+    let id = |i: usize| format!("j{i}");
+    let mut fan_out = vec![(id(0), vec![])];
+    fan_out.extend((1..=300).map(|i| (id(i), vec![id(0)])));
+    let mut fan_in: Vec<_> = (0..300).map(|i| (id(i), vec![])).collect();
+    fan_in.push((id(300), (0..300).map(id).collect()));
+    let mut seed = 42u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut layers = Vec::new();
+    for layer in 0..10 {
+        for n in 0..20 {
+            let mut parents: Vec<String> = if layer == 0 {
+                vec![]
+            } else {
+                (0..3).map(|_| id((layer - 1) * 20 + (next() % 20) as usize)).collect()
+            };
+            parents.sort();
+            parents.dedup();
+            layers.push((id(layer * 20 + n), parents));
+        }
+    }
+    vec![
+        ("independent", (0..200).map(|i| (id(i), vec![])).collect()),
+        ("fan-out", fan_out),
+        ("fan-in", fan_in),
+        ("layers", layers),
+        (
+            "chain",
+            (0..100)
+                .map(|i| (id(i), if i == 0 { vec![] } else { vec![id(i - 1)] }))
+                .collect(),
+        ),
+        (
+            "diamond",
+            vec![
+                ("top".into(), vec![]),
+                ("left".into(), vec!["top".into()]),
+                ("right".into(), vec!["top".into()]),
+                ("bottom".into(), vec!["left".into(), "right".into()]),
+            ],
+        ),
+    ]
+}
+
+fn plan_of(jobs: &[(String, Vec<String>)]) -> Value {
+    let jobs: Vec<Value> = jobs
+        .iter()
+        .map(|(id, deps)| generate(id, &deps.iter().map(String::as_str).collect::<Vec<_>>()))
+        .collect();
+    json!({ "jobs": jobs })
+}
+
+async fn run_every_shape(mode: Delivery) {
+    for (name, jobs) in shapes() {
+        let h = harness(&[]);
+        let id = h.submit(plan_of(&jobs)).await;
+        h.drain(mode).await;
+        let (execution, records) = h.execution(&id).await;
+        assert_eq!(execution.status, ExecutionStatus::Completed, "{name}");
+        assert_eq!(execution.completed_jobs as usize, jobs.len(), "{name}");
+        assert_eq!(execution.open_jobs, 0, "{name}");
+        assert!(records.values().all(|j| j.status == JobStatus::Completed), "{name}");
+        // Every job started only after all its parents completed.
+        for (job, parents) in &jobs {
+            let started = records[job].started_at.expect("started");
+            for p in parents {
+                assert!(
+                    records[p].completed_at.expect("done") <= started,
+                    "{name}: {job} before {p}"
+                );
+            }
+        }
+        let last = &jobs.last().expect("jobs").0;
+        assert_eq!(
+            execution.result, records[last].output,
+            "{name}: result is the final job's output"
+        );
+        let sinks: HashSet<&String> = jobs
+            .iter()
+            .map(|(id, _)| id)
+            .filter(|id| !jobs.iter().any(|(_, deps)| deps.contains(id)))
+            .collect();
+        assert_eq!(
+            execution.outputs.keys().collect::<HashSet<_>>(),
+            sinks,
+            "{name}: outputs are the sinks"
+        );
+        h.assert_each_submitted_once(&id, jobs.len());
+    }
+}
+
+#[tokio::test]
+async fn every_shape_completes_each_job_once() {
+    run_every_shape(Delivery::Once).await;
+}
+
+#[tokio::test]
+async fn every_message_delivered_twice_later_changes_nothing() {
+    run_every_shape(Delivery::TwiceLater).await;
+}
+
+#[tokio::test]
+async fn every_message_handled_twice_at_once_changes_nothing() {
+    run_every_shape(Delivery::TwiceAtOnce).await;
+}
+
+#[tokio::test]
+async fn a_failure_skips_the_whole_sub_dag_and_independent_branches_finish() {
+    let h = harness(&["b"]);
+    // a → b → c → d → e (b fails: c, d, e skipped, three levels and more), x → y independent,
+    // and z depends on both branches.
+    let plan = json!({"jobs": [
+        generate("a", &[]), generate("b", &["a"]), generate("c", &["b"]), generate("d", &["c"]),
+        generate("e", &["d"]), generate("x", &[]), generate("y", &["x"]), generate("z", &["y", "c"]),
+    ]});
+    let id = h.submit(plan).await;
+    h.drain(Delivery::TwiceLater).await;
+    let (execution, jobs) = h.execution(&id).await;
+    let status = |j: &str| jobs[j].status;
+    assert_eq!(status("a"), JobStatus::Completed);
+    assert_eq!(status("b"), JobStatus::Failed);
+    for skipped in ["c", "d", "e", "z"] {
+        assert_eq!(status(skipped), JobStatus::Skipped, "{skipped}");
+        assert!(jobs[skipped].error.as_ref().expect("reason").message.contains("`b`"));
+    }
+    assert_eq!(status("x"), JobStatus::Completed);
+    assert_eq!(status("y"), JobStatus::Completed);
+    assert_eq!(execution.status, ExecutionStatus::Failed);
+    let error = execution.error.expect("error");
+    assert_eq!(error.failed_jobs, vec!["b".to_string()]);
+    assert!(error.message.contains("job `b` failed"), "{}", error.message);
+    assert_eq!(execution.open_jobs, 0);
+}
+
+#[tokio::test]
+async fn a_crash_between_completion_and_release_is_repaired_by_the_retry() {
+    let h = harness(&[]);
+    let id = h
+        .submit(json!({"jobs": [generate("p", &[]), generate("c1", &["p"]), generate("c2", &["p"])]}))
+        .await;
+    let key = JobKey {
+        execution_id: id.clone(),
+        job_id: "p".into(),
+    };
+    // The parent's work is recorded as done, then the process "dies" before releasing.
+    let p = h.store.job(&key).await.unwrap().unwrap();
+    let mut done = p.clone();
+    done.status = JobStatus::Completed;
+    assert!(matches!(
+        h.store.update_job(&p, &done).await.unwrap(),
+        Write::Applied(_)
+    ));
+    // The undeleted message comes back: the retry releases the children.
+    h.drain(Delivery::Once).await;
+    let (execution, jobs) = h.execution(&id).await;
+    assert_eq!(execution.status, ExecutionStatus::Completed);
+    assert_eq!(jobs["c1"].status, JobStatus::Completed);
+    assert_eq!(jobs["c2"].status, JobStatus::Completed);
+}
+
+#[tokio::test]
+async fn a_crash_between_release_and_send_is_repaired_by_the_retry_and_by_the_sweep() {
+    for repair in ["retry", "sweep"] {
+        let h = harness(&[]);
+        let id = h
+            .submit(json!({"jobs": [generate("p", &[]), generate("c", &["p"])]}))
+            .await;
+        let parent = JobKey {
+            execution_id: id.clone(),
+            job_id: "p".into(),
+        };
+        let child = JobKey {
+            execution_id: id.clone(),
+            job_id: "c".into(),
+        };
+        // Run the parent fully, then lose the child's message (as if the send never happened).
+        let d = h
+            .queue
+            .receive(1, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(h.engine.handle(&d.message).await.unwrap(), Handled::Done);
+        h.queue.ack(&d.receipt).await.unwrap();
+        let lost = h
+            .queue
+            .receive(1, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(lost.message, Message::Job(child.clone()));
+        h.queue.ack(&lost.receipt).await.unwrap();
+        assert_eq!(h.store.job(&child).await.unwrap().unwrap().status, JobStatus::Queued);
+        match repair {
+            // The parent's message delivered again re-sends the child it released.
+            "retry" => {
+                h.clock.advance(h.settings.resend_after);
+                h.queue.send(&[Message::Job(parent)], Duration::ZERO).await.unwrap()
+            }
+            // Or the timer finds the job queued too long and re-sends it.
+            _ => {
+                assert_eq!(h.engine.sweep_stale(100).await.unwrap(), 0, "not stale yet");
+                h.clock.advance(h.settings.stale_queued_after + Duration::from_secs(1));
+                assert_eq!(h.engine.sweep_stale(100).await.unwrap(), 1);
+            }
+        }
+        h.drain(Delivery::Once).await;
+        let (execution, _) = h.execution(&id).await;
+        assert_eq!(execution.status, ExecutionStatus::Completed, "{repair}");
+        h.assert_each_submitted_once(&id, 2);
+    }
+}
+
+#[tokio::test]
+async fn a_submit_that_reached_the_provider_before_a_crash_is_adopted_not_repeated() {
+    let h = harness(&[]);
+    let id = h.submit(json!({"jobs": [generate("a", &[])]})).await;
+    let key = JobKey {
+        execution_id: id.clone(),
+        job_id: "a".into(),
+    };
+    // The runner claimed the job, wrote its intent, submitted... and died before recording.
+    let queued = h.store.job(&key).await.unwrap().unwrap();
+    let mut claimed = queued.clone();
+    claimed.status = JobStatus::Running;
+    claimed.lease_until = Some(h.clock.now() + 60_000);
+    claimed.provider = Some(ProviderCall {
+        provider: "instant".into(),
+        model_id: "done".into(),
+        token: "tok123".into(),
+        provider_job_id: None,
+        completion: reelay_core::domain::Completion::Polling,
+        submitted_at: None,
+        polls: 0,
+        next_poll_at: None,
+        outcome: None,
+    });
+    let Write::Applied(claimed) = h.store.update_job(&queued, &claimed).await.unwrap() else {
+        panic!("claim")
+    };
+    let reelay_core::plan::Params::Provider(params) = claimed.spec.params.clone() else {
+        panic!("params")
+    };
+    h.provider
+        .submit(ProviderRequest {
+            job: key.clone(),
+            operation: claimed.spec.operation,
+            params,
+            token: "tok123".into(),
+            api_key: None,
+        })
+        .await
+        .unwrap();
+    // While the dead runner's lease holds, the message is put back, not run.
+    let d = h
+        .queue
+        .receive(1, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(matches!(
+        h.engine.handle(&d.message).await.unwrap(),
+        Handled::RetryAfter(_)
+    ));
+    h.queue.retry_later(&d.receipt, Duration::ZERO).await.unwrap();
+    h.clock.advance(Duration::from_secs(61));
+    h.drain(Delivery::Once).await;
+    // The status poll finishes the adopted prediction.
+    h.clock.advance(Duration::from_secs(10));
+    h.engine.poll_due(10).await.unwrap();
+    h.drain(Delivery::Once).await;
+    let (execution, jobs) = h.execution(&id).await;
+    assert_eq!(execution.status, ExecutionStatus::Completed);
+    assert_eq!(
+        jobs["a"].provider.as_ref().unwrap().provider_job_id.as_deref(),
+        Some(format!("{id}/a").as_str())
+    );
+    h.assert_each_submitted_once(&id, 1);
+}
+
+#[tokio::test]
+async fn polling_models_complete_when_polled_and_not_before() {
+    let h = harness(&[]);
+    let plan = json!({"jobs": [
+        {"id": "slow", "type": "generate", "params": {"provider": "instant", "modelId": "later"}},
+        generate("after", &["slow"]),
+    ]});
+    let id = h.submit(plan).await;
+    h.drain(Delivery::Once).await;
+    let (_, jobs) = h.execution(&id).await;
+    assert_eq!(jobs["slow"].status, JobStatus::AwaitingProvider);
+    assert_eq!(
+        h.engine.poll_due(10).await.unwrap(),
+        0,
+        "not due before its first poll time"
+    );
+    h.clock.advance(h.settings.poll_first + Duration::from_secs(1));
+    assert_eq!(h.engine.poll_due(10).await.unwrap(), 1);
+    // A second poll of the same answer (e.g. a webhook raced it) changes nothing.
+    h.drain(Delivery::TwiceLater).await;
+    let (execution, jobs) = h.execution(&id).await;
+    assert_eq!(execution.status, ExecutionStatus::Completed);
+    assert_eq!(jobs["after"].status, JobStatus::Completed);
+}
+
+#[tokio::test]
+async fn media_jobs_run_once_under_duplicate_delivery() {
+    let h = harness(&[]);
+    let plan = json!({"jobs": [
+        generate("a", &[]), generate("b", &[]),
+        {"id": "m", "type": "merge", "params": {"items": [{"url": "$a"}, {"url": "$b"}], "transition": "fade"}},
+        {"id": "r", "type": "reframe", "params": {"aspectRatio": "9:16"}, "dependsOn": ["m"]},
+    ]});
+    let id = h.submit(plan).await;
+    h.drain(Delivery::TwiceAtOnce).await;
+    let (execution, jobs) = h.execution(&id).await;
+    assert_eq!(execution.status, ExecutionStatus::Completed);
+    assert_eq!(h.media.runs(), 2, "merge and reframe each ran once");
+    assert_eq!(execution.result, jobs["r"].output);
+    assert!(jobs["r"].output.as_ref().unwrap().key.ends_with("/r/output.mp4"));
+}
