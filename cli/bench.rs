@@ -7,14 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
-
 use reelay_core::clock::SystemClock;
 use reelay_core::plan::{parse_value, PlanLimits};
 use reelay_core::ports::{Clock, Queue};
 use reelay_core::worker::{run_workers, WorkerSettings};
 use reelay_core::{Engine, EngineSettings, Event, Ports, Providers};
+use reelay_local::dag_shapes::standard;
 use reelay_local::instant::{InstantMedia, InstantProvider, NullBlobs};
 use reelay_local::{Db, Durability, SqliteQueue, SqliteStore};
 
@@ -29,53 +27,6 @@ pub struct BenchArgs {
     /// fsync every commit (SQLite synchronous=FULL) instead of the default WAL NORMAL.
     #[arg(long)]
     fsync: bool,
-}
-
-/// The plan of each shape: (name, jobs as (id, parents)).
-fn shapes() -> Vec<(&'static str, Vec<(String, Vec<String>)>)> {
-    let id = |i: usize| format!("j{i}");
-    let independent = (0..10_000).map(|i| (id(i), vec![])).collect();
-    let mut fan_out = vec![(id(0), vec![])];
-    fan_out.extend((1..=5_000).map(|i| (id(i), vec![id(0)])));
-    let mut fan_in: Vec<_> = (0..5_000).map(|i| (id(i), vec![])).collect();
-    fan_in.push((id(5_000), (0..5_000).map(id).collect()));
-    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    let mut layers = Vec::new();
-    for layer in 0..20 {
-        for n in 0..100 {
-            let parents = if layer == 0 {
-                vec![]
-            } else {
-                let mut p: Vec<String> = (0..3)
-                    .map(|_| id((layer - 1) * 100 + rng.random_range(0..100)))
-                    .collect();
-                p.sort();
-                p.dedup();
-                p
-            };
-            layers.push((id(layer * 100 + n), parents));
-        }
-    }
-    let chain = (0..2_000)
-        .map(|i| (id(i), if i == 0 { vec![] } else { vec![id(i - 1)] }))
-        .collect();
-    vec![
-        ("a: independent 10,000", independent),
-        ("b: fan-out 1→5,000", fan_out),
-        ("c: fan-in 5,000→1", fan_in),
-        ("d: 20 layers × 100, 3 random parents", layers),
-        ("e: chain 2,000", chain),
-    ]
-}
-
-fn plan(jobs: &[(String, Vec<String>)]) -> Value {
-    let jobs: Vec<Value> = jobs
-        .iter()
-        .map(|(id, parents)| {
-            json!({"id": id, "type": "generate", "params": {"provider": "instant", "modelId": "done"}, "dependsOn": parents})
-        })
-        .collect();
-    json!({ "jobs": jobs })
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -99,7 +50,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "{:<40} {:>6} {:>9} {:>9} {:>19} {:>21}",
         "shape", "jobs", "wall s", "jobs/s", "per-job p50/p99 ms", "release p50/p99 ms"
     );
-    for (name, jobs) in shapes() {
+    // The anchors' sizes: 10,000 independent, 1→5,000, 5,000→1, 20 × 100, a 2,000 chain.
+    for shape in standard(5_000, 20, 100, 2_000) {
+        let (name, jobs) = (shape.name.as_str(), &shape.jobs);
         if args.only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
         }
@@ -118,7 +71,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             max_body_bytes: usize::MAX,
         };
         let request =
-            parse_value(&plan(&jobs), &providers, limits).map_err(|e| anyhow::anyhow!("bench plan invalid: {e:?}"))?;
+            parse_value(&shape.plan(), &providers, limits).map_err(|e| anyhow::anyhow!("bench plan invalid: {e:?}"))?;
         let engine = Arc::new(Engine::new(
             Ports {
                 store: Arc::new(SqliteStore::new(db)),

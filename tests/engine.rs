@@ -12,6 +12,7 @@ use reelay_core::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, Pr
 use reelay_core::plan::{parse_value, PlanLimits};
 use reelay_core::ports::{Clock, Message, Provider, ProviderRequest, Queue, Store, Write};
 use reelay_core::{Engine, EngineSettings, Handled, Ports, Providers};
+use reelay_local::dag_shapes::standard;
 use reelay_local::instant::{InstantMedia, InstantProvider, NullBlobs};
 use reelay_local::{Db, SqliteQueue, SqliteStore};
 
@@ -115,7 +116,7 @@ impl Harness {
                         if mode == Delivery::TwiceLater && !copies.remove(&d.message) {
                             copies.insert(d.message.clone());
                             self.queue
-                                .send(&[d.message.clone()], Duration::ZERO)
+                                .send(std::slice::from_ref(&d.message), Duration::ZERO)
                                 .await
                                 .expect("resend");
                         }
@@ -151,68 +152,12 @@ impl Harness {
     }
 }
 
-/// The DAG shapes: (name, jobs as (id, parents)). Sizes are small: shape, not scale, is tested.
-fn shapes() -> Vec<(&'static str, Vec<(String, Vec<String>)>)> {
-    let id = |i: usize| format!("j{i}");
-    let mut fan_out = vec![(id(0), vec![])];
-    fan_out.extend((1..=300).map(|i| (id(i), vec![id(0)])));
-    let mut fan_in: Vec<_> = (0..300).map(|i| (id(i), vec![])).collect();
-    fan_in.push((id(300), (0..300).map(id).collect()));
-    let mut seed = 42u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let mut layers = Vec::new();
-    for layer in 0..10 {
-        for n in 0..20 {
-            let mut parents: Vec<String> = if layer == 0 {
-                vec![]
-            } else {
-                (0..3).map(|_| id((layer - 1) * 20 + (next() % 20) as usize)).collect()
-            };
-            parents.sort();
-            parents.dedup();
-            layers.push((id(layer * 20 + n), parents));
-        }
-    }
-    vec![
-        ("independent", (0..200).map(|i| (id(i), vec![])).collect()),
-        ("fan-out", fan_out),
-        ("fan-in", fan_in),
-        ("layers", layers),
-        (
-            "chain",
-            (0..100)
-                .map(|i| (id(i), if i == 0 { vec![] } else { vec![id(i - 1)] }))
-                .collect(),
-        ),
-        (
-            "diamond",
-            vec![
-                ("top".into(), vec![]),
-                ("left".into(), vec!["top".into()]),
-                ("right".into(), vec!["top".into()]),
-                ("bottom".into(), vec!["left".into(), "right".into()]),
-            ],
-        ),
-    ]
-}
-
-fn plan_of(jobs: &[(String, Vec<String>)]) -> Value {
-    let jobs: Vec<Value> = jobs
-        .iter()
-        .map(|(id, deps)| generate(id, &deps.iter().map(String::as_str).collect::<Vec<_>>()))
-        .collect();
-    json!({ "jobs": jobs })
-}
-
 async fn run_every_shape(mode: Delivery) {
-    for (name, jobs) in shapes() {
+    // Shape, not scale, is tested here; `reelay bench` runs them full size.
+    for shape in standard(300, 10, 20, 100) {
+        let (name, jobs) = (shape.name.as_str(), &shape.jobs);
         let h = harness(&[]);
-        let id = h.submit(plan_of(&jobs)).await;
+        let id = h.submit(shape.plan()).await;
         h.drain(mode).await;
         let (execution, records) = h.execution(&id).await;
         assert_eq!(execution.status, ExecutionStatus::Completed, "{name}");
@@ -220,7 +165,7 @@ async fn run_every_shape(mode: Delivery) {
         assert_eq!(execution.open_jobs, 0, "{name}");
         assert!(records.values().all(|j| j.status == JobStatus::Completed), "{name}");
         // Every job started only after all its parents completed.
-        for (job, parents) in &jobs {
+        for (job, parents) in jobs {
             let started = records[job].started_at.expect("started");
             for p in parents {
                 assert!(

@@ -341,11 +341,17 @@ async fn counters(store: &dyn Store, id: &str) -> (ExecutionStatus, Option<Milli
     )
 }
 
+/// A release report for a child that is not queued.
 fn release(removed: bool, status: JobStatus, released_by: Option<&str>) -> EdgeRelease {
+    release_at(removed, status, released_by, None)
+}
+
+fn release_at(removed: bool, status: JobStatus, released_by: Option<&str>, queued_at: Option<i64>) -> EdgeRelease {
     EdgeRelease {
         removed,
         status,
         released_by: released_by.map(str::to_string),
+        queued_at,
     }
 }
 
@@ -700,7 +706,7 @@ pub async fn store_release_edge_is_idempotent_per_edge<B: Backend>(backend: B) {
 
     assert_eq!(
         store.release_edge(&c, "b", T0 + 30).await.unwrap(),
-        release(true, Queued, Some("b"))
+        release_at(true, Queued, Some("b"), Some(T0 + 30))
     );
     let queued = job_of(store, &c).await;
     assert_eq!(queued.status, Queued);
@@ -717,11 +723,11 @@ pub async fn store_release_edge_is_idempotent_per_edge<B: Backend>(backend: B) {
     // Repeats report the child as it stands and change nothing.
     assert_eq!(
         store.release_edge(&c, "b", T0 + 40).await.unwrap(),
-        release(false, Queued, Some("b"))
+        release_at(false, Queued, Some("b"), Some(T0 + 30))
     );
     assert_eq!(
         store.release_edge(&c, "a", T0 + 50).await.unwrap(),
-        release(false, Queued, Some("b"))
+        release_at(false, Queued, Some("b"), Some(T0 + 30))
     );
     assert_eq!(job_of(store, &c).await, queued);
     assert_eq!(counters(store, &ex.id).await.2, 3, "releases move no counter");
@@ -754,7 +760,11 @@ pub async fn store_release_edge_queues_child_after_all_parents_in_any_order<B: B
                 assert_eq!(got, release(true, Waiting, None), "order {order:?}, release {i}");
                 assert_eq!(job_of(store, &child).await.status, Waiting, "order {order:?}");
             } else {
-                assert_eq!(got, release(true, Queued, Some(parent)), "order {order:?}");
+                assert_eq!(
+                    got,
+                    release_at(true, Queued, Some(parent), Some(now)),
+                    "order {order:?}"
+                );
             }
         }
         let last = order[2];
@@ -766,11 +776,11 @@ pub async fn store_release_edge_queues_child_after_all_parents_in_any_order<B: B
         // the others learn someone else did.
         assert_eq!(
             store.release_edge(&child, last, T0 + 900).await.unwrap(),
-            release(false, Queued, Some(last))
+            release_at(false, Queued, Some(last), Some(T0 + 300))
         );
         assert_eq!(
             store.release_edge(&child, order[0], T0 + 900).await.unwrap(),
-            release(false, Queued, Some(last))
+            release_at(false, Queued, Some(last), Some(T0 + 300))
         );
         assert_eq!(job_of(store, &child).await, job, "repeats change nothing");
     }
@@ -1133,7 +1143,7 @@ pub async fn store_survives_reopen<B: Backend>(mut backend: B) {
     );
     assert_eq!(
         store.release_edge(&c, "b", T0 + 4).await.unwrap(),
-        release(true, Queued, Some("b"))
+        release_at(true, Queued, Some("b"), Some(T0 + 4))
     );
     assert!(matches!(
         store.create_execution(&ex, &jobs).await,

@@ -1,0 +1,171 @@
+//! The `reelay` command as a newcomer uses it: real ffmpeg, the local provider, real files.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reelay_media::probe;
+
+fn reelay(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelay"));
+    cmd.arg("--data-dir").arg(data_dir).env("REELAY_LOG", "warn");
+    cmd
+}
+
+fn example(name: &str) -> String {
+    format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The value after `prefix` on the first line that starts with it.
+fn line_value<'a>(stdout: &'a str, prefix: &str) -> Option<&'a str> {
+    stdout.lines().find_map(|l| l.strip_prefix(prefix)).map(str::trim)
+}
+
+#[tokio::test]
+async fn run_two_scenes_produces_a_9_16_mp4_of_the_merged_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = reelay(dir.path())
+        .args(["run", &example("two-scenes.json")])
+        .env("REELAY_PROVIDER_DELAY_MS", "50")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A live line per job state change, every job reaching `completed`.
+    for job in ["job1", "job2", "job3", "job4"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(job) && l.contains("completed")),
+            "{job}: {stdout}"
+        );
+    }
+    let path = line_value(&stdout, "output:").expect("the output path is printed");
+    let probed = probe(Path::new(path)).await.unwrap();
+    assert_eq!((probed.width, probed.height), (Some(1080), Some(1920)));
+    // Two 3 s scenes with a 0.5 s fade between them.
+    assert!((probed.duration - 5.5).abs() < 0.2, "duration {}", probed.duration);
+    assert!(probed.has_audio);
+    assert!(stdout.contains("1080x1920 (9:16)"), "{stdout}");
+}
+
+#[tokio::test]
+async fn run_slideshow_merges_images_and_mixes_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = reelay(dir.path())
+        .args(["run", &example("slideshow.json")])
+        .env("REELAY_PROVIDER_DELAY_MS", "50")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let probed = probe(Path::new(line_value(&stdout, "output:").unwrap())).await.unwrap();
+    // 1.5 + 2 + 2 s of stills, two 0.4 s crossfades.
+    assert!((probed.duration - 4.7).abs() < 0.2, "duration {}", probed.duration);
+    assert_eq!((probed.width, probed.height), (Some(720), Some(720)));
+    assert!(probed.has_audio);
+}
+
+#[test]
+fn an_invalid_plan_exits_2_naming_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("bad.json");
+    std::fs::write(
+        &plan,
+        r#"{"jobs":[{"id":"a","type":"generate","params":{"provider":"local","modelId":"nope","duration":-1}},
+                    {"id":"b","type":"reframe","params":{"aspectRatio":"wide"},"dependsOn":["ghost"]}]}"#,
+    )
+    .unwrap();
+    let out = reelay(&dir.path().join("data")).arg("run").arg(&plan).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in ["unknown_model", "unknown_dependency", "invalid_param", "job b", "job a"] {
+        assert!(stderr.contains(expected), "{expected} missing from: {stderr}");
+    }
+}
+
+#[test]
+fn a_failed_provider_job_exits_non_zero_with_the_root_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("fails.json");
+    std::fs::write(
+        &plan,
+        r#"{"jobs":[{"id":"scene","type":"generate","params":{"provider":"local","modelId":"video-polling","prompt":"x","duration":1,"fail":"the model refused"}},
+                    {"id":"vertical","type":"reframe","params":{"aspectRatio":"9:16"},"dependsOn":["scene"]}]}"#,
+    )
+    .unwrap();
+    let out = reelay(&dir.path().join("data"))
+        .env("REELAY_PROVIDER_DELAY_MS", "10")
+        .arg("run")
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("job `scene` failed: the model refused"), "{stderr}");
+    assert!(stderr.contains("1 dependent job(s) skipped"), "{stderr}");
+}
+
+/// Kill -9 mid-execution, start again: the execution finishes, and no job done before the
+/// kill is done again (no second render at the provider, the first scene's file untouched).
+#[test]
+fn a_killed_run_resumes_without_redoing_finished_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = reelay(&data)
+        .args(["run", &example("two-scenes.json")])
+        .env("REELAY_PROVIDER_DELAY_MS", "50")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let execution = first
+        .strip_prefix("execution ")
+        .and_then(|r| r.split_whitespace().next())
+        .expect("first line names the execution")
+        .to_string();
+    // Wait until the merge has started: both scenes are done, two jobs are left.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("job4") && line.contains("running") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the merge never started");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let scene = |job: &str| {
+        let path = data.join(format!("blobs/executions/{execution}/{job}/output.mp4"));
+        std::fs::metadata(&path).unwrap().modified().unwrap()
+    };
+    let scene_before = scene("job2");
+    let renders_before = std::fs::read_dir(data.join("provider/jobs")).unwrap().count();
+    assert_eq!(renders_before, 2);
+
+    let out = reelay(&data).args(["resume", &execution]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("completed in"), "{stdout}");
+    assert!(stdout.contains("1080x1920"), "{stdout}");
+    assert_eq!(scene("job2"), scene_before, "a finished scene was redone");
+    assert_eq!(
+        std::fs::read_dir(data.join("provider/jobs")).unwrap().count(),
+        2,
+        "a scene was rendered again"
+    );
+}
