@@ -27,6 +27,9 @@ impl<E: Into<EngineError>> From<E> for WorkError {
     }
 }
 
+/// Released children sent per queue call while a completion walks its children.
+const SEND_CHUNK: usize = 32;
+
 impl Engine {
     /// Takes the job (queued, or running with a lapsed lease) and does its work.
     pub(super) async fn claim_and_run(&self, job: Job) -> Result<Option<Handled>, EngineError> {
@@ -137,6 +140,12 @@ impl Engine {
                 ready.push(Message::Job(key));
             } else if mine && release.queued_at.is_some_and(|at| at <= now - resend_after) {
                 ready.push(Message::Job(key));
+            }
+            // Send as we go, so the first children of a wide fan-out start before the last
+            // ones are released.
+            if ready.len() >= SEND_CHUNK {
+                self.queue.send(&ready, Duration::ZERO).await?;
+                ready.clear();
             }
         }
         self.queue.send(&ready, Duration::ZERO).await?;

@@ -7,7 +7,7 @@ use super::lifecycle::WorkError;
 use super::{Engine, Handled};
 use crate::domain::{Job, JobOutput};
 use crate::plan::{AspectRatio, MediaKind, MediaRef, Params};
-use crate::ports::{Artifact, MediaError, MediaTask, ResolvedItem};
+use crate::ports::{Artifact, MediaError, MediaInfo, MediaTask, ResolvedItem, StoredBlob};
 
 impl Engine {
     pub(super) async fn run_media_job(&self, job: &Job) -> Result<Handled, WorkError> {
@@ -65,21 +65,7 @@ impl Engine {
         let stored = self.blobs.put(&key, &artifact.content_type, artifact.body).await?;
         let url = self.blobs.url(&key).await?;
         let info = artifact.info;
-        Ok(JobOutput {
-            url,
-            key,
-            kind: job.spec.operation.output_kind(),
-            content_type: artifact.content_type,
-            size_bytes: stored.size,
-            duration: info.duration,
-            width: info.width,
-            height: info.height,
-            aspect_ratio: info
-                .width
-                .zip(info.height)
-                .and_then(|(w, h)| AspectRatio::of_frame(w, h))
-                .map(|r| r.to_string()),
-        })
+        Ok(job_output(job, key, url, artifact.content_type, &stored, info))
     }
 
     /// The outputs of a job's parents, by job id.
@@ -89,6 +75,32 @@ impl Engine {
             .into_iter()
             .filter_map(|p| p.output.clone().map(|o| (p.id().to_string(), o)))
             .collect())
+    }
+}
+
+/// A stored output as the job records it: where it is and what probing found.
+pub(super) fn job_output(
+    job: &Job,
+    key: String,
+    url: String,
+    content_type: String,
+    stored: &StoredBlob,
+    info: MediaInfo,
+) -> JobOutput {
+    JobOutput {
+        url,
+        key,
+        kind: job.spec.operation.output_kind(),
+        content_type,
+        size_bytes: stored.size,
+        duration: info.duration,
+        width: info.width,
+        height: info.height,
+        aspect_ratio: info
+            .width
+            .zip(info.height)
+            .and_then(|(w, h)| AspectRatio::of_frame(w, h))
+            .map(|r| r.to_string()),
     }
 }
 

@@ -7,10 +7,10 @@ use futures::StreamExt;
 use rand::Rng;
 
 use super::lifecycle::WorkError;
-use super::media_jobs::{output_key, resolve};
+use super::media_jobs::{job_output, output_key, resolve};
 use super::{Engine, EngineError, Handled, Recorded, Via, MAX_RACES};
 use crate::domain::{Completion, Job, JobKey, JobOutput, JobStatus, ProviderCall, ProviderOutcome};
-use crate::plan::{reference, AspectRatio, MediaRef, ProviderParams};
+use crate::plan::{reference, MediaRef, ProviderParams};
 use crate::ports::{Message, ProviderError, ProviderRequest, ProviderStatus, Write};
 
 impl From<ProviderError> for WorkError {
@@ -81,20 +81,25 @@ impl Engine {
             Completion::Polling => self.settings.poll_first,
             Completion::Webhook => self.settings.webhook_grace,
         };
+        let outcome = finished.and_then(outcome_of);
+        let answered = outcome.is_some();
         let mut next = job.clone();
         next.status = JobStatus::AwaitingProvider;
-        next.lease_until = None;
+        // Answered at once: keep the lease and finish in this same handler.
+        if !answered {
+            next.lease_until = None;
+        }
         if let Some(c) = next.provider.as_mut() {
             c.provider_job_id = Some(provider_job_id);
             c.submitted_at = Some(now);
             c.next_poll_at = Some(now + first_poll.as_millis() as i64);
-            c.outcome = finished.and_then(outcome_of);
+            c.outcome = outcome;
         }
         match self.store.update_job(&job, &next).await? {
             Write::Applied(waiting) => {
                 self.emit_job(waiting.key(), JobStatus::AwaitingProvider);
-                if waiting.provider.as_ref().is_some_and(|c| c.outcome.is_some()) {
-                    return self.finish_provider_job(waiting).await;
+                if answered {
+                    return self.finish_claimed_provider_job(waiting).await;
                 }
                 Ok(Some(Handled::Done))
             }
@@ -143,10 +148,14 @@ impl Engine {
         let mut next = job.clone();
         next.attempts += 1;
         next.lease_until = Some(now + self.settings.lease.as_millis() as i64);
-        let job = match self.store.update_job(&job, &next).await? {
-            Write::Applied(job) => job,
-            Write::Stale => return Ok(None),
-        };
+        match self.store.update_job(&job, &next).await? {
+            Write::Applied(job) => self.finish_claimed_provider_job(job).await,
+            Write::Stale => Ok(None),
+        }
+    }
+
+    /// Acts on the recorded outcome of a provider job this handler holds the lease of.
+    async fn finish_claimed_provider_job(&self, job: Job) -> Result<Option<Handled>, EngineError> {
         let Some(call) = job.provider.clone() else {
             return Ok(None);
         };
@@ -191,21 +200,7 @@ impl Engine {
                 message: format!("the provider's output is not readable media: {e}"),
             })?
         };
-        Ok(JobOutput {
-            url: our_url,
-            key,
-            kind,
-            content_type,
-            size_bytes: stored.size,
-            duration: info.duration,
-            width: info.width,
-            height: info.height,
-            aspect_ratio: info
-                .width
-                .zip(info.height)
-                .and_then(|(w, h)| AspectRatio::of_frame(w, h))
-                .map(|r| r.to_string()),
-        })
+        Ok(job_output(job, key, our_url, content_type, &stored, info))
     }
 
     pub(super) async fn record_provider_status(
