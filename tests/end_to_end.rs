@@ -22,20 +22,28 @@ fn line_value<'a>(stdout: &'a str, prefix: &str) -> Option<&'a str> {
     stdout.lines().find_map(|l| l.strip_prefix(prefix)).map(str::trim)
 }
 
-#[tokio::test]
-async fn run_two_scenes_produces_a_9_16_mp4_of_the_merged_length() {
+/// Runs an example to success; its stdout and the probe of the output it names.
+async fn run_example(name: &str) -> (String, reelay_media::Probe) {
     let dir = tempfile::tempdir().unwrap();
     let out = reelay(dir.path())
-        .args(["run", &example("two-scenes.json")])
+        .args(["run", &example(name)])
         .env("REELAY_PROVIDER_DELAY_MS", "50")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let path = line_value(&stdout, "output:").expect("the output path is printed");
+    let probed = probe(Path::new(path)).await.unwrap();
+    (stdout, probed)
+}
+
+#[tokio::test]
+async fn run_two_scenes_produces_a_9_16_mp4_of_the_merged_length() {
+    let (stdout, probed) = run_example("two-scenes.json").await;
     // A live line per job state change, every job reaching `completed`.
     for job in ["job1", "job2", "job3", "job4"] {
         assert!(
@@ -45,8 +53,6 @@ async fn run_two_scenes_produces_a_9_16_mp4_of_the_merged_length() {
             "{job}: {stdout}"
         );
     }
-    let path = line_value(&stdout, "output:").expect("the output path is printed");
-    let probed = probe(Path::new(path)).await.unwrap();
     assert_eq!((probed.width, probed.height), (Some(1080), Some(1920)));
     // Two 3 s scenes with a 0.5 s fade between them.
     assert!((probed.duration - 5.5).abs() < 0.2, "duration {}", probed.duration);
@@ -56,19 +62,7 @@ async fn run_two_scenes_produces_a_9_16_mp4_of_the_merged_length() {
 
 #[tokio::test]
 async fn run_slideshow_merges_images_and_mixes_audio() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = reelay(dir.path())
-        .args(["run", &example("slideshow.json")])
-        .env("REELAY_PROVIDER_DELAY_MS", "50")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let probed = probe(Path::new(line_value(&stdout, "output:").unwrap())).await.unwrap();
+    let (_, probed) = run_example("slideshow.json").await;
     // 1.5 + 2 + 2 s of stills, two 0.4 s crossfades.
     assert!((probed.duration - 4.7).abs() < 0.2, "duration {}", probed.duration);
     assert_eq!((probed.width, probed.height), (Some(720), Some(720)));

@@ -73,6 +73,13 @@ fn harness(failing: &[&str]) -> Harness {
     }
 }
 
+fn key(execution: &str, job: &str) -> JobKey {
+    JobKey {
+        execution_id: execution.to_string(),
+        job_id: job.to_string(),
+    }
+}
+
 fn generate(id: &str, deps: &[&str]) -> Value {
     json!({"id": id, "type": "generate", "params": {"provider": "instant", "modelId": "done"}, "dependsOn": deps})
 }
@@ -242,10 +249,7 @@ async fn a_crash_between_completion_and_release_is_repaired_by_the_retry() {
     let id = h
         .submit(json!({"jobs": [generate("p", &[]), generate("c1", &["p"]), generate("c2", &["p"])]}))
         .await;
-    let key = JobKey {
-        execution_id: id.clone(),
-        job_id: "p".into(),
-    };
+    let key = key(&id, "p");
     // The parent's work is recorded as done, then the process "dies" before releasing.
     let p = h.store.job(&key).await.unwrap().unwrap();
     let mut done = p.clone();
@@ -269,14 +273,8 @@ async fn a_crash_between_release_and_send_is_repaired_by_the_retry_and_by_the_sw
         let id = h
             .submit(json!({"jobs": [generate("p", &[]), generate("c", &["p"])]}))
             .await;
-        let parent = JobKey {
-            execution_id: id.clone(),
-            job_id: "p".into(),
-        };
-        let child = JobKey {
-            execution_id: id.clone(),
-            job_id: "c".into(),
-        };
+        let parent = key(&id, "p");
+        let child = key(&id, "c");
         // Run the parent fully, then lose the child's message (as if the send never happened).
         let d = h
             .queue
@@ -319,10 +317,7 @@ async fn a_crash_between_release_and_send_is_repaired_by_the_retry_and_by_the_sw
 async fn a_submit_that_reached_the_provider_before_a_crash_is_adopted_not_repeated() {
     let h = harness(&[]);
     let id = h.submit(json!({"jobs": [generate("a", &[])]})).await;
-    let key = JobKey {
-        execution_id: id.clone(),
-        job_id: "a".into(),
-    };
+    let key = key(&id, "a");
     // The runner claimed the job, wrote its intent, submitted... and died before recording.
     let queued = h.store.job(&key).await.unwrap().unwrap();
     let mut claimed = queued.clone();
