@@ -163,3 +163,70 @@ fn a_killed_run_resumes_without_redoing_finished_jobs() {
         "a scene was rendered again"
     );
 }
+
+/// One HTTP/1.1 exchange over a plain socket: (status code, body).
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let json = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    (code, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
+}
+
+/// `reelay serve` on a free port: submit over HTTP, poll the status until the video is done.
+#[test]
+fn serve_runs_a_submitted_plan_to_completion() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = reelay(dir.path())
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("REELAY_PROVIDER_DELAY_MS", "10")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(server.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr = first
+        .strip_prefix("listening on http://")
+        .expect("the address is printed")
+        .to_string();
+    let plan = std::fs::read_to_string(example("one-scene.json"))
+        .unwrap()
+        .replace("720p", "240p");
+    let (code, accepted) = http(&addr, "POST", "/api/execute", &plan);
+    assert_eq!(code, 202, "{accepted}");
+    let id = accepted["executionId"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let (code, status) = http(&addr, "GET", &format!("/api/execute/{id}/status"), "");
+        assert_eq!(code, 200);
+        if status["status"] == "completed" || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(status["result"]["aspectRatio"], "16:9");
+    assert!(
+        (status["result"]["duration"].as_f64().unwrap() - 4.0).abs() < 0.2,
+        "{status}"
+    );
+}

@@ -292,9 +292,33 @@ impl AspectRatio {
         }
     }
 
-    /// The reduced ratio of a frame size, e.g. 1080x1920 → 9:16.
+    /// The ratio of a frame size, e.g. 1080x1920 → 9:16. Frames rounded to even pixels are
+    /// a hair off their ratio (426x240 is 71:40): within 1 % of a common ratio, that one.
     pub fn of_frame(width: u32, height: u32) -> Option<AspectRatio> {
-        (width > 0 && height > 0).then(|| AspectRatio { w: width, h: height }.reduced())
+        if width == 0 || height == 0 {
+            return None;
+        }
+        const COMMON: [(u32, u32); 11] = [
+            (16, 9),
+            (9, 16),
+            (1, 1),
+            (4, 5),
+            (5, 4),
+            (4, 3),
+            (3, 4),
+            (3, 2),
+            (2, 3),
+            (21, 9),
+            (9, 21),
+        ];
+        let actual = f64::from(width) / f64::from(height);
+        let near = COMMON
+            .iter()
+            .find(|(w, h)| (actual / (f64::from(*w) / f64::from(*h)) - 1.0).abs() < 0.01);
+        Some(match near {
+            Some(&(w, h)) => AspectRatio { w, h },
+            None => AspectRatio { w: width, h: height }.reduced(),
+        })
     }
 }
 
@@ -350,6 +374,9 @@ mod tests {
         assert_eq!(AspectRatio { w: 4, h: 5 }.frame(1080), (1080, 1350));
         assert_eq!(AspectRatio { w: 1, h: 1 }.frame(1080), (1080, 1080));
         assert_eq!(AspectRatio::of_frame(1080, 1920), Some(AspectRatio { w: 9, h: 16 }));
+        assert_eq!(AspectRatio::of_frame(426, 240), Some(AspectRatio { w: 16, h: 9 }));
+        assert_eq!(AspectRatio::of_frame(1000, 700), Some(AspectRatio { w: 10, h: 7 }));
+        assert_eq!(AspectRatio::of_frame(0, 7), None);
     }
 
     #[test]
