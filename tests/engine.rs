@@ -138,6 +138,17 @@ impl Harness {
         panic!("the queue never drained");
     }
 
+    /// The next visible message (the test knows there is one).
+    async fn receive_one(&self) -> reelay_core::ports::Delivery {
+        let mut batch = self
+            .queue
+            .receive(1, Duration::from_secs(30), Duration::ZERO)
+            .await
+            .expect("receive");
+        assert_eq!(batch.len(), 1, "a message was expected");
+        batch.remove(0)
+    }
+
     async fn execution(&self, id: &str) -> (Execution, HashMap<String, Job>) {
         let (e, jobs) = self.store.execution_with_jobs(id).await.expect("read").expect("exists");
         (e, jobs.into_iter().map(|j| (j.id().to_string(), j)).collect())
@@ -276,20 +287,10 @@ async fn a_crash_between_release_and_send_is_repaired_by_the_retry_and_by_the_sw
         let parent = key(&id, "p");
         let child = key(&id, "c");
         // Run the parent fully, then lose the child's message (as if the send never happened).
-        let d = h
-            .queue
-            .receive(1, Duration::from_secs(30), Duration::ZERO)
-            .await
-            .unwrap()
-            .remove(0);
+        let d = h.receive_one().await;
         assert_eq!(h.engine.handle(&d.message).await.unwrap(), Handled::Done);
         h.queue.ack(&d.receipt).await.unwrap();
-        let lost = h
-            .queue
-            .receive(1, Duration::from_secs(30), Duration::ZERO)
-            .await
-            .unwrap()
-            .remove(0);
+        let lost = h.receive_one().await;
         assert_eq!(lost.message, Message::Job(child.clone()));
         h.queue.ack(&lost.receipt).await.unwrap();
         assert_eq!(h.store.job(&child).await.unwrap().unwrap().status, JobStatus::Queued);
@@ -351,12 +352,7 @@ async fn a_submit_that_reached_the_provider_before_a_crash_is_adopted_not_repeat
         .await
         .unwrap();
     // While the dead runner's lease holds, the message is put back, not run.
-    let d = h
-        .queue
-        .receive(1, Duration::from_secs(30), Duration::ZERO)
-        .await
-        .unwrap()
-        .remove(0);
+    let d = h.receive_one().await;
     assert!(matches!(
         h.engine.handle(&d.message).await.unwrap(),
         Handled::RetryAfter(_)

@@ -178,35 +178,8 @@ fn spec(id: &str, depends_on: &[&str]) -> JobSpec {
 /// An execution and its jobs as the engine creates them: roots queued, the rest waiting,
 /// children wired, counters from the statuses.
 fn plan(execution_id: &str, jobs: &[(&str, &[&str])]) -> (Execution, Vec<Job>) {
-    let mut out: Vec<Job> = jobs
-        .iter()
-        .map(|(id, deps)| {
-            let root = deps.is_empty();
-            Job {
-                execution_id: execution_id.to_string(),
-                spec: spec(id, deps),
-                children: Vec::new(),
-                released_by: None,
-                status: if root { JobStatus::Queued } else { JobStatus::Waiting },
-                attempts: 0,
-                lease_until: None,
-                queued_at: root.then_some(T0),
-                started_at: None,
-                completed_at: None,
-                provider: None,
-                output: None,
-                error: None,
-                version: 0,
-            }
-        })
-        .collect();
-    for (id, deps) in jobs {
-        for dep in *deps {
-            if let Some(parent) = out.iter_mut().find(|j| j.id() == *dep) {
-                parent.children.push(id.to_string());
-            }
-        }
-    }
+    let specs: Vec<_> = jobs.iter().map(|(id, deps)| spec(id, deps)).collect();
+    let out = Job::for_plan(execution_id, &specs, T0);
     let execution = execution_of(execution_id, &out);
     (execution, out)
 }

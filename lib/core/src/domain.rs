@@ -190,6 +190,43 @@ pub struct Job {
 }
 
 impl Job {
+    /// The records of a new execution's jobs: roots queued at `now`, the rest waiting,
+    /// each job's children listed.
+    pub fn for_plan(execution_id: &str, specs: &[JobSpec], now: Millis) -> Vec<Job> {
+        let mut jobs: Vec<Job> = specs
+            .iter()
+            .map(|spec| {
+                let root = spec.depends_on.is_empty();
+                Job {
+                    execution_id: execution_id.to_string(),
+                    spec: spec.clone(),
+                    children: Vec::new(),
+                    released_by: None,
+                    status: if root { JobStatus::Queued } else { JobStatus::Waiting },
+                    attempts: 0,
+                    lease_until: None,
+                    queued_at: root.then_some(now),
+                    started_at: None,
+                    completed_at: None,
+                    provider: None,
+                    output: None,
+                    error: None,
+                    version: 0,
+                }
+            })
+            .collect();
+        let index: std::collections::HashMap<&str, usize> =
+            specs.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        for spec in specs {
+            for dep in &spec.depends_on {
+                if let Some(&parent) = index.get(dep.as_str()) {
+                    jobs[parent].children.push(spec.id.clone());
+                }
+            }
+        }
+        jobs
+    }
+
     pub fn id(&self) -> &str {
         &self.spec.id
     }

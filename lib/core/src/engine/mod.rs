@@ -228,35 +228,7 @@ impl Engine {
         let now = self.now();
         let id = uuid::Uuid::now_v7().to_string();
         let specs = request.plan.jobs;
-        let mut jobs: Vec<Job> = specs
-            .iter()
-            .map(|spec| {
-                let root = spec.depends_on.is_empty();
-                Job {
-                    execution_id: id.clone(),
-                    spec: spec.clone(),
-                    children: Vec::new(),
-                    released_by: None,
-                    status: if root { JobStatus::Queued } else { JobStatus::Waiting },
-                    attempts: 0,
-                    lease_until: None,
-                    queued_at: root.then_some(now),
-                    started_at: None,
-                    completed_at: None,
-                    provider: None,
-                    output: None,
-                    error: None,
-                    version: 0,
-                }
-            })
-            .collect();
-        let index: std::collections::HashMap<String, usize> =
-            specs.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
-        for spec in &specs {
-            for dep in &spec.depends_on {
-                jobs[index[dep]].children.push(spec.id.clone());
-            }
-        }
+        let jobs = Job::for_plan(&id, &specs, now);
         let final_job = specs.last().map(|s| s.id.clone()).unwrap_or_default();
         let execution = Execution {
             id: id.clone(),
