@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use reelay_core::clock::SystemClock;
 use reelay_core::plan::{parse_value, PlanLimits};
+use reelay_core::ports::Admission;
 use reelay_core::ports::{Clock, Queue};
+use reelay_core::secrets::Sealer;
 use reelay_core::worker::{run_workers, WorkerSettings};
 use reelay_core::{Engine, EngineSettings, Event, Ports, Providers};
 use reelay_local::dag_shapes::standard;
@@ -65,6 +67,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let db = Db::open(&dir.path().join("bench.db"), durability)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let queue = Arc::new(SqliteQueue::new(db.clone(), clock.clone()));
+        let db_for_webhooks = db.clone();
         let providers = Providers::new().with(Arc::new(InstantProvider::new([])));
         let limits = PlanLimits {
             max_jobs: 100_000,
@@ -76,6 +79,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             Ports {
                 store: Arc::new(SqliteStore::new(db)),
                 queue: queue.clone(),
+                webhook_queue: Arc::new(SqliteQueue::webhooks(db_for_webhooks, clock.clone())),
+                sealer: Sealer::from_base64(&Sealer::generate_key())?,
                 blobs: Arc::new(NullBlobs),
                 media: Arc::new(InstantMedia::default()),
                 providers,
@@ -84,6 +89,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             EngineSettings {
                 event_buffer: 1 << 20,
                 limits,
+                admission: Admission::default(),
                 ..EngineSettings::default()
             },
         ));

@@ -2,6 +2,7 @@
 
 mod bench;
 mod follow;
+mod keys;
 mod serve;
 
 use std::path::PathBuf;
@@ -9,6 +10,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use reelay_core::ports::Admission;
+use reelay_core::webhooks::address::AddressPolicy;
+use reelay_core::webhooks::schedule::RetrySchedule;
 use reelay_local::{LocalNode, NodeSettings};
 
 #[derive(Parser)]
@@ -24,6 +28,19 @@ struct Cli {
     /// How long the `local` provider's models take before rendering, in milliseconds.
     #[arg(long, global = true, env = "REELAY_PROVIDER_DELAY_MS", default_value_t = 300)]
     provider_delay_ms: u64,
+    /// Non-public addresses client webhooks may reach (CIDRs, comma-separated), for local
+    /// receivers: e.g. `127.0.0.0/8,::1`. Public addresses are always allowed.
+    #[arg(long, global = true, env = "REELAY_WEBHOOK_ALLOW", default_value = "")]
+    webhook_allow: String,
+    /// Client webhook retry delays after the first attempt, e.g. `5s,30s,2m,10m,1h`.
+    #[arg(long, global = true, env = "REELAY_WEBHOOK_RETRIES")]
+    webhook_retries: Option<String>,
+    /// Executions one tenant may have in flight at once (0: no limit).
+    #[arg(long, global = true, env = "REELAY_MAX_IN_FLIGHT", default_value_t = 100)]
+    max_in_flight: u32,
+    /// Executions one tenant may submit per minute (0: no limit).
+    #[arg(long, global = true, env = "REELAY_MAX_PER_MINUTE", default_value_t = 120)]
+    max_per_minute: u32,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,6 +58,9 @@ enum Command {
     },
     /// Measure the engine on the persistent store over standard DAG shapes.
     Bench(bench::BenchArgs),
+    /// Manage API keys (each acts for one tenant).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +95,19 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut settings = NodeSettings::new(&cli.data_dir);
     settings.provider_delay = std::time::Duration::from_millis(cli.provider_delay_ms);
+    settings.engine.webhook_addresses =
+        AddressPolicy::with_allowed(&cli.webhook_allow).map_err(|e| anyhow::anyhow!("--webhook-allow: {e}"))?;
+    if let Some(list) = &cli.webhook_retries {
+        settings.dispatch.schedule =
+            RetrySchedule::parse(list).map_err(|e| anyhow::anyhow!("--webhook-retries: {e}"))?;
+    }
+    let limit = |n: u32| (n > 0).then_some(n);
+    settings.engine.admission = Admission {
+        max_in_flight: limit(cli.max_in_flight),
+        max_per_minute: limit(cli.max_per_minute),
+    };
+    // Only from the environment: a flag would land in shell history and process lists.
+    settings.secret_key = std::env::var("REELAY_SECRET_KEY").ok().filter(|k| !k.is_empty());
     match cli.command {
         Command::Run { plan } => {
             let body = std::fs::read(&plan).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", plan.display()))?;
@@ -125,5 +158,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { addr } => serve::serve(settings, &addr).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Keys(command) => keys::run(&cli.data_dir, command).await,
     }
 }

@@ -1,83 +1,28 @@
-//! The local HTTP API (the router `reelay serve` runs), on the embedded node.
+//! The HTTP API on the embedded node: keys and tenants, submit, status (and `?wait=`),
+//! listing, cancellation, limits, and secrets kept out of storage and answers.
+
+mod support;
 
 use std::time::Duration;
 
-use axum::body::{to_bytes, Body};
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-use reelay_api::{router, ApiState};
-use reelay_local::{LocalNode, NodeSettings};
-
-struct App {
-    router: axum::Router,
-    node: LocalNode,
-    _dir: tempfile::TempDir,
-}
-
-fn app() -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = NodeSettings::new(dir.path());
-    settings.provider_delay = Duration::from_millis(10);
-    let mut node = LocalNode::open(settings).unwrap();
-    node.start();
-    let router = router(ApiState {
-        engine: node.engine().clone(),
-        tenant_id: "local".into(),
-    });
-    App {
-        router,
-        node,
-        _dir: dir,
-    }
-}
-
-async fn call(app: &App, request: Request<Body>) -> (StatusCode, Value) {
-    let response = app.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
-fn post(body: impl Into<Body>) -> Request<Body> {
-    Request::post("/api/execute")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body.into())
-        .unwrap()
-}
-
-fn image_job(id: &str) -> Value {
-    json!({"id": id, "type": "generateImage", "params": {"provider": "local", "modelId": "image", "prompt": "p", "aspectRatio": "1:1", "resolution": "240p"}})
-}
+use reelay_core::ports::KeyStore;
+use support::{failing_image_job, image_job, scene, spawn_app, spawn_app_with, App, ACME, GLOBEX};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn submit_in_both_forms_then_poll_status_to_completion() {
-    let app = app();
+async fn submit_in_every_form_then_read_status_to_completion() {
+    let app = spawn_app().await;
     let top_level = json!({"jobs": [image_job("a")]});
     let nested = json!({"executionPlan": {"jobs": [image_job("a")]}, "options": {}});
     for body in [top_level, nested] {
-        let (status, accepted) = call(&app, post(body.to_string())).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-        assert_eq!(accepted["status"], "pending");
-        assert!(accepted["createdAt"].as_str().unwrap().ends_with('Z'));
-        let id = accepted["executionId"].as_str().unwrap().to_string();
-        let mut last = Value::Null;
-        for _ in 0..300 {
-            let (code, view) = call(
-                &app,
-                Request::get(format!("/api/execute/{id}/status"))
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
-            assert_eq!(code, StatusCode::OK);
-            last = view;
-            if last["status"] == "completed" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let accepted = app.post(ACME, "/api/execute", &body).await;
+        assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+        assert_eq!(accepted.body["status"], "pending");
+        assert!(accepted.body["createdAt"].as_str().unwrap().ends_with('Z'));
+        let id = accepted.body["executionId"].as_str().unwrap().to_string();
+        let last = app.ended(ACME, &id).await;
         assert_eq!(last["status"], "completed", "{last}");
         assert_eq!(last["executionId"], id.as_str());
         assert_eq!(last["progress"], 100);
@@ -89,53 +34,375 @@ async fn submit_in_both_forms_then_poll_status_to_completion() {
         assert_eq!(last["result"]["status"], "completed");
         assert_eq!(last["result"]["aspectRatio"], "1:1");
         assert!(last["result"]["url"].as_str().unwrap().starts_with("file://"));
-        // The design documents' path answers the same.
-        let (code, other) = call(
-            &app,
-            Request::get(format!("/api/status/{id}")).body(Body::empty()).unwrap(),
-        )
-        .await;
-        assert_eq!(code, StatusCode::OK);
-        assert_eq!(other["result"], last["result"]);
+        assert_eq!(last["webhook"], Value::Null, "no webhook was asked for");
+        // The SDK's path answers the same.
+        let sdk = app.status(ACME, &id).await;
+        assert_eq!(sdk["result"], last["result"]);
     }
-    app.node.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors() {
-    let app = app();
+    let app = spawn_app().await;
     // Every validation problem at once, each naming its job and field.
     let bad = json!({"jobs": [
         {"id": "a", "type": "generate", "params": {"provider": "local", "modelId": "video", "duration": 0}},
         {"id": "a", "type": "explode"},
         {"id": "c", "type": "reframe", "params": {"aspectRatio": "9:16"}, "dependsOn": ["zzz"]},
     ]});
-    let (status, body) = call(&app, post(bad.to_string())).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    let details = body["error"]["details"].as_array().unwrap();
+    let answer = app.post(ACME, "/api/execute", &bad).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let details = answer.body["error"]["details"].as_array().unwrap();
     let has = |code: &str, job: &str| details.iter().any(|d| d["code"] == code && d["jobId"] == job);
-    assert!(has("invalid_param", "a"), "{body}");
-    assert!(has("duplicate_job_id", "a"), "{body}");
-    assert!(has("unknown_operation", "a"), "{body}");
-    assert!(has("unknown_dependency", "c"), "{body}");
+    assert!(has("invalid_param", "a"), "{}", answer.body);
+    assert!(has("duplicate_job_id", "a"), "{}", answer.body);
+    assert!(has("unknown_operation", "a"), "{}", answer.body);
+    assert!(has("unknown_dependency", "c"), "{}", answer.body);
     assert!(details.iter().any(|d| d["field"] == "params.duration"));
+    assert_eq!(
+        answer.body["code"], "invalid_plan",
+        "the SDK reads `code` beside `error`"
+    );
 
-    let (status, body) = call(&app, post("{not json")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"]["details"][0]["code"], "invalid_json");
+    let key = Some(app.key(ACME));
+    let answer = app
+        .call(Method::POST, "/api/execute", key, Some("{not json".into()))
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.body["error"]["details"][0]["code"], "invalid_json");
 
-    let not_json = Request::post("/api/execute")
+    let not_json = axum::http::Request::post("/api/execute")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.key(ACME)))
         .header(header::CONTENT_TYPE, "text/plain")
-        .body(Body::from("{}"))
+        .body(axum::body::Body::from("{}"))
         .unwrap();
-    assert_eq!(call(&app, not_json).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let response = tower::ServiceExt::oneshot(app.router.clone(), not_json).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     let huge = format!("{{\"jobs\":[],\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
-    let (status, body) = call(&app, post(huge)).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(body["error"]["code"], "body_too_large");
+    let answer = app.call(Method::POST, "/api/execute", key, Some(huge)).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.body["error"]["code"], "body_too_large");
 
-    let (status, _) = call(&app, Request::get("/api/status/nope").body(Body::empty()).unwrap()).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    app.node.stop().await;
+    assert_eq!(app.get(ACME, "/api/status/nope").await.status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_without_a_valid_key_are_refused() {
+    let app = spawn_app().await;
+    let body = json!({"jobs": [image_job("a")]}).to_string();
+    let routes = [
+        (Method::POST, "/api/execute".to_string(), Some(body.clone())),
+        (Method::GET, "/api/status/x".to_string(), None),
+        (Method::GET, "/api/execute/x/status".to_string(), None),
+        (Method::GET, "/api/executions".to_string(), None),
+        (Method::POST, "/api/executions/x/cancel".to_string(), None),
+    ];
+    let (revoked_key, record) = reelay_core::tenants::new_key(ACME, "old", 1);
+    app.node.store().create_key(&record).await.unwrap();
+    assert!(app.node.store().revoke_key(&record.id, 2).await.unwrap());
+    for (method, path, body) in routes {
+        for bearer in [None, Some("rl_live_0000"), Some(""), Some(revoked_key.as_str())] {
+            let answer = app.call(method.clone(), &path, bearer, body.clone()).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {bearer:?}"
+            );
+            assert_eq!(answer.body["error"]["code"], "unauthorized");
+            assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer");
+        }
+    }
+    // A key is taken only as a bearer token.
+    let basic = axum::http::Request::get("/api/executions")
+        .header(header::AUTHORIZATION, format!("Basic {}", app.key(ACME)))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app.router.clone(), basic).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // The API's description is public.
+    let doc = app.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_see_only_their_own_executions() {
+    let app = spawn_app().await;
+    let id = app.submit(ACME, &json!({"jobs": [image_job("a")]})).await;
+    let running = app.submit(ACME, &json!({"jobs": [scene("slow")]})).await;
+    app.ended(ACME, &id).await;
+    for path in [format!("/api/status/{id}"), format!("/api/execute/{id}/status")] {
+        let foreign = app.get(GLOBEX, &path).await;
+        assert_eq!(foreign.status, StatusCode::NOT_FOUND, "{path}: {}", foreign.body);
+        assert_eq!(app.get(ACME, &path).await.status, StatusCode::OK);
+    }
+    // Cancelling another tenant's running execution: not found, and it runs on.
+    let foreign = app
+        .post(GLOBEX, &format!("/api/executions/{running}/cancel"), &json!({}))
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    // Building on another tenant's execution: not found, naming the field.
+    let variant =
+        json!({"baseExecutionId": id, "jobs": [{"id": "v", "type": "reframe", "params": {"aspectRatio": "9:16"}}]});
+    let foreign = app.post(GLOBEX, "/api/execute", &variant).await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND, "{}", foreign.body);
+    assert_eq!(foreign.body["error"]["details"][0]["field"], "baseExecutionId");
+    // Listings hold only one's own.
+    let listed = app.get(GLOBEX, "/api/executions").await;
+    assert_eq!(listed.body["executions"], json!([]), "{}", listed.body);
+    let listed = app.get(ACME, "/api/executions").await;
+    assert_eq!(listed.body["executions"].as_array().unwrap().len(), 2);
+    assert_eq!(app.ended(ACME, &running).await["status"], "completed");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_is_newest_first_paginated_and_filtered() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let job = if i % 2 == 0 {
+            image_job("a")
+        } else {
+            failing_image_job("a", "no")
+        };
+        ids.push(app.submit(ACME, &json!({"jobs": [job]})).await);
+    }
+    for id in &ids {
+        app.ended(ACME, id).await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/executions?limit=2".to_string();
+    loop {
+        let page = app.get(ACME, &path).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let executions = page.body["executions"].as_array().unwrap();
+        assert!(executions.len() <= 2);
+        seen.extend(
+            executions
+                .iter()
+                .map(|e| e["executionId"].as_str().unwrap().to_string()),
+        );
+        match page.body["nextCursor"].as_str() {
+            Some(cursor) => path = format!("/api/executions?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+
+    let failed = app.get(ACME, "/api/executions?status=failed").await;
+    let failed: Vec<&str> = failed.body["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["executionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, vec![ids[3].as_str(), ids[1].as_str()]);
+
+    for bad in [
+        "/api/executions?status=done",
+        "/api/executions?limit=0",
+        "/api/executions?limit=101",
+        "/api/executions?cursor=!!",
+        "/api/executions?limit=x",
+    ] {
+        let answer = app.get(ACME, bad).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}: {}", answer.body);
+        assert_eq!(answer.body["error"]["code"], "invalid_request");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_can_wait_for_the_end() {
+    let app = spawn_app_with(|s| s.provider_delay = Duration::from_millis(1500)).await;
+    let id = app.submit(ACME, &json!({"jobs": [image_job("a")]})).await;
+    // A short wait answers with the execution still going.
+    let early = app.get(ACME, &format!("/api/status/{id}?wait=0.2")).await;
+    assert_eq!(early.status, StatusCode::OK);
+    assert!(
+        ["pending", "processing"].contains(&early.body["status"].as_str().unwrap()),
+        "{}",
+        early.body
+    );
+    // One call that waits long enough sees the end.
+    let ended = app.get(ACME, &format!("/api/execute/{id}/status?wait=30")).await;
+    assert_eq!(ended.body["status"], "completed", "{}", ended.body);
+    for bad in ["31", "-1", "soon"] {
+        let answer = app.get(ACME, &format!("/api/status/{id}?wait={bad}")).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "wait={bad}");
+        assert_eq!(answer.body["error"]["details"][0]["field"], "wait");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_limits_answer_429_with_retry_after() {
+    let app = spawn_app_with(|s| {
+        s.provider_delay = Duration::from_millis(1500);
+        s.engine.admission.max_in_flight = Some(2);
+        s.engine.admission.max_per_minute = Some(3);
+    })
+    .await;
+    let body = json!({"jobs": [image_job("a")]});
+    let first = app.submit(ACME, &body).await;
+    app.submit(ACME, &body).await;
+    let refused = app.post(ACME, "/api/execute", &body).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "rate_limited");
+    assert!(
+        refused.headers[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    // Limits are per tenant.
+    app.submit(GLOBEX, &body).await;
+    // Once one ends there is room in flight, but the minute's budget (3) is spent.
+    app.ended(ACME, &first).await;
+    app.submit(ACME, &body).await;
+    let refused = app.post(ACME, "/api/execute", &body).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("last minute"),
+        "{}",
+        refused.body
+    );
+    let wait: u64 = refused.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    app.stop().await;
+}
+
+/// A two-job plan whose first job is a slow provider job: waiting to be cancelled.
+async fn slow_pipeline(app: &App) -> String {
+    let plan = json!({"jobs": [scene("scene"), {"id": "vertical", "type": "reframe", "params": {"aspectRatio": "9:16"}, "dependsOn": ["scene"]}]});
+    app.submit(ACME, &plan).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_the_provider_job_and_the_jobs_after_it() {
+    let app = spawn_app_with(|s| s.provider_delay = Duration::from_secs(3)).await;
+    let id = slow_pipeline(&app).await;
+    app.until(ACME, &id, "scene awaiting its provider", |s| {
+        s["jobs"][0]["status"] == "awaiting_provider"
+    })
+    .await;
+    let cancelled = app
+        .post(ACME, &format!("/api/executions/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(cancelled.status, StatusCode::ACCEPTED, "{}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    let status = app.ended(ACME, &id).await;
+    assert_eq!(status["status"], "cancelled");
+    let jobs: Vec<(&str, &str)> = status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["id"].as_str().unwrap(), j["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(jobs, vec![("scene", "cancelled"), ("vertical", "cancelled")]);
+    // The provider was told to stop that job.
+    let key = reelay_core::domain::JobKey {
+        execution_id: id.clone(),
+        job_id: "scene".into(),
+    };
+    let job = app.node.engine().store().job(&key).await.unwrap().unwrap();
+    let provider_job = job.provider.unwrap().provider_job_id.unwrap();
+    assert!(app
+        .dir
+        .path()
+        .join("provider/jobs")
+        .join(&provider_job)
+        .join("cancelled")
+        .exists());
+    // Again: the same answer.
+    let again = app
+        .post(ACME, &format!("/api/executions/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(
+        (again.status, again.body["status"].clone()),
+        (StatusCode::ACCEPTED, json!("cancelled"))
+    );
+    // Past the provider's time, nothing came back to life.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let later = app.status(ACME, &id).await;
+    assert_eq!(later["status"], "cancelled");
+    assert_eq!(later["jobs"][0]["result"], Value::Null);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_an_ended_execution_is_a_conflict() {
+    let app = spawn_app().await;
+    let done = app.submit(ACME, &json!({"jobs": [image_job("a")]})).await;
+    let failed = app
+        .submit(ACME, &json!({"jobs": [failing_image_job("a", "bad luck")]}))
+        .await;
+    for (id, status) in [(done, "completed"), (failed, "failed")] {
+        app.ended(ACME, &id).await;
+        let answer = app
+            .post(ACME, &format!("/api/executions/{id}/cancel"), &json!({}))
+            .await;
+        assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
+        assert_eq!(answer.body["status"], status);
+        assert_eq!(answer.body["error"]["code"], "already_ended");
+        assert_eq!(app.status(ACME, &id).await["status"], status);
+    }
+    let missing = app.post(ACME, "/api/executions/nope/cancel", &json!({})).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+/// Every byte the store wrote to disk, as text (the database and its write-ahead log).
+fn stored_bytes(app: &App) -> String {
+    let mut all = Vec::new();
+    for name in ["reelay.db", "reelay.db-wal"] {
+        if let Ok(bytes) = std::fs::read(app.dir.path().join(name)) {
+            all.extend(bytes);
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_never_stored_or_answered_in_clear() {
+    let app = spawn_app().await;
+    let mut job = image_job("a");
+    job["params"]["apiKey"] = json!("sk-JOB-KEY-123");
+    let mut raw = image_job("b");
+    raw["params"]["unified"] = json!(false);
+    raw["params"]["model"] =
+        json!({"provider": "local", "modelId": "image", "options": {"apiKey": "sk-MODEL-KEY-456"}});
+    let body = json!({
+        "executionPlan": {"jobs": [job, raw]},
+        "options": {
+            "providerApiKeys": {"replicate": "r8_REQUEST-KEY-789"},
+            "webhook": {"url": "http://127.0.0.1:9/hook", "secret": "whsec_SECRETSECRETSECRET"}
+        }
+    });
+    let id = app.submit(ACME, &body).await;
+    let status = app.ended(ACME, &id).await;
+    let answered = status.to_string();
+    let stored = stored_bytes(&app);
+    for secret in [
+        "sk-JOB-KEY-123",
+        "sk-MODEL-KEY-456",
+        "r8_REQUEST-KEY-789",
+        "SECRETSECRETSECRET",
+    ] {
+        assert!(!answered.contains(secret), "{secret} in a status answer");
+        assert!(!stored.contains(secret), "{secret} stored in clear");
+    }
+    // The API keys themselves are stored only as hashes.
+    assert!(!stored.contains(app.key(ACME)));
+    app.stop().await;
 }

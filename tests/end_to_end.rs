@@ -164,14 +164,17 @@ fn a_killed_run_resumes_without_redoing_finished_jobs() {
     );
 }
 
-/// One HTTP/1.1 exchange over a plain socket: (status code, body).
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+/// One HTTP/1.1 exchange over a plain socket, with a bearer key if given: (status code, body).
+fn http(addr: &str, key: Option<&str>, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -186,7 +189,9 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::V
     (code, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
 }
 
-/// `reelay serve` on a free port: submit over HTTP, poll the status until the video is done.
+/// `reelay serve` on a free port: it prints a development key on first start; a call
+/// without a key is refused; a submitted plan runs to the end, awaited with `?wait=`; keys
+/// made and revoked with `reelay keys` work and stop working at once.
 #[test]
 fn serve_runs_a_submitted_plan_to_completion() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,36 +202,66 @@ fn serve_runs_a_submitted_plan_to_completion() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let first = BufReader::new(server.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let addr = first
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut next_line = || lines.next().unwrap().unwrap();
+    let key_line = next_line();
+    let dev_key = key_line
+        .strip_prefix("development API key (shown once): ")
+        .expect("a development key is printed on first start")
+        .to_string();
+    let addr = next_line()
         .strip_prefix("listening on http://")
         .expect("the address is printed")
         .to_string();
     let plan = std::fs::read_to_string(example("one-scene.json"))
         .unwrap()
         .replace("720p", "240p");
-    let (code, accepted) = http(&addr, "POST", "/api/execute", &plan);
+    let (code, refused) = http(&addr, None, "POST", "/api/execute", &plan);
+    assert_eq!(code, 401, "{refused}");
+    let (code, accepted) = http(&addr, Some(&dev_key), "POST", "/api/execute", &plan);
     assert_eq!(code, 202, "{accepted}");
     let id = accepted["executionId"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
-        let (code, status) = http(&addr, "GET", &format!("/api/execute/{id}/status"), "");
+        let path = format!("/api/execute/{id}/status?wait=20");
+        let (code, status) = http(&addr, Some(&dev_key), "GET", &path, "");
         assert_eq!(code, 200);
         if status["status"] == "completed" || Instant::now() > deadline {
             break status;
         }
-        std::thread::sleep(Duration::from_millis(100));
     };
-    server.kill().unwrap();
-    server.wait().unwrap();
     assert_eq!(status["status"], "completed", "{status}");
     assert_eq!(status["result"]["aspectRatio"], "16:9");
     assert!(
         (status["result"]["duration"].as_f64().unwrap() - 4.0).abs() < 0.2,
         "{status}"
     );
+
+    // `reelay keys` beside the running server.
+    let made = reelay(dir.path())
+        .args(["keys", "create", "--name", "ci", "--tenant", "local"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let ci_key = String::from_utf8(made.stdout).unwrap().trim().to_string();
+    assert!(ci_key.starts_with("rl_live_"), "{ci_key}");
+    let path = format!("/api/status/{id}");
+    assert_eq!(http(&addr, Some(&ci_key), "GET", &path, "").0, 200);
+    let listed = reelay(dir.path()).args(["keys", "list"]).output().unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        !listed.contains(&ci_key) && !listed.contains(&dev_key),
+        "a key was printed again: {listed}"
+    );
+    let ci_line = listed
+        .lines()
+        .find(|l| l.contains("name=ci"))
+        .expect("the new key is listed");
+    let ci_id = ci_line.split_whitespace().next().unwrap();
+    let revoked = reelay(dir.path()).args(["keys", "revoke", ci_id]).output().unwrap();
+    assert!(revoked.status.success());
+    assert_eq!(http(&addr, Some(&ci_key), "GET", &path, "").0, 401);
+    assert_eq!(http(&addr, Some(&dev_key), "GET", &path, "").0, 200);
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

@@ -11,6 +11,7 @@ use reelay_core::clock::ManualClock;
 use reelay_core::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, ProviderCall};
 use reelay_core::plan::{parse_value, PlanLimits};
 use reelay_core::ports::{Clock, Message, Provider, ProviderRequest, Queue, Store, Write};
+use reelay_core::secrets::Sealer;
 use reelay_core::{Engine, EngineSettings, Handled, Ports, Providers};
 use reelay_local::dag_shapes::standard;
 use reelay_local::instant::{InstantMedia, InstantProvider, NullBlobs};
@@ -41,7 +42,8 @@ fn harness(failing: &[&str]) -> Harness {
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let dyn_clock: Arc<dyn Clock> = clock.clone();
     let store = Arc::new(SqliteStore::new(db.clone()));
-    let queue = Arc::new(SqliteQueue::new(db, dyn_clock.clone()));
+    let queue = Arc::new(SqliteQueue::new(db.clone(), dyn_clock.clone()));
+    let webhook_queue = Arc::new(SqliteQueue::webhooks(db, dyn_clock.clone()));
     let provider = Arc::new(InstantProvider::new(failing.iter().map(|s| s.to_string())));
     let media = Arc::new(InstantMedia::default());
     let settings = EngineSettings {
@@ -55,6 +57,8 @@ fn harness(failing: &[&str]) -> Harness {
         Ports {
             store: store.clone(),
             queue: queue.clone(),
+            webhook_queue,
+            sealer: Sealer::from_base64(&Sealer::generate_key()).unwrap(),
             blobs: Arc::new(NullBlobs),
             media: media.clone(),
             providers: Providers::new().with(provider.clone()),

@@ -35,10 +35,12 @@ use futures::StreamExt;
 
 use reelay_core::domain::{
     Completion, Execution, ExecutionStatus, Job, JobError, JobKey, JobOutput, JobStatus, Millis, ProviderCall,
+    StoredWebhook,
 };
-use reelay_core::plan::{JobSpec, MediaKind, MediaRef, Operation, Params, ProviderParams, WebhookTarget};
+use reelay_core::plan::{JobSpec, MediaKind, MediaRef, Operation, Params, ProviderParams};
 use reelay_core::ports::{
-    BlobError, Blobs, ByteStream, Delivery, EdgeRelease, Message, Queue, Store, StoreError, StoredBlob, Write,
+    Admission, BlobError, Blobs, ByteStream, Delivery, EdgeRelease, Message, Queue, Store, StoreError, StoredBlob,
+    Write,
 };
 
 /// What a binding provides. Each value is one isolated world: an empty store, an empty
@@ -169,6 +171,7 @@ fn spec(id: &str, depends_on: &[&str]) -> JobSpec {
                 .collect(),
             unified: true,
             options: Default::default(),
+            api_key: None,
         }),
         depends_on: depends_on.iter().map(|p| p.to_string()).collect(),
         send_job_webhook: false,
@@ -200,11 +203,13 @@ fn execution_of(execution_id: &str, jobs: &[Job]) -> Execution {
         result: None,
         outputs: BTreeMap::new(),
         error: None,
-        webhook: Some(WebhookTarget {
+        webhook: Some(StoredWebhook {
             url: "https://example.com/hook".into(),
             secret: None,
         }),
         base_execution_id: None,
+        provider_keys: BTreeMap::new(),
+        cancel_requested_at: None,
         version: 0,
     }
 }
@@ -333,8 +338,10 @@ fn msg(job_id: &str) -> Message {
 }
 
 fn job_id_of(d: &Delivery) -> String {
-    let Message::Job(k) = &d.message;
-    k.job_id.clone()
+    match &d.message {
+        Message::Job(k) => k.job_id.clone(),
+        other => panic!("the suite sends job messages only, got {other:?}"),
+    }
 }
 
 fn ids(deliveries: &[Delivery]) -> Vec<String> {
@@ -406,8 +413,11 @@ pub async fn store_create_then_read_back<B: Backend>(backend: B) {
     let (other, mut other_jobs) = plan(&unique("ex"), &[("a", &[]), ("z", &["a"])]);
     other_jobs[0].attempts = 3;
     other_jobs[0].spec.params = spec("a", &["nope"]).params;
-    store.create_execution(&ex, &jobs).await.unwrap();
-    store.create_execution(&other, &other_jobs).await.unwrap();
+    store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
+    store
+        .create_execution(&other, &other_jobs, Admission::default())
+        .await
+        .unwrap();
 
     assert_eq!(store.execution(&ex.id).await.unwrap().as_ref(), Some(&ex));
     assert_eq!(store.execution(&other.id).await.unwrap().as_ref(), Some(&other));
@@ -448,13 +458,13 @@ pub async fn store_create_twice_is_already_exists<B: Backend>(backend: B) {
     let store = backend.store();
     let store = store.as_ref();
     let (ex, jobs) = plan(&unique("ex"), &[("a", &[]), ("b", &["a"])]);
-    store.create_execution(&ex, &jobs).await.unwrap();
+    store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
 
     let (_, mut again_jobs) = plan(&ex.id, &[("x", &[]), ("a", &[])]);
     again_jobs[1].attempts = 9;
     let mut again = execution_of(&ex.id, &again_jobs);
     again.tenant_id = "tenant-2".into();
-    match store.create_execution(&again, &again_jobs).await {
+    match store.create_execution(&again, &again_jobs, Admission::default()).await {
         Err(StoreError::AlreadyExists(id)) => assert_eq!(id, ex.id),
         other => panic!("second create: expected AlreadyExists, got {other:?}"),
     }
@@ -468,7 +478,7 @@ pub async fn store_update_job_is_conditional_on_version<B: Backend>(backend: B) 
     let store = backend.store();
     let store = store.as_ref();
     let (ex, jobs) = plan(&unique("ex"), &[("a", &[]), ("b", &["a"])]);
-    store.create_execution(&ex, &jobs).await.unwrap();
+    store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
     let k = key(&ex.id, "a");
     let v0 = job_of(store, &k).await;
 
@@ -522,7 +532,7 @@ pub async fn store_concurrent_job_updates_one_wins_and_counts_once<B: Backend>(b
         job.started_at = Some(T0);
     }
     let ex = execution_of(&ex.id, &jobs);
-    store.create_execution(&ex, &jobs).await.unwrap();
+    store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
 
     let mut completed_wins = 0;
     for (round, id) in ids.iter().enumerate() {
@@ -568,7 +578,7 @@ pub async fn store_counters_move_with_job_writes<B: Backend>(backend: B) {
         &unique("ex"),
         &[("a", &[]), ("b", &[]), ("c", &[]), ("d", &["a"]), ("e", &["a"])],
     );
-    store.create_execution(&ex, &jobs).await.unwrap();
+    store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
     let k = |id: &str| key(&ex.id, id);
     assert_eq!(counters(store, &ex.id).await, (ExecutionStatus::Pending, None, 5, 0));
 
@@ -660,7 +670,7 @@ pub async fn store_release_edge_is_idempotent_per_edge<B: Backend>(backend: B) {
     let store = backend.store();
     let store = store.as_ref();
     let (ex, jobs) = plan(&unique("ex"), &[("a", &[]), ("b", &[]), ("c", &["a", "b"])]);
-    store.create_execution(&ex, &jobs).await.unwrap();
+    store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
     let c = key(&ex.id, "c");
     let waiting = job_of(store, &c).await;
 
@@ -724,7 +734,7 @@ pub async fn store_release_edge_queues_child_after_all_parents_in_any_order<B: B
             &unique("ex"),
             &[("p1", &[]), ("p2", &[]), ("p3", &[]), ("child", &["p1", "p2", "p3"])],
         );
-        store.create_execution(&ex, &jobs).await.unwrap();
+        store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
         let child = key(&ex.id, "child");
         for (i, parent) in order.iter().enumerate() {
             let now = T0 + 100 * (i as i64 + 1);
@@ -765,7 +775,7 @@ pub async fn store_release_edge_leaves_skipped_child_alone<B: Backend>(backend: 
     let store = backend.store();
     let store = store.as_ref();
     let (ex, jobs) = plan(&unique("ex"), &[("a", &[]), ("b", &[]), ("c", &["a", "b"])]);
-    store.create_execution(&ex, &jobs).await.unwrap();
+    store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
     let c = key(&ex.id, "c");
     let skipped = change(store, &c, |j| j.status = Skipped).await;
     let before = counters(store, &ex.id).await;
@@ -801,7 +811,7 @@ pub async fn store_concurrent_releases_queue_child_exactly_once<B: Backend>(back
     let mut specs: Vec<(&str, &[&str])> = parent_refs.iter().map(|p| (*p, &[][..])).collect();
     specs.push(("child", &parent_refs));
     let (ex, jobs) = plan(&unique("ex"), &specs);
-    store.create_execution(&ex, &jobs).await.unwrap();
+    store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
     let child = key(&ex.id, "child");
 
     let tasks: Vec<_> = parents
@@ -851,7 +861,7 @@ pub async fn store_update_execution_is_conditional_on_version<B: Backend>(backen
     let store = backend.store();
     let store = store.as_ref();
     let (ex, jobs) = plan(&unique("ex"), &[("a", &[])]);
-    store.create_execution(&ex, &jobs).await.unwrap();
+    store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
     let v0 = execution_of_store(store, &ex.id).await;
 
     let mut next = v0.clone();
@@ -884,7 +894,7 @@ pub async fn store_update_execution_keeps_live_counters<B: Backend>(backend: B) 
     let store = backend.store();
     let store = store.as_ref();
     let (ex, jobs) = plan(&unique("ex"), &[("a", &[]), ("b", &["a"]), ("c", &["a"])]);
-    store.create_execution(&ex, &jobs).await.unwrap();
+    store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
     change(store, &key(&ex.id, "a"), |j| {
         j.status = Running;
         j.started_at = Some(T0 + 1);
@@ -951,14 +961,17 @@ pub async fn store_due_polls_lists_due_provider_jobs_soonest_first<B: Backend>(b
         job.provider = Some(provider_call(next_poll_at));
     }
     store
-        .create_execution(&execution_of(&ex.id, &jobs), &jobs)
+        .create_execution(&execution_of(&ex.id, &jobs), &jobs, Admission::default())
         .await
         .unwrap();
     // Another execution's due job sorts among them.
     let (other, mut other_jobs) = plan(&unique("ex"), &[("o", &[])]);
     other_jobs[0].status = AwaitingProvider;
     other_jobs[0].provider = Some(provider_call(Some(T0 + 150)));
-    store.create_execution(&other, &other_jobs).await.unwrap();
+    store
+        .create_execution(&other, &other_jobs, Admission::default())
+        .await
+        .unwrap();
 
     let k = |id: &str| key(&ex.id, id);
     let o = key(&other.id, "o");
@@ -1037,7 +1050,7 @@ pub async fn store_stale_queued_lists_only_queued_jobs_before_cutoff<B: Backend>
     r.status = Running;
     r.started_at = Some(T0 + 60);
     store
-        .create_execution(&execution_of(&ex.id, &jobs), &jobs)
+        .create_execution(&execution_of(&ex.id, &jobs), &jobs, Admission::default())
         .await
         .unwrap();
     let k = |id: &str| key(&ex.id, id);
@@ -1078,7 +1091,7 @@ pub async fn store_survives_reopen<B: Backend>(mut backend: B) {
     let before = {
         let store = backend.store();
         let store = store.as_ref();
-        store.create_execution(&ex, &jobs).await.unwrap();
+        store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
         change(store, &key(&ex.id, "a"), |j| {
             j.status = Running;
             j.started_at = Some(T0 + 1);
@@ -1119,7 +1132,7 @@ pub async fn store_survives_reopen<B: Backend>(mut backend: B) {
         release_at(true, Queued, Some("b"), Some(T0 + 4))
     );
     assert!(matches!(
-        store.create_execution(&ex, &jobs).await,
+        store.create_execution(&ex, &jobs, Admission::default()).await,
         Err(StoreError::AlreadyExists(_))
     ));
 }

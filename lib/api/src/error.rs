@@ -1,23 +1,39 @@
-//! The one place errors become HTTP answers: `{error: {code, message, details}}`.
+//! The one place errors become HTTP answers: `{error: {code, message, details}, code}`.
 
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use reelay_core::domain::ExecutionStatus;
 use reelay_core::plan::PlanError;
-use reelay_core::{EngineError, SubmitError};
+use reelay_core::ports::StoreError;
+use reelay_core::tenants::AuthError;
+use reelay_core::{CancelError, EngineError, SubmitError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("the plan is invalid")]
     Invalid(Vec<PlanError>),
+    /// A query parameter or header that is not as documented.
+    #[error("{message}")]
+    BadRequest { field: String, message: String },
     #[error("the body is {size} bytes; the limit is {limit}")]
     TooLarge { size: usize, limit: usize },
     #[error("the body must be JSON (Content-Type: application/json)")]
     NotJson,
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("no execution {0}")]
     NotFound(String),
+    #[error("no base execution {0}")]
+    BaseNotFound(String),
+    #[error("execution {id} already ended {}", .status.name())]
+    AlreadyEnded { id: String, status: ExecutionStatus },
+    #[error("{reason}")]
+    Limited { reason: String, retry_after: Duration },
     #[error("internal error")]
     Internal(#[from] EngineError),
 }
@@ -26,7 +42,34 @@ impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {
             SubmitError::Invalid(errors) => ApiError::Invalid(errors),
+            SubmitError::BaseNotFound(id) => ApiError::BaseNotFound(id),
+            SubmitError::Limited { reason, retry_after } => ApiError::Limited { reason, retry_after },
             SubmitError::Engine(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<CancelError> for ApiError {
+    fn from(e: CancelError) -> Self {
+        match e {
+            CancelError::NotFound(id) => ApiError::NotFound(id),
+            CancelError::Finished { id, status } => ApiError::AlreadyEnded { id, status },
+            CancelError::Engine(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Store(e) => e.into(),
+            other => ApiError::Unauthorized(other.to_string()),
         }
     }
 }
@@ -35,9 +78,22 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, details) = match &self {
             ApiError::Invalid(errors) => (StatusCode::BAD_REQUEST, "invalid_plan", json!(errors)),
+            ApiError::BadRequest { field, message } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                json!([{ "code": "invalid_field", "message": message, "field": field }]),
+            ),
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", json!([])),
             ApiError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", json!([])),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", json!([])),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", json!([])),
+            ApiError::BaseNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "base_execution_not_found",
+                json!([{ "code": "base_execution_not_found", "message": self.to_string(), "field": "baseExecutionId" }]),
+            ),
+            ApiError::AlreadyEnded { .. } => (StatusCode::CONFLICT, "already_ended", json!([])),
+            ApiError::Limited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", json!([])),
             ApiError::Internal(e) => {
                 // The detail stays in our logs; the client gets no internals.
                 tracing::error!(error = %e, "request failed");
@@ -51,7 +107,22 @@ impl IntoResponse for ApiError {
             },
             other => other.to_string(),
         };
-        let body = json!({ "error": { "code": code, "message": message, "details": details }, "code": code });
-        (status, Json(body)).into_response()
+        let mut body = json!({ "error": { "code": code, "message": message, "details": details }, "code": code });
+        if let ApiError::AlreadyEnded { status: ended, .. } = &self {
+            body["status"] = json!(ended.name());
+        }
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Limited { retry_after, .. } => {
+                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            ApiError::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
     }
 }

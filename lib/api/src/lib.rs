@@ -3,10 +3,9 @@
 
 mod error;
 mod routes;
-mod time;
 mod view;
 
 pub use error::ApiError;
-pub use routes::{router, ApiState};
-pub use time::iso8601;
+pub use reelay_core::time::iso8601;
+pub use routes::{router, routes, ApiState};
 pub use view::{status_view, StatusView};

@@ -1,35 +1,87 @@
-//! Routes: submit an execution, read its status.
+//! Routes: submit, read, list, wait for and cancel executions, and the OpenAPI document.
+//! Every route but the document needs `Authorization: Bearer <api key>` and acts for that
+//! key's tenant only: another tenant's execution reads as missing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::{to_bytes, Body};
-use axum::extract::{Path, State};
-use axum::http::{header, Request, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::body::to_bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::{Extension, Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
 
-use reelay_core::Engine;
+use reelay_core::domain::ExecutionStatus;
+use reelay_core::ports::{KeyStore, PageCursor};
+use reelay_core::tenants::authenticate;
+use reelay_core::{Engine, Event};
 
 use crate::{iso8601, status_view, ApiError};
 
 #[derive(Clone)]
 pub struct ApiState {
     pub engine: Arc<Engine>,
-    /// The tenant every call acts for (API keys that name a tenant come with the API issue).
-    pub tenant_id: String,
+    pub keys: Arc<dyn KeyStore>,
+}
+
+/// The tenant an authenticated request acts for.
+#[derive(Debug, Clone)]
+struct Tenant(String);
+
+/// The longest `?wait=` a status call may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+const DEFAULT_PAGE: usize = 20;
+const MAX_PAGE: usize = 100;
+
+/// The router, and the (method, path) of every route it serves (checked against the OpenAPI
+/// document by a test).
+pub fn routes(state: ApiState) -> (Router, Vec<(Method, &'static str)>) {
+    let mut served = Vec::new();
+    let mut authed = Router::new();
+    let mut add = |router: Router<ApiState>, method: Method, path: &'static str, handler: MethodRouter<ApiState>| {
+        served.push((method, path));
+        router.route(path, handler)
+    };
+    authed = add(authed, Method::POST, "/api/execute", post(execute));
+    authed = add(authed, Method::GET, "/api/execute/{id}/status", get(status));
+    authed = add(authed, Method::GET, "/api/status/{id}", get(status));
+    authed = add(authed, Method::GET, "/api/executions", get(list));
+    authed = add(authed, Method::POST, "/api/executions/{id}/cancel", post(cancel));
+    let public = add(Router::new(), Method::GET, "/api/openapi.json", get(openapi));
+    let router = authed
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .merge(public)
+        .with_state(state);
+    (router, served)
 }
 
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/api/execute", post(execute))
-        .route("/api/execute/{id}/status", get(status))
-        .route("/api/status/{id}", get(status))
-        .with_state(state)
+    routes(state).0
 }
 
-async fn execute(State(state): State<ApiState>, request: Request<Body>) -> Result<impl IntoResponse, ApiError> {
+async fn require_key(State(state): State<ApiState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let key = authenticate(state.keys.as_ref(), bearer).await?;
+    request.extensions_mut().insert(Tenant(key.tenant_id));
+    Ok(next.run(request).await)
+}
+
+async fn execute(
+    State(state): State<ApiState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    request: Request,
+) -> Result<impl IntoResponse, ApiError> {
     let is_json = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -54,7 +106,7 @@ async fn execute(State(state): State<ApiState>, request: Request<Body>) -> Resul
     let body = to_bytes(request.into_body(), limit + 1)
         .await
         .map_err(|_| ApiError::TooLarge { size: limit + 1, limit })?;
-    let execution = state.engine.submit(&state.tenant_id, &body).await?;
+    let execution = state.engine.submit(&tenant, &body).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
@@ -65,15 +117,156 @@ async fn execute(State(state): State<ApiState>, request: Request<Body>) -> Resul
     ))
 }
 
-async fn status(State(state): State<ApiState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    let found = state
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    /// Seconds to wait for the execution to end before answering (at most 30).
+    wait: Option<f64>,
+}
+
+async fn status(
+    State(state): State<ApiState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    Path(id): Path<String>,
+    query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let wait = match query {
+        Ok(Query(q)) => match q.wait {
+            Some(w) if !(0.0..=MAX_WAIT.as_secs_f64()).contains(&w) => {
+                return Err(ApiError::BadRequest {
+                    field: "wait".into(),
+                    message: format!("`wait` must be between 0 and {} seconds", MAX_WAIT.as_secs()),
+                })
+            }
+            w => Duration::from_secs_f64(w.unwrap_or(0.0)),
+        },
+        Err(_) => {
+            return Err(ApiError::BadRequest {
+                field: "wait".into(),
+                message: "`wait` must be a number of seconds".into(),
+            })
+        }
+    };
+    // Listen before the first read, so an end between the read and the wait is not missed.
+    let mut events = state.engine.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let store = state.engine.store();
+        let found = store.execution_with_jobs(&id).await?;
+        let (execution, jobs) = match found {
+            Some((execution, jobs)) if execution.tenant_id == tenant => (execution, jobs),
+            _ => return Err(ApiError::NotFound(id)),
+        };
+        if execution.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+            let deliveries = store.deliveries(&id).await?;
+            return Ok(Json(status_view(&execution, &jobs, &deliveries)));
+        }
+        // Sleep until this execution ends (or the deadline); a lagging receiver re-reads.
+        let ended = async {
+            loop {
+                match events.recv().await {
+                    Ok(Event::ExecutionEnded { id: ended, .. }) if ended == id => return,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => return,
+                    Err(RecvError::Closed) => std::future::pending::<()>().await,
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, ended).await;
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<ApiState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest {
+        field: "query".into(),
+        message: e.body_text(),
+    })?;
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(ExecutionStatus::parse(s).ok_or_else(|| ApiError::BadRequest {
+            field: "status".into(),
+            message: format!("`status` must be pending, processing, completed, failed or cancelled, not `{s}`"),
+        })?),
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest {
+            field: "limit".into(),
+            message: format!("`limit` must be between 1 and {MAX_PAGE}"),
+        });
+    }
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    // One more than asked tells whether another page exists.
+    let mut page = state
         .engine
         .store()
-        .execution_with_jobs(&id)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    match found {
-        Some((execution, jobs)) if execution.tenant_id == state.tenant_id => Ok(Json(status_view(&execution, &jobs))),
-        _ => Err(ApiError::NotFound(id)),
-    }
+        .list_executions(&tenant, status, after.as_ref(), limit + 1)
+        .await?;
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let next_cursor = page.last().filter(|_| more).map(|e| encode_cursor(e.created_at, &e.id));
+    let executions: Vec<_> = page
+        .iter()
+        .map(|e| {
+            json!({
+                "executionId": e.id,
+                "status": e.status.name(),
+                "progress": e.completed_jobs * 100 / e.total_jobs.max(1),
+                "totalJobs": e.total_jobs,
+                "completedJobs": e.completed_jobs,
+                "baseExecutionId": e.base_execution_id,
+                "error": e.error.as_ref().map(|err| err.message.clone()),
+                "createdAt": iso8601(e.created_at),
+                "completedAt": e.completed_at.map(iso8601),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "executions": executions, "nextCursor": next_cursor })))
+}
+
+/// Cursors are opaque to clients: base64url of `created_at:id`.
+fn encode_cursor(created_at: i64, id: &str) -> String {
+    B64.encode(format!("{created_at}:{id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<PageCursor, ApiError> {
+    let bad = || ApiError::BadRequest {
+        field: "cursor".into(),
+        message: "`cursor` is not one this API gave out".into(),
+    };
+    let raw = String::from_utf8(B64.decode(cursor).map_err(|_| bad())?).map_err(|_| bad())?;
+    let (at, id) = raw.split_once(':').ok_or_else(bad)?;
+    Ok(PageCursor {
+        created_at: at.parse().map_err(|_| bad())?,
+        id: id.to_string(),
+    })
+}
+
+async fn cancel(
+    State(state): State<ApiState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let cancelled = state.engine.cancel(&tenant, &id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "executionId": cancelled.execution_id, "status": cancelled.status.name() })),
+    ))
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../openapi.json"),
+    )
 }

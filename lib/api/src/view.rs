@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use reelay_core::domain::{Execution, Job, JobOutput, JobStatus};
+use reelay_core::domain::{DeliveryState, Execution, Job, JobOutput, JobStatus, WebhookDelivery};
 
 use crate::iso8601;
 
@@ -25,9 +25,45 @@ pub struct StatusView {
     pub outputs: serde_json::Map<String, Value>,
     pub error: Option<String>,
     pub failed_jobs: Vec<String>,
+    pub base_execution_id: Option<String>,
+    /// The end-of-execution webhook's delivery, when the execution has a webhook and has ended.
+    pub webhook: Option<DeliveryView>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
+}
+
+/// Where a webhook message stands.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    pub webhook_id: String,
+    pub delivered: bool,
+    /// pending, delivered, failed (given up: 4xx, 410, refused address) or dead (every attempt failed).
+    pub state: &'static str,
+    pub attempts: u32,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<String>,
+    pub delivered_at: Option<String>,
+}
+
+impl From<&WebhookDelivery> for DeliveryView {
+    fn from(d: &WebhookDelivery) -> Self {
+        DeliveryView {
+            webhook_id: d.id.clone(),
+            delivered: d.state == DeliveryState::Delivered,
+            state: d.state.name(),
+            attempts: d.attempts,
+            last_status_code: d.last_status_code,
+            last_error: d.last_error.clone(),
+            next_attempt_at: d
+                .next_attempt_at
+                .filter(|_| d.state == DeliveryState::Pending)
+                .map(iso8601),
+            delivered_at: d.delivered_at.map(iso8601),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,18 +76,18 @@ pub struct JobView {
     pub error: Option<String>,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
+    /// The job's own webhook (`sendJobWebhook`), once it has ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<DeliveryView>,
 }
 
-/// A result as clients read it: at least `{url, status, duration, aspectRatio}` for a video.
-fn result_value(output: &JobOutput) -> Value {
-    let mut value = serde_json::to_value(output).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut value {
-        map.insert("status".into(), Value::from("completed"));
-    }
-    value
-}
-
-pub fn status_view(execution: &Execution, jobs: &[Job]) -> StatusView {
+pub fn status_view(execution: &Execution, jobs: &[Job], deliveries: &[WebhookDelivery]) -> StatusView {
+    let delivery_of = |job: Option<&str>| {
+        deliveries
+            .iter()
+            .find(|d| d.job_id.as_deref() == job)
+            .map(DeliveryView::from)
+    };
     let mut running: Vec<&Job> = jobs
         .iter()
         .filter(|j| matches!(j.status, JobStatus::Running | JobStatus::AwaitingProvider))
@@ -78,17 +114,18 @@ pub fn status_view(execution: &Execution, jobs: &[Job]) -> StatusView {
                 id: j.id().to_string(),
                 operation: j.spec.operation.name(),
                 status: j.status.name(),
-                result: j.output.as_ref().map(result_value),
+                result: j.output.as_ref().map(JobOutput::as_result),
                 error: j.error.as_ref().map(|e| e.message.clone()),
                 started_at: j.started_at.map(iso8601),
                 completed_at: j.completed_at.map(iso8601),
+                webhook: delivery_of(Some(j.id())),
             })
             .collect(),
-        result: execution.result.as_ref().map(result_value),
+        result: execution.result.as_ref().map(JobOutput::as_result),
         outputs: execution
             .outputs
             .iter()
-            .map(|(id, o)| (id.clone(), result_value(o)))
+            .map(|(id, o)| (id.clone(), o.as_result()))
             .collect(),
         error: execution.error.as_ref().map(|e| e.message.clone()),
         failed_jobs: execution
@@ -96,6 +133,8 @@ pub fn status_view(execution: &Execution, jobs: &[Job]) -> StatusView {
             .as_ref()
             .map(|e| e.failed_jobs.clone())
             .unwrap_or_default(),
+        base_execution_id: execution.base_execution_id.clone(),
+        webhook: delivery_of(None),
         created_at: iso8601(execution.created_at),
         started_at: execution.started_at.map(iso8601),
         completed_at: execution.completed_at.map(iso8601),

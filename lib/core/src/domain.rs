@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{JobId, JobSpec, MediaKind, WebhookTarget};
+use crate::plan::{JobId, JobSpec, MediaKind};
+use crate::secrets::Sealed;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
@@ -120,6 +121,18 @@ pub struct JobOutput {
     pub aspect_ratio: Option<String>,
 }
 
+impl JobOutput {
+    /// The output as clients read it (status answers, webhooks): at least
+    /// `{url, status, duration, aspectRatio}` for a video.
+    pub fn as_result(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert("status".into(), serde_json::Value::from("completed"));
+        }
+        value
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobError {
@@ -185,6 +198,9 @@ pub struct Job {
     pub provider: Option<ProviderCall>,
     pub output: Option<JobOutput>,
     pub error: Option<JobError>,
+    /// The job's own provider key (`apiKey`), sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Sealed>,
     /// Bumped by every write; every write is conditional on it.
     pub version: u64,
 }
@@ -211,6 +227,7 @@ impl Job {
                     provider: None,
                     output: None,
                     error: None,
+                    api_key: None,
                     version: 0,
                 }
             })
@@ -275,8 +292,69 @@ pub struct Execution {
     pub result: Option<JobOutput>,
     pub outputs: BTreeMap<JobId, JobOutput>,
     pub error: Option<ExecutionError>,
-    pub webhook: Option<WebhookTarget>,
+    pub webhook: Option<StoredWebhook>,
     pub base_execution_id: Option<String>,
+    /// Provider keys sent with the request, by provider, sealed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provider_keys: BTreeMap<String, Sealed>,
+    /// Set once by a cancel request; the execution then ends `cancelled`.
+    #[serde(default)]
+    pub cancel_requested_at: Option<Millis>,
+    pub version: u64,
+}
+
+/// Where an execution's webhooks go; the secret is sealed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredWebhook {
+    pub url: String,
+    pub secret: Option<Sealed>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not delivered yet; `next_attempt_at` says when to try.
+    Pending,
+    Delivered,
+    /// Given up for good: a 4xx other than 408/429, 410 Gone, or a refused address.
+    Failed,
+    /// Every attempt of the schedule failed: dead-lettered.
+    Dead,
+}
+
+impl DeliveryState {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Dead => "dead",
+        }
+    }
+}
+
+/// One client webhook message (an execution's end, or a job's), with its delivery state.
+/// The body is fixed when the message is made, so every retry sends the same bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDelivery {
+    /// The `webhook-id`: derived from what the message is about, so making it twice is a no-op.
+    pub id: String,
+    pub execution_id: String,
+    /// Set for a per-job webhook.
+    pub job_id: Option<JobId>,
+    pub url: String,
+    pub secret: Option<Sealed>,
+    pub body: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    /// When the next attempt is due (while pending); pushed ahead while an attempt is in flight.
+    pub next_attempt_at: Option<Millis>,
+    pub created_at: Millis,
+    pub delivered_at: Option<Millis>,
     pub version: u64,
 }
 

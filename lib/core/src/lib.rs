@@ -6,6 +6,13 @@ pub mod domain;
 pub mod engine;
 pub mod plan;
 pub mod ports;
+pub mod secrets;
+pub mod tenants;
+pub mod time;
+pub mod webhooks;
 pub mod worker;
 
-pub use engine::{Engine, EngineError, EngineSettings, Event, Handled, Ports, Providers, Recorded, SubmitError, Via};
+pub use engine::{
+    CancelError, Cancelled, Engine, EngineError, EngineSettings, Event, Handled, Ports, Providers, Recorded,
+    SubmitError, Via,
+};

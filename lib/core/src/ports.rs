@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Completion, Execution, Job, JobKey, JobStatus, Millis};
+use crate::domain::{Completion, Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis, WebhookDelivery};
 use crate::plan::{MediaKind, Operation, ProviderParams, ReframeMode, Secret, Transition};
 
 /// A body streamed in chunks, never held whole.
@@ -23,6 +23,26 @@ pub enum StoreError {
     Unavailable(String),
     #[error("corrupt record {key}: {message}")]
     Corrupt { key: String, message: String },
+    /// A tenant limit refused a new execution.
+    #[error("{reason}")]
+    LimitReached { reason: String, retry_after: Duration },
+}
+
+/// Per-tenant limits, checked in the same atomic step that creates an execution so that
+/// concurrent submissions cannot overshoot them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Executions pending or processing at once.
+    pub max_in_flight: Option<u32>,
+    /// Executions created in any 60 seconds.
+    pub max_per_minute: Option<u32>,
+}
+
+/// Where a page of executions ends: the next page starts after it (newest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor {
+    pub created_at: Millis,
+    pub id: String,
 }
 
 /// The outcome of a conditional write.
@@ -36,8 +56,22 @@ pub enum Write<T> {
 
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Writes an execution and all its jobs at once; fails if the id exists.
-    async fn create_execution(&self, execution: &Execution, jobs: &[Job]) -> Result<(), StoreError>;
+    /// Writes an execution and all its jobs at once; fails if the id exists, or with
+    /// `LimitReached` if the tenant is over an `admission` limit at `execution.created_at`.
+    async fn create_execution(
+        &self,
+        execution: &Execution,
+        jobs: &[Job],
+        admission: Admission,
+    ) -> Result<(), StoreError>;
+    /// A tenant's executions, newest first, starting after `after`.
+    async fn list_executions(
+        &self,
+        tenant_id: &str,
+        status: Option<ExecutionStatus>,
+        after: Option<&PageCursor>,
+        limit: usize,
+    ) -> Result<Vec<Execution>, StoreError>;
     async fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError>;
     /// The execution with every job, in one read (the status call).
     async fn execution_with_jobs(&self, id: &str) -> Result<Option<(Execution, Vec<Job>)>, StoreError>;
@@ -59,6 +93,49 @@ pub trait Store: Send + Sync {
     async fn due_polls(&self, now: Millis, limit: usize) -> Result<Vec<JobKey>, StoreError>;
     /// Jobs released (`queued`) before `before` and never claimed: their message may be lost.
     async fn stale_queued(&self, before: Millis, limit: usize) -> Result<Vec<JobKey>, StoreError>;
+
+    /// Asks to be told when `base` (a job of another execution) ends; idempotent.
+    async fn add_watcher(&self, base: &JobKey, watcher: &JobKey) -> Result<(), StoreError>;
+    /// The watchers of one job of an execution, or of all its jobs (`None`).
+    async fn watchers(&self, execution_id: &str, job_id: Option<&str>) -> Result<Vec<JobKey>, StoreError>;
+
+    /// Stores a webhook message unless one with its id exists; true if this call stored it.
+    async fn create_delivery(&self, delivery: &WebhookDelivery) -> Result<bool, StoreError>;
+    async fn delivery(&self, id: &str) -> Result<Option<WebhookDelivery>, StoreError>;
+    /// Writes `next` only if the stored delivery is still at `prev.version`.
+    async fn update_delivery(
+        &self,
+        prev: &WebhookDelivery,
+        next: &WebhookDelivery,
+    ) -> Result<Write<WebhookDelivery>, StoreError>;
+    /// An execution's webhook messages (its own and its jobs').
+    async fn deliveries(&self, execution_id: &str) -> Result<Vec<WebhookDelivery>, StoreError>;
+    /// Pending deliveries whose next attempt is due at `now`, soonest first.
+    async fn due_deliveries(&self, now: Millis, limit: usize) -> Result<Vec<String>, StoreError>;
+}
+
+/// An API key as stored: only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    /// SHA-256 of the key, hex.
+    pub hash: String,
+    /// The key's first characters, to tell keys apart in listings.
+    pub prefix: String,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+/// Where API keys live.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn create_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Revokes the key with this id; false if there is none or it was revoked already.
+    async fn revoke_key(&self, id: &str, now: Millis) -> Result<bool, StoreError>;
 }
 
 /// The child of a released edge, as it stands after the release.
@@ -71,11 +148,16 @@ pub struct EdgeRelease {
     pub queued_at: Option<Millis>,
 }
 
-/// Work on a queue. One kind for now: "look at this job and move it on".
+/// Work on a queue. Each names a record to look at; the handler decides from the record.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Message {
+    /// Move this job on (job queue).
     Job(JobKey),
+    /// Carry out this execution's cancellation (job queue).
+    Cancel { execution_id: String },
+    /// Attempt this webhook delivery if it is due (webhook queue).
+    Webhook { delivery_id: String },
 }
 
 #[derive(Debug, Clone)]

@@ -1,13 +1,36 @@
-//! The job runner loop and the poll timer, over the ports. The embedded stack runs them as
-//! tasks; on AWS the same `process` runs inside the SQS-triggered Lambda.
+//! The queue runner loop and the timer, over the ports. The embedded stack runs them as
+//! tasks; on AWS the same `process` runs inside the SQS-triggered Lambdas.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::engine::{Engine, Handled};
-use crate::ports::{Delivery, Queue};
+use async_trait::async_trait;
+
+use crate::engine::{Engine, EngineError, Handled};
+use crate::ports::{Delivery, Message, Queue};
+use crate::webhooks::Dispatcher;
+
+/// What consumes one queue: the engine (job queue) or the webhook dispatcher.
+#[async_trait]
+pub trait MessageHandler: Send + Sync {
+    async fn handle(&self, message: &Message) -> Result<Handled, EngineError>;
+}
+
+#[async_trait]
+impl MessageHandler for Engine {
+    async fn handle(&self, message: &Message) -> Result<Handled, EngineError> {
+        Engine::handle(self, message).await
+    }
+}
+
+#[async_trait]
+impl MessageHandler for Dispatcher {
+    async fn handle(&self, message: &Message) -> Result<Handled, EngineError> {
+        Dispatcher::handle(self, message).await
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -35,8 +58,8 @@ impl Default for WorkerSettings {
 }
 
 /// Handles one delivery and tells the queue what became of it.
-pub async fn process(engine: &Engine, queue: &dyn Queue, delivery: &Delivery) {
-    let outcome = match engine.handle(&delivery.message).await {
+pub async fn process(handler: &dyn MessageHandler, queue: &dyn Queue, delivery: &Delivery) {
+    let outcome = match handler.handle(&delivery.message).await {
         Ok(Handled::Done) => queue.ack(&delivery.receipt).await,
         Ok(Handled::RetryAfter(delay)) => queue.retry_later(&delivery.receipt, delay).await,
         Err(e) => {
@@ -54,15 +77,15 @@ pub async fn process(engine: &Engine, queue: &dyn Queue, delivery: &Delivery) {
 
 /// Runs `settings.concurrency` runners until `shutdown` turns true.
 pub async fn run_workers(
-    engine: Arc<Engine>,
+    handler: Arc<dyn MessageHandler>,
     queue: Arc<dyn Queue>,
     settings: WorkerSettings,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut runners = tokio::task::JoinSet::new();
     for _ in 0..settings.concurrency.max(1) {
-        let (engine, queue, settings, mut shutdown) =
-            (engine.clone(), queue.clone(), settings.clone(), shutdown.clone());
+        let (handler, queue, settings, mut shutdown) =
+            (handler.clone(), queue.clone(), settings.clone(), shutdown.clone());
         runners.spawn(async move {
             while !*shutdown.borrow() {
                 let received = tokio::select! {
@@ -72,7 +95,7 @@ pub async fn run_workers(
                 match received {
                     Ok(deliveries) => {
                         for delivery in &deliveries {
-                            process(&engine, queue.as_ref(), delivery).await;
+                            process(handler.as_ref(), queue.as_ref(), delivery).await;
                         }
                     }
                     Err(e) => {
@@ -86,8 +109,8 @@ pub async fn run_workers(
     while runners.join_next().await.is_some() {}
 }
 
-/// One tick of the schedule: poll due provider jobs, re-send lost releases.
-pub async fn tick(engine: &Engine) {
+/// One tick of the schedule: poll due provider jobs, re-send lost releases and webhook sends.
+pub async fn tick(engine: &Engine, dispatcher: &Dispatcher) {
     const BATCH: usize = 100;
     if let Err(e) = engine.poll_due(BATCH).await {
         tracing::warn!(error = %e, "provider poll tick failed");
@@ -95,15 +118,23 @@ pub async fn tick(engine: &Engine) {
     if let Err(e) = engine.sweep_stale(BATCH).await {
         tracing::warn!(error = %e, "stale sweep failed");
     }
+    if let Err(e) = dispatcher.sweep(BATCH).await {
+        tracing::warn!(error = %e, "webhook sweep failed");
+    }
 }
 
 /// Plays the schedule every `settings.tick` until `shutdown`.
-pub async fn run_timer(engine: Arc<Engine>, settings: WorkerSettings, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_timer(
+    engine: Arc<Engine>,
+    dispatcher: Arc<Dispatcher>,
+    settings: WorkerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut interval = tokio::time::interval(settings.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !*shutdown.borrow() {
         tokio::select! {
-            _ = interval.tick() => tick(&engine).await,
+            _ = interval.tick() => tick(&engine, &dispatcher).await,
             _ = shutdown.changed() => break,
         }
     }

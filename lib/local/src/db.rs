@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS executions (
     record         TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS executions_by_tenant ON executions (tenant_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS executions_by_tenant_status ON executions (tenant_id, status);
 
 CREATE TABLE IF NOT EXISTS jobs (
     execution_id TEXT NOT NULL,
@@ -74,6 +75,47 @@ CREATE TABLE IF NOT EXISTS queue (
     receipt       TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue (visible_at, id);
+
+CREATE TABLE IF NOT EXISTS webhook_queue (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    body          TEXT NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT
+);
+CREATE INDEX IF NOT EXISTS webhook_queue_by_visibility ON webhook_queue (visible_at, id);
+
+-- Jobs of other executions waiting for a base execution's job (`baseExecutionId`).
+CREATE TABLE IF NOT EXISTS watchers (
+    base_execution TEXT NOT NULL,
+    base_job       TEXT NOT NULL,
+    execution_id   TEXT NOT NULL,
+    job_id         TEXT NOT NULL,
+    PRIMARY KEY (base_execution, base_job, execution_id, job_id)
+) WITHOUT ROWID;
+
+-- Client webhook messages and their delivery state.
+CREATE TABLE IF NOT EXISTS deliveries (
+    id              TEXT PRIMARY KEY,
+    execution_id    TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    next_attempt_at INTEGER,
+    version         INTEGER NOT NULL,
+    record          TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_by_execution ON deliveries (execution_id);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
+
+-- API keys, by the SHA-256 of the key (the key itself is never stored).
+CREATE TABLE IF NOT EXISTS api_keys (
+    id         TEXT PRIMARY KEY,
+    tenant_id  TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    hash       TEXT NOT NULL UNIQUE,
+    prefix     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
 "#;
 
 impl Db {

@@ -12,10 +12,13 @@ use tokio::task::JoinSet;
 
 use reelay_core::clock::SystemClock;
 use reelay_core::ports::Clock;
-use reelay_core::worker::{run_timer, run_workers, WorkerSettings};
+use reelay_core::secrets::Sealer;
+use reelay_core::webhooks::{DispatchSettings, Dispatcher};
+use reelay_core::worker::{run_timer, run_workers, MessageHandler, WorkerSettings};
 use reelay_core::{Engine, EngineSettings, Ports, Providers, Via};
 use reelay_media::FfmpegMedia;
 use reelay_providers::{LocalProvider, LocalProviderSettings, ProviderWebhook};
+use reelay_webhook_http::HttpTransport;
 
 use crate::{Db, DbError, Durability, FileBlobs, SqliteQueue, SqliteStore};
 
@@ -28,6 +31,10 @@ pub struct NodeSettings {
     pub workers: WorkerSettings,
     /// How long the `local` provider's models "think" before rendering.
     pub provider_delay: Duration,
+    pub dispatch: DispatchSettings,
+    /// The key that seals secrets at rest (base64, 32 bytes). Unset: `server.key` in the data
+    /// folder, made on first start.
+    pub secret_key: Option<String>,
 }
 
 impl NodeSettings {
@@ -44,6 +51,8 @@ impl NodeSettings {
             },
             workers: WorkerSettings::default(),
             provider_delay: Duration::from_millis(300),
+            dispatch: DispatchSettings::default(),
+            secret_key: None,
         }
     }
 }
@@ -58,11 +67,40 @@ pub enum NodeError {
     Db(#[from] DbError),
     #[error("could not recover after a restart: {0}")]
     Recovery(String),
+    #[error("the server key is unusable: {0}")]
+    ServerKey(String),
+}
+
+/// The sealing key: given, or the data folder's `server.key` (made once, readable by the owner only).
+fn server_key(settings: &NodeSettings) -> Result<Sealer, NodeError> {
+    let bad = |e: &dyn std::fmt::Display| NodeError::ServerKey(e.to_string());
+    if let Some(key) = &settings.secret_key {
+        return Sealer::from_base64(key).map_err(|e| bad(&e));
+    }
+    let path = settings.data_dir.join("server.key");
+    if !path.exists() {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
+            Ok(mut file) => file.write_all(Sealer::generate_key().as_bytes()).map_err(|e| bad(&e))?,
+            // Made by a concurrent `reelay keys` call: read theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(bad(&e)),
+        }
+    }
+    let key = std::fs::read_to_string(&path).map_err(|e| bad(&e))?;
+    Sealer::from_base64(&key).map_err(|e| bad(&e))
 }
 
 pub struct LocalNode {
     engine: Arc<Engine>,
+    dispatcher: Arc<Dispatcher>,
+    store: Arc<SqliteStore>,
     queue: Arc<SqliteQueue>,
+    webhook_queue: Arc<SqliteQueue>,
     settings: NodeSettings,
     webhooks: Option<tokio::sync::mpsc::UnboundedReceiver<ProviderWebhook>>,
     shutdown: watch::Sender<bool>,
@@ -88,12 +126,15 @@ impl LocalNode {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let db = Db::open(&dir.join("reelay.db"), settings.durability)?;
         let store = Arc::new(SqliteStore::new(db.clone()));
-        let queue = Arc::new(SqliteQueue::new(db, clock.clone()));
+        let queue = Arc::new(SqliteQueue::new(db.clone(), clock.clone()));
+        let webhook_queue = Arc::new(SqliteQueue::webhooks(db, clock.clone()));
+        let sealer = server_key(&settings)?;
         let leases = store
             .release_all_leases()
             .map_err(|e| NodeError::Recovery(e.to_string()))?;
         let in_flight = queue
             .recover_in_flight()
+            .and_then(|n| Ok(n + webhook_queue.recover_in_flight()?))
             .map_err(|e| NodeError::Recovery(e.to_string()))?;
         if leases + in_flight > 0 {
             tracing::info!(leases, in_flight, "took over work left by a previous process");
@@ -104,9 +145,24 @@ impl LocalNode {
             delay: settings.provider_delay,
         })
         .map_err(data_dir_err)?;
+        let transport = HttpTransport::new(
+            settings.engine.webhook_addresses.clone(),
+            settings.dispatch.attempt_timeout,
+        )
+        .map_err(|e| NodeError::Recovery(format!("cannot build the webhook client: {e}")))?;
+        let dispatcher = Arc::new(Dispatcher::new(
+            store.clone(),
+            webhook_queue.clone(),
+            Arc::new(transport),
+            sealer.clone(),
+            clock.clone(),
+            settings.dispatch.clone(),
+        ));
         let ports = Ports {
-            store,
+            store: store.clone(),
             queue: queue.clone(),
+            webhook_queue: webhook_queue.clone(),
+            sealer,
             blobs,
             media: Arc::new(FfmpegMedia::new(dir.join("scratch"))),
             providers: Providers::new().with(local),
@@ -116,7 +172,10 @@ impl LocalNode {
         let (shutdown, _) = watch::channel(false);
         Ok(LocalNode {
             engine,
+            dispatcher,
+            store,
             queue,
+            webhook_queue,
             settings,
             webhooks: Some(webhooks),
             shutdown,
@@ -133,17 +192,28 @@ impl LocalNode {
         &self.queue
     }
 
+    /// The store, also as the API-key store.
+    pub fn store(&self) -> &Arc<SqliteStore> {
+        &self.store
+    }
+
     /// Starts the job runners, the timer, and delivery of provider webhooks.
     pub fn start(&mut self) {
-        let queue: Arc<dyn reelay_core::ports::Queue> = self.queue.clone();
-        self.tasks.spawn(run_workers(
-            self.engine.clone(),
-            queue,
-            self.settings.workers.clone(),
-            self.shutdown.subscribe(),
-        ));
+        let queues: [(Arc<dyn MessageHandler>, Arc<SqliteQueue>); 2] = [
+            (self.engine.clone(), self.queue.clone()),
+            (self.dispatcher.clone(), self.webhook_queue.clone()),
+        ];
+        for (handler, queue) in queues {
+            self.tasks.spawn(run_workers(
+                handler,
+                queue,
+                self.settings.workers.clone(),
+                self.shutdown.subscribe(),
+            ));
+        }
         self.tasks.spawn(run_timer(
             self.engine.clone(),
+            self.dispatcher.clone(),
             self.settings.workers.clone(),
             self.shutdown.subscribe(),
         ));

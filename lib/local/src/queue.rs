@@ -16,15 +16,28 @@ use crate::db::Db;
 
 pub struct SqliteQueue {
     db: Db,
+    /// The table this queue lives in (one per queue: jobs, webhooks).
+    table: &'static str,
     clock: Arc<dyn Clock>,
     /// Wakes waiting receivers when a message is sent, so release latency is not a poll period.
     arrived: Notify,
 }
 
 impl SqliteQueue {
+    /// The job queue.
     pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
+        Self::in_table(db, clock, "queue")
+    }
+
+    /// The client-webhook queue.
+    pub fn webhooks(db: Db, clock: Arc<dyn Clock>) -> Self {
+        Self::in_table(db, clock, "webhook_queue")
+    }
+
+    fn in_table(db: Db, clock: Arc<dyn Clock>, table: &'static str) -> Self {
         SqliteQueue {
             db,
+            table,
             clock,
             arrived: Notify::new(),
         }
@@ -36,7 +49,7 @@ impl SqliteQueue {
         let now = self.clock.now();
         let conn = self.db.lock();
         conn.execute(
-            "UPDATE queue SET visible_at = ?1, receipt = NULL WHERE receipt IS NOT NULL AND visible_at > ?1",
+            &self.sql("UPDATE {q} SET visible_at = ?1, receipt = NULL WHERE receipt IS NOT NULL AND visible_at > ?1"),
             [now],
         )
         .map_err(unavailable)
@@ -45,9 +58,13 @@ impl SqliteQueue {
     /// Messages waiting or in flight.
     pub fn depth(&self) -> Result<u64, QueueError> {
         let conn = self.db.lock();
-        conn.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
+        conn.query_row(&self.sql("SELECT COUNT(*) FROM {q}"), [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
             .map_err(unavailable)
+    }
+
+    fn sql(&self, template: &str) -> String {
+        template.replace("{q}", self.table)
     }
 
     fn try_receive(&self, max: usize, visibility: Duration) -> Result<(Vec<Delivery>, Option<i64>), QueueError> {
@@ -56,9 +73,9 @@ impl SqliteQueue {
         let tx = conn.transaction().map_err(unavailable)?;
         let rows: Vec<(i64, String, u32)> = {
             let mut stmt = tx
-                .prepare_cached(
-                    "SELECT id, body, receive_count FROM queue WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
-                )
+                .prepare_cached(&self.sql(
+                    "SELECT id, body, receive_count FROM {q} WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
+                ))
                 .map_err(unavailable)?;
             let rows = stmt
                 .query_map(params![now, max as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -67,7 +84,7 @@ impl SqliteQueue {
         };
         if rows.is_empty() {
             let next: Option<i64> = tx
-                .query_row("SELECT MIN(visible_at) FROM queue", [], |r| r.get(0))
+                .query_row(&self.sql("SELECT MIN(visible_at) FROM {q}"), [], |r| r.get(0))
                 .map_err(unavailable)?;
             return Ok((Vec::new(), next));
         }
@@ -76,7 +93,9 @@ impl SqliteQueue {
         for (id, body, count) in rows {
             let receipt = format!("{id}:{:016x}", rand::rng().random::<u64>());
             tx.prepare_cached(
-                "UPDATE queue SET visible_at = ?2, receive_count = receive_count + 1, receipt = ?3 WHERE id = ?1",
+                &self.sql(
+                    "UPDATE {q} SET visible_at = ?2, receive_count = receive_count + 1, receipt = ?3 WHERE id = ?1",
+                ),
             )
             .map_err(unavailable)?
             .execute(params![id, hidden_until, receipt])
@@ -90,7 +109,7 @@ impl SqliteQueue {
                 Err(e) => {
                     // Unreadable bodies cannot be handled by anyone: drop them, loudly.
                     tracing::error!(id, error = %e, "dropping an unreadable queue message");
-                    tx.execute("DELETE FROM queue WHERE id = ?1", [id])
+                    tx.execute(&self.sql("DELETE FROM {q} WHERE id = ?1"), [id])
                         .map_err(unavailable)?;
                 }
             }
@@ -132,7 +151,7 @@ impl Queue for SqliteQueue {
             let tx = conn.transaction().map_err(unavailable)?;
             {
                 let mut stmt = tx
-                    .prepare_cached("INSERT INTO queue (body, visible_at) VALUES (?1, ?2)")
+                    .prepare_cached(&self.sql("INSERT INTO {q} (body, visible_at) VALUES (?1, ?2)"))
                     .map_err(unavailable)?;
                 for message in messages {
                     let body = serde_json::to_string(message).map_err(|e| QueueError::Malformed(e.to_string()))?;
@@ -172,14 +191,18 @@ impl Queue for SqliteQueue {
     }
 
     async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
-        self.settle(receipt, "DELETE FROM queue WHERE id = ?1 AND receipt = ?2", None)
+        self.settle(
+            receipt,
+            &self.sql("DELETE FROM {q} WHERE id = ?1 AND receipt = ?2"),
+            None,
+        )
     }
 
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
         let at = self.clock.now() + delay.as_millis() as i64;
         self.settle(
             receipt,
-            "UPDATE queue SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2",
+            &self.sql("UPDATE {q} SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2"),
             Some(at),
         )?;
         if delay.is_zero() {

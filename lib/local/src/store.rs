@@ -4,8 +4,10 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use reelay_core::domain::{CounterDelta, Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis};
-use reelay_core::ports::{EdgeRelease, Store, StoreError, Write};
+use std::time::Duration;
+
+use reelay_core::domain::{CounterDelta, Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis, WebhookDelivery};
+use reelay_core::ports::{Admission, ApiKeyRecord, EdgeRelease, KeyStore, PageCursor, Store, StoreError, Write};
 
 use crate::db::Db;
 
@@ -144,9 +146,15 @@ fn read_job(conn: &rusqlite::Connection, key: &JobKey) -> Result<Option<Job>, St
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_execution(&self, execution: &Execution, jobs: &[Job]) -> Result<(), StoreError> {
+    async fn create_execution(
+        &self,
+        execution: &Execution,
+        jobs: &[Job],
+        admission: Admission,
+    ) -> Result<(), StoreError> {
         let mut conn = self.db.lock();
         let tx = conn.transaction().map_err(unavailable)?;
+        admit(&tx, execution, admission)?;
         let inserted = tx
             .execute(
                 "INSERT OR IGNORE INTO executions (id, tenant_id, status, created_at, started_at, version, open_jobs, completed_jobs, record)
@@ -179,6 +187,43 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(unavailable)
+    }
+
+    async fn list_executions(
+        &self,
+        tenant_id: &str,
+        status: Option<ExecutionStatus>,
+        after: Option<&PageCursor>,
+        limit: usize,
+    ) -> Result<Vec<Execution>, StoreError> {
+        let conn = self.db.lock();
+        let (after_at, after_id) = after.map_or((i64::MAX, String::new()), |c| (c.created_at, c.id.clone()));
+        let ids: Vec<String> = {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id FROM executions
+                     WHERE tenant_id = ?1 AND (?2 IS NULL OR status = ?2)
+                       AND (created_at < ?3 OR (created_at = ?3 AND ?4 != '' AND id < ?4))
+                     ORDER BY created_at DESC, id DESC LIMIT ?5",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        tenant_id,
+                        status.map(ExecutionStatus::name),
+                        after_at,
+                        after_id,
+                        limit as i64
+                    ],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            rows.collect::<Result<_, _>>().map_err(unavailable)?
+        };
+        ids.iter()
+            .filter_map(|id| read_execution(&conn, id).transpose())
+            .collect()
     }
 
     async fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
@@ -375,6 +420,231 @@ impl Store for SqliteStore {
             limit,
         )
     }
+
+    async fn add_watcher(&self, base: &JobKey, watcher: &JobKey) -> Result<(), StoreError> {
+        self.db
+            .lock()
+            .prepare_cached(
+                "INSERT OR IGNORE INTO watchers (base_execution, base_job, execution_id, job_id) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(unavailable)?
+            .execute(params![base.execution_id, base.job_id, watcher.execution_id, watcher.job_id])
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn watchers(&self, execution_id: &str, job_id: Option<&str>) -> Result<Vec<JobKey>, StoreError> {
+        let conn = self.db.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT execution_id, job_id FROM watchers WHERE base_execution = ?1 AND (?2 IS NULL OR base_job = ?2)",
+            )
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params![execution_id, job_id], |r| {
+                Ok(JobKey {
+                    execution_id: r.get(0)?,
+                    job_id: r.get(1)?,
+                })
+            })
+            .map_err(unavailable)?;
+        rows.collect::<Result<_, _>>().map_err(unavailable)
+    }
+
+    async fn create_delivery(&self, delivery: &WebhookDelivery) -> Result<bool, StoreError> {
+        let inserted = self
+            .db
+            .lock()
+            .prepare_cached(
+                "INSERT OR IGNORE INTO deliveries (id, execution_id, state, next_attempt_at, version, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(unavailable)?
+            .execute(params![
+                delivery.id,
+                delivery.execution_id,
+                delivery.state.name(),
+                delivery.next_attempt_at,
+                delivery.version as i64,
+                encode(delivery)?
+            ])
+            .map_err(unavailable)?;
+        Ok(inserted == 1)
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<WebhookDelivery>, StoreError> {
+        let record: Option<String> = self
+            .db
+            .lock()
+            .prepare_cached("SELECT record FROM deliveries WHERE id = ?1")
+            .map_err(unavailable)?
+            .query_row([id], |r| r.get(0))
+            .optional()
+            .map_err(unavailable)?;
+        record.map(|r| decode(id, &r)).transpose()
+    }
+
+    async fn update_delivery(
+        &self,
+        prev: &WebhookDelivery,
+        next: &WebhookDelivery,
+    ) -> Result<Write<WebhookDelivery>, StoreError> {
+        let mut stored = next.clone();
+        stored.version = prev.version + 1;
+        let changed = self
+            .db
+            .lock()
+            .prepare_cached(
+                "UPDATE deliveries SET state = ?2, next_attempt_at = ?3, version = ?4, record = ?5 WHERE id = ?1 AND version = ?6",
+            )
+            .map_err(unavailable)?
+            .execute(params![
+                stored.id,
+                stored.state.name(),
+                stored.next_attempt_at,
+                stored.version as i64,
+                encode(&stored)?,
+                prev.version as i64
+            ])
+            .map_err(unavailable)?;
+        Ok(if changed == 1 {
+            Write::Applied(stored)
+        } else {
+            Write::Stale
+        })
+    }
+
+    async fn deliveries(&self, execution_id: &str) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let conn = self.db.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT record FROM deliveries WHERE execution_id = ?1 ORDER BY id")
+            .map_err(unavailable)?;
+        let records: Vec<String> = stmt
+            .query_map([execution_id], |r| r.get(0))
+            .map_err(unavailable)?
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
+        records.iter().map(|r| decode(execution_id, r)).collect()
+    }
+
+    async fn due_deliveries(&self, now: Millis, limit: usize) -> Result<Vec<String>, StoreError> {
+        let conn = self.db.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
+            )
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params![now, limit as i64], |r| r.get(0))
+            .map_err(unavailable)?;
+        rows.collect::<Result<_, _>>().map_err(unavailable)
+    }
+}
+
+fn key_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        name: r.get(2)?,
+        hash: r.get(3)?,
+        prefix: r.get(4)?,
+        created_at: r.get(5)?,
+        revoked_at: r.get(6)?,
+    })
+}
+
+const KEY_COLUMNS: &str = "id, tenant_id, name, hash, prefix, created_at, revoked_at";
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn create_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.db
+            .lock()
+            .execute(
+                &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![
+                    key.id,
+                    key.tenant_id,
+                    key.name,
+                    key.hash,
+                    key.prefix,
+                    key.created_at,
+                    key.revoked_at
+                ],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.db
+            .lock()
+            .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = ?1"))
+            .map_err(unavailable)?
+            .query_row([hash], key_record)
+            .optional()
+            .map_err(unavailable)
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let conn = self.db.lock();
+        let mut stmt = conn
+            .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"))
+            .map_err(unavailable)?;
+        let rows = stmt.query_map([], key_record).map_err(unavailable)?;
+        rows.collect::<Result<_, _>>().map_err(unavailable)
+    }
+
+    async fn revoke_key(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
+        let changed = self
+            .db
+            .lock()
+            .execute(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, now],
+            )
+            .map_err(unavailable)?;
+        Ok(changed == 1)
+    }
+}
+
+/// Refuses a new execution over the tenant's limits; runs inside the creating transaction,
+/// so concurrent submissions are counted one after another.
+fn admit(tx: &Transaction<'_>, execution: &Execution, admission: Admission) -> Result<(), StoreError> {
+    if let Some(max) = admission.max_in_flight {
+        let in_flight: i64 = tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM executions WHERE tenant_id = ?1 AND status IN ('pending', 'processing')",
+            )
+            .map_err(unavailable)?
+            .query_row([&execution.tenant_id], |r| r.get(0))
+            .map_err(unavailable)?;
+        if in_flight >= i64::from(max) {
+            return Err(StoreError::LimitReached {
+                reason: format!("{in_flight} executions are in flight; the limit is {max}"),
+                retry_after: Duration::from_secs(5),
+            });
+        }
+    }
+    if let Some(max) = admission.max_per_minute {
+        let window_start = execution.created_at - 60_000;
+        let (count, oldest): (i64, Option<i64>) = tx
+            .prepare_cached("SELECT COUNT(*), MIN(created_at) FROM executions WHERE tenant_id = ?1 AND created_at > ?2")
+            .map_err(unavailable)?
+            .query_row(params![execution.tenant_id, window_start], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(unavailable)?;
+        if count >= i64::from(max) {
+            // The window has room again when its oldest submission leaves it.
+            let wait = oldest.map_or(60_000, |at| at - window_start).max(1000);
+            return Err(StoreError::LimitReached {
+                reason: format!("{count} executions were submitted in the last minute; the limit is {max}"),
+                retry_after: Duration::from_millis(wait as u64),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn keys(conn: &rusqlite::Connection, sql: &str, at: Millis, limit: usize) -> Result<Vec<JobKey>, StoreError> {

@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use super::{Engine, EngineError, Event, Handled};
-use crate::domain::{ExecutionError, ExecutionStatus, Job, JobError, JobOutput, JobStatus};
+use crate::domain::{Execution, ExecutionError, ExecutionStatus, Job, JobError, JobOutput, JobStatus};
 use crate::plan::Params;
 use crate::ports::{Message, Write};
+use crate::webhooks::message;
 
 /// Why a job's work did not finish.
 pub(super) enum WorkError {
@@ -52,6 +53,10 @@ impl Engine {
             Params::Merge(_) | Params::Reframe(_) => {
                 let outcome = self.run_media_job(&job).await.map(Some);
                 self.settle(job, outcome).await
+            }
+            Params::Base(base) => {
+                let base = base.clone();
+                self.run_base_job(job, &base).await
             }
         }
     }
@@ -125,6 +130,8 @@ impl Engine {
     /// Safe to repeat: an edge is released once, and a repeat re-sends only the children
     /// this job released that nobody has claimed yet (their send may have been lost).
     pub(super) async fn after_completed(&self, job: &Job) -> Result<(), EngineError> {
+        self.ensure_job_webhook(job).await?;
+        self.notify_watchers(&job.execution_id, Some(job.id())).await?;
         let now = self.now();
         let resend_after = self.settings.resend_after.as_millis() as i64;
         let mut ready = Vec::new();
@@ -155,6 +162,8 @@ impl Engine {
     /// Skips every descendant that has not started (the whole sub-DAG), then ends the
     /// execution if nothing is left running. Safe to repeat.
     pub(super) async fn after_failed(&self, job: &Job) -> Result<(), EngineError> {
+        self.ensure_job_webhook(job).await?;
+        self.notify_watchers(&job.execution_id, Some(job.id())).await?;
         let mut frontier: VecDeque<String> = job.children.iter().cloned().collect();
         let mut seen: HashSet<String> = frontier.iter().cloned().collect();
         while !frontier.is_empty() {
@@ -173,6 +182,10 @@ impl Engine {
 
     async fn skip(&self, mut child: Job, cause: &str) -> Result<(), EngineError> {
         for _ in 0..super::MAX_RACES {
+            if child.status == JobStatus::Skipped {
+                // A repeat: the webhook may not have been made before a crash.
+                return self.ensure_job_webhook(&child).await;
+            }
             if !matches!(child.status, JobStatus::Waiting | JobStatus::Queued) {
                 return Ok(());
             }
@@ -184,9 +197,9 @@ impl Engine {
             });
             next.completed_at = Some(self.now());
             match self.store.update_job(&child, &next).await? {
-                Write::Applied(_) => {
+                Write::Applied(skipped) => {
                     self.emit_job(child.key(), JobStatus::Skipped);
-                    return Ok(());
+                    return self.ensure_job_webhook(&skipped).await;
                 }
                 Write::Stale => match self.store.job(&child.key()).await? {
                     Some(fresh) => child = fresh,
@@ -204,7 +217,11 @@ impl Engine {
             let Some(execution) = self.store.execution(execution_id).await? else {
                 return Ok(());
             };
-            if execution.status.is_terminal() || execution.open_jobs > 0 {
+            if execution.status.is_terminal() {
+                // A repeat: finish what follows the end, in case a crash cut it short.
+                return self.after_ended(&execution).await;
+            }
+            if execution.open_jobs > 0 {
                 return Ok(());
             }
             let Some((execution, jobs)) = self.store.execution_with_jobs(execution_id).await? else {
@@ -218,7 +235,9 @@ impl Engine {
                 .filter(|j| j.children.is_empty())
                 .filter_map(|j| j.output.clone().map(|o| (j.id().to_string(), o)))
                 .collect::<BTreeMap<_, _>>();
-            if !failed.is_empty() {
+            if execution.cancel_requested_at.is_some() {
+                next.status = ExecutionStatus::Cancelled;
+            } else if !failed.is_empty() {
                 next.status = ExecutionStatus::Failed;
                 let causes: Vec<String> = failed
                     .iter()
@@ -247,7 +266,7 @@ impl Engine {
                         id: done.id.clone(),
                         status: done.status,
                     });
-                    return Ok(());
+                    return self.after_ended(&done).await;
                 }
                 Write::Stale => continue,
             }
@@ -256,5 +275,39 @@ impl Engine {
             execution_id: execution_id.to_string(),
             job_id: String::new(),
         }))
+    }
+
+    /// What follows an execution's end: its webhook message, and the executions built on it
+    /// that wait for its jobs. Safe to repeat.
+    async fn after_ended(&self, execution: &Execution) -> Result<(), EngineError> {
+        if let Some(delivery) = message::for_execution(execution, self.now()) {
+            if self.store.create_delivery(&delivery).await? {
+                self.send_delivery(delivery.id).await?;
+            }
+        }
+        self.notify_watchers(&execution.id, None).await
+    }
+
+    /// Makes the end message of a job that asked for one (`sendJobWebhook`). Safe to repeat.
+    pub(super) async fn ensure_job_webhook(&self, job: &Job) -> Result<(), EngineError> {
+        if !job.spec.send_job_webhook || !job.status.is_terminal() {
+            return Ok(());
+        }
+        let Some(target) = self.store.execution(&job.execution_id).await?.and_then(|e| e.webhook) else {
+            return Ok(());
+        };
+        if let Some(delivery) = message::for_job(&target, job, self.now()) {
+            if self.store.create_delivery(&delivery).await? {
+                self.send_delivery(delivery.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A lost send is found by the dispatcher's sweep of due deliveries.
+    async fn send_delivery(&self, delivery_id: String) -> Result<(), EngineError> {
+        let message = Message::Webhook { delivery_id };
+        self.webhook_queue.send(&[message], Duration::ZERO).await?;
+        Ok(())
     }
 }

@@ -39,7 +39,7 @@ impl Engine {
                     mode: reframe.mode,
                 }
             }
-            Params::Provider(_) => unreachable_shape(job)?,
+            Params::Provider(_) | Params::Base(_) => unreachable_shape(job)?,
         };
         let artifact = self.media.run(task).await.map_err(|e| match e {
             MediaError::Invalid(message) => WorkError::Fatal {
@@ -146,7 +146,7 @@ fn unreachable_shape<T>(job: &Job) -> Result<T, WorkError> {
     Err(WorkError::Fatal {
         code: "internal",
         message: format!(
-            "job `{}`: `{}` has provider params but was sent to ffmpeg",
+            "job `{}`: `{}` is not an ffmpeg job but was sent to ffmpeg",
             job.id(),
             job.spec.operation
         ),

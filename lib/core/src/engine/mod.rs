@@ -2,10 +2,13 @@
 //! conditional write, so that any handler may run twice (at-least-once delivery) or crash
 //! at any point and a retry finishes the work.
 
+mod base_jobs;
+mod cancel;
 mod lifecycle;
 mod media_jobs;
 mod provider_jobs;
 mod registry;
+mod submit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +17,15 @@ use tokio::sync::broadcast;
 
 pub use registry::Providers;
 
-use crate::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis};
-use crate::plan::{parse_request, ExecutionRequest, PlanError, PlanLimits};
-use crate::ports::{BlobError, Blobs, Clock, Media, Message, ProviderStatus, Queue, QueueError, Store, StoreError};
+pub use cancel::{CancelError, Cancelled};
+
+use crate::domain::{ExecutionStatus, Job, JobKey, JobStatus, Millis};
+use crate::plan::{PlanError, PlanLimits};
+use crate::ports::{
+    Admission, BlobError, Blobs, Clock, Media, Message, ProviderStatus, Queue, QueueError, Store, StoreError,
+};
+use crate::secrets::Sealer;
+use crate::webhooks::address::AddressPolicy;
 
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -39,6 +48,10 @@ pub struct EngineSettings {
     /// Keep it below the queue's visibility timeout, after which the retry comes.
     pub resend_after: Duration,
     pub limits: PlanLimits,
+    /// Per-tenant limits on new executions.
+    pub admission: Admission,
+    /// Which webhook URLs a submission may give (checked again at each connection).
+    pub webhook_addresses: AddressPolicy,
     /// Events kept for slow observers before the oldest are dropped for them.
     pub event_buffer: usize,
 }
@@ -55,6 +68,11 @@ impl Default for EngineSettings {
             stale_queued_after: Duration::from_secs(300),
             resend_after: Duration::from_secs(20),
             limits: PlanLimits::default(),
+            admission: Admission {
+                max_in_flight: Some(100),
+                max_per_minute: Some(120),
+            },
+            webhook_addresses: AddressPolicy::strict(),
             event_buffer: 4096,
         }
     }
@@ -80,13 +98,21 @@ pub enum EngineError {
 pub enum SubmitError {
     #[error("the plan is invalid ({} problems)", .0.len())]
     Invalid(Vec<PlanError>),
+    /// The `baseExecutionId` names no execution of this tenant.
+    #[error("no execution {0} to build on")]
+    BaseNotFound(String),
+    #[error("{reason}")]
+    Limited { reason: String, retry_after: Duration },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
 
 impl From<StoreError> for SubmitError {
     fn from(e: StoreError) -> Self {
-        SubmitError::Engine(e.into())
+        match e {
+            StoreError::LimitReached { reason, retry_after } => SubmitError::Limited { reason, retry_after },
+            e => SubmitError::Engine(e.into()),
+        }
     }
 }
 
@@ -145,6 +171,8 @@ pub struct Engine {
     media: Arc<dyn Media>,
     providers: Providers,
     clock: Arc<dyn Clock>,
+    webhook_queue: Arc<dyn Queue>,
+    sealer: Sealer,
     settings: EngineSettings,
     events: broadcast::Sender<Event>,
 }
@@ -152,7 +180,12 @@ pub struct Engine {
 /// The ports an engine runs on.
 pub struct Ports {
     pub store: Arc<dyn Store>,
+    /// Job messages (and cancellations).
     pub queue: Arc<dyn Queue>,
+    /// Client-webhook deliveries.
+    pub webhook_queue: Arc<dyn Queue>,
+    /// Seals secrets before they are stored.
+    pub sealer: Sealer,
     pub blobs: Arc<dyn Blobs>,
     pub media: Arc<dyn Media>,
     pub providers: Providers,
@@ -161,7 +194,7 @@ pub struct Ports {
 
 /// How many times a handler re-reads after losing a conditional write before giving up
 /// (the message is then retried by the queue).
-const MAX_RACES: usize = 16;
+pub(crate) const MAX_RACES: usize = 16;
 
 impl Engine {
     pub fn new(ports: Ports, settings: EngineSettings) -> Engine {
@@ -173,6 +206,8 @@ impl Engine {
             media: ports.media,
             providers: ports.providers,
             clock: ports.clock,
+            webhook_queue: ports.webhook_queue,
+            sealer: ports.sealer,
             settings,
             events,
         }
@@ -211,57 +246,19 @@ impl Engine {
         let _ = self.events.send(event);
     }
 
-    /// Validates a request body and starts the execution it describes.
-    pub async fn submit(&self, tenant_id: &str, body: &[u8]) -> Result<Execution, SubmitError> {
-        let request = parse_request(body, &self.providers, self.settings.limits).map_err(SubmitError::Invalid)?;
-        self.start(tenant_id, request).await
-    }
-
-    pub async fn start(&self, tenant_id: &str, request: ExecutionRequest) -> Result<Execution, SubmitError> {
-        if request.base_execution_id.is_some() {
-            return Err(SubmitError::Invalid(vec![PlanError::new(
-                "unsupported_option",
-                "`baseExecutionId` is not supported by this server yet",
-            )
-            .field("baseExecutionId")]));
-        }
-        let now = self.now();
-        let id = uuid::Uuid::now_v7().to_string();
-        let specs = request.plan.jobs;
-        let jobs = Job::for_plan(&id, &specs, now);
-        let final_job = specs.last().map(|s| s.id.clone()).unwrap_or_default();
-        let execution = Execution {
-            id: id.clone(),
-            tenant_id: tenant_id.to_string(),
-            status: ExecutionStatus::Pending,
-            created_at: now,
-            started_at: None,
-            completed_at: None,
-            total_jobs: jobs.len() as u32,
-            open_jobs: jobs.len() as u32,
-            completed_jobs: 0,
-            final_job,
-            result: None,
-            outputs: Default::default(),
-            error: None,
-            webhook: request.webhook,
-            base_execution_id: None,
-            version: 0,
-        };
-        self.store.create_execution(&execution, &jobs).await?;
-        let roots: Vec<Message> = jobs
-            .iter()
-            .filter(|j| j.status == JobStatus::Queued)
-            .map(|j| Message::Job(j.key()))
-            .collect();
-        // A crash before this send leaves the roots `queued`: the stale sweep re-sends them.
-        self.queue.send(&roots, Duration::ZERO).await?;
-        Ok(execution)
-    }
-
     /// Moves the job a message names as far as it can go now.
     pub async fn handle(&self, message: &Message) -> Result<Handled, EngineError> {
-        let Message::Job(key) = message;
+        let key = match message {
+            Message::Job(key) => key,
+            Message::Cancel { execution_id } => {
+                self.carry_out_cancel(execution_id).await?;
+                return Ok(Handled::Done);
+            }
+            Message::Webhook { .. } => {
+                tracing::warn!("a webhook message reached the job queue; dropped");
+                return Ok(Handled::Done);
+            }
+        };
         for _ in 0..MAX_RACES {
             let Some(job) = self.store.job(key).await? else {
                 tracing::warn!(execution = %key.execution_id, job = %key.job_id, "message for an unknown job dropped");

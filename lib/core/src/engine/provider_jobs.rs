@@ -10,7 +10,7 @@ use super::lifecycle::WorkError;
 use super::media_jobs::{job_output, output_key, resolve};
 use super::{Engine, EngineError, Handled, Recorded, Via, MAX_RACES};
 use crate::domain::{Completion, Job, JobKey, JobOutput, JobStatus, ProviderCall, ProviderOutcome};
-use crate::plan::{reference, MediaRef, ProviderParams};
+use crate::plan::{reference, MediaRef, ProviderParams, Secret};
 use crate::ports::{Message, ProviderError, ProviderRequest, ProviderStatus, Write};
 
 impl From<ProviderError> for WorkError {
@@ -103,7 +103,15 @@ impl Engine {
                 }
                 Ok(Some(Handled::Done))
             }
-            Write::Stale => Ok(None),
+            Write::Stale => {
+                // Cancelled while we submitted: stop the provider job we just started.
+                if let Some(fresh) = self.store.job(&job.key()).await? {
+                    if fresh.status == JobStatus::Cancelled {
+                        self.cancel_at_provider(&next).await;
+                    }
+                }
+                Ok(None)
+            }
         }
     }
 
@@ -136,10 +144,30 @@ impl Engine {
             operation: job.spec.operation,
             params: resolved,
             token: call.token.clone(),
-            api_key: None,
+            api_key: self.api_key_for(job, &call.provider).await?,
         };
         let submission = provider.submit(request).await?;
         Ok((submission.provider_job_id, submission.finished))
+    }
+
+    /// The provider key to submit with: the job's own, else the one sent with the request for
+    /// that provider, else none (the provider adapter's configured key).
+    async fn api_key_for(&self, job: &Job, provider: &str) -> Result<Option<Secret>, WorkError> {
+        let sealed = match &job.api_key {
+            Some(sealed) => Some(sealed.clone()),
+            None => self
+                .store
+                .execution(&job.execution_id)
+                .await?
+                .and_then(|e| e.provider_keys.get(provider).cloned()),
+        };
+        sealed
+            .map(|s| self.sealer.open(&s))
+            .transpose()
+            .map_err(|e| WorkError::Fatal {
+                code: "unreadable_secret",
+                message: e.to_string(),
+            })
     }
 
     /// Copies a succeeded provider job's output into the blob store, or fails the job.

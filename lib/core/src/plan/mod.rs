@@ -4,7 +4,9 @@ mod model;
 mod parse;
 
 pub use model::*;
-pub use parse::{parse_request, parse_value, reference, PlanLimits};
+pub use parse::{
+    parse_request, parse_value, parse_value_on, read_body, reference, requested_base, BaseJobs, PlanLimits,
+};
 
 use serde::Serialize;
 

@@ -184,6 +184,15 @@ pub enum Params {
     Provider(ProviderParams),
     Merge(MergeParams),
     Reframe(ReframeParams),
+    /// A job of the base execution (`baseExecutionId`), reused: its output becomes this job's.
+    Base(BaseRef),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BaseRef {
+    pub execution_id: String,
+    pub job_id: JobId,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -202,6 +211,9 @@ pub struct ProviderParams {
     pub unified: bool,
     /// Raw model params, passed through (references inside are resolved at run time).
     pub options: serde_json::Map<String, serde_json::Value>,
+    /// The job's own provider key (`apiKey`). Never serialised: the engine seals it into the job record.
+    #[serde(skip)]
+    pub api_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

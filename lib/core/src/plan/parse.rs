@@ -23,12 +23,26 @@ impl Default for PlanLimits {
     }
 }
 
+/// What a plan may refer to in the base execution it builds on (`baseExecutionId`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BaseJobs {
+    /// The base's jobs and what each produces.
+    pub kinds: HashMap<JobId, MediaKind>,
+    /// The base's final job: the input of a variant's root job that needs a video and names none.
+    pub final_job: JobId,
+}
+
 /// Parses and validates a `POST /api/execute` body in any of its forms.
 pub fn parse_request(
     body: &[u8],
     catalog: &dyn Catalog,
     limits: PlanLimits,
 ) -> Result<ExecutionRequest, Vec<PlanError>> {
+    parse_value(&read_body(body, limits)?, catalog, limits)
+}
+
+/// The body as JSON, within the size limit.
+pub fn read_body(body: &[u8], limits: PlanLimits) -> Result<Value, Vec<PlanError>> {
     if body.len() > limits.max_body_bytes {
         return Err(vec![PlanError::new(
             "body_too_large",
@@ -39,19 +53,44 @@ pub fn parse_request(
             ),
         )]);
     }
-    let root: Value = serde_json::from_slice(body).map_err(|e| {
+    serde_json::from_slice(body).map_err(|e| {
         vec![PlanError::new(
             "invalid_json",
             format!("the body is not valid JSON: {e}"),
         )]
-    })?;
-    parse_value(&root, catalog, limits)
+    })
+}
+
+/// The `baseExecutionId` a body asks for, wherever the client put it (the plan must then be
+/// validated against that base's jobs).
+pub fn requested_base(root: &Value) -> Option<String> {
+    let plan = root.get("executionPlan").unwrap_or(root);
+    [
+        plan.get("baseExecutionId"),
+        root.pointer("/options/baseExecutionId"),
+        root.get("baseExecutionId"),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_string))
 }
 
 pub fn parse_value(
     root: &Value,
     catalog: &dyn Catalog,
     limits: PlanLimits,
+) -> Result<ExecutionRequest, Vec<PlanError>> {
+    parse_value_on(root, catalog, limits, None)
+}
+
+/// Parses a plan that builds on a base execution: its job ids may be depended on and
+/// referred to, and a root job that transforms a video and names no input takes the base's
+/// final output.
+pub fn parse_value_on(
+    root: &Value,
+    catalog: &dyn Catalog,
+    limits: PlanLimits,
+    base: Option<&BaseJobs>,
 ) -> Result<ExecutionRequest, Vec<PlanError>> {
     let mut errors = Vec::new();
     let Some(root) = root.as_object() else {
@@ -111,11 +150,19 @@ pub fn parse_value(
         return Err(errors);
     }
 
-    let drafts: Vec<Option<Draft>> = raw_jobs
+    let mut drafts: Vec<Option<Draft>> = raw_jobs
         .iter()
         .enumerate()
         .map(|(i, raw)| Draft::read(i, raw, &mut errors))
         .collect();
+    if let Some(base) = base {
+        for draft in drafts.iter_mut().flatten() {
+            if draft.deps.is_empty() && draft.needs_video_input() {
+                draft.deps.push((base.final_job.clone(), "params.video".to_string()));
+            }
+        }
+    }
+    let in_base = |id: &str| base.is_some_and(|b| b.kinds.contains_key(id));
 
     // Ids: duplicates, and the set every reference is checked against.
     let mut seen = HashSet::new();
@@ -139,7 +186,7 @@ pub fn parse_value(
                         .job(&draft.id)
                         .field(field.clone()),
                 );
-            } else if !seen.contains(dep.as_str()) {
+            } else if !seen.contains(dep.as_str()) && !in_base(dep) {
                 let code = if field.starts_with("params") {
                     "unknown_reference"
                 } else {
@@ -172,10 +219,13 @@ pub fn parse_value(
         }
     }
 
-    let kinds: HashMap<String, Option<MediaKind>> = drafts
+    let mut kinds: HashMap<String, Option<MediaKind>> = drafts
         .iter()
         .map(|d| (d.id.clone(), d.operation.map(Operation::output_kind)))
         .collect();
+    for (id, kind) in base.map(|b| &b.kinds).into_iter().flatten() {
+        kinds.entry(id.clone()).or_insert(Some(*kind));
+    }
     let mut jobs = Vec::with_capacity(drafts.len());
     for draft in &drafts {
         if let Some(job) = draft.typed(catalog, &kinds, &mut errors) {
@@ -407,6 +457,16 @@ impl Draft {
         })
     }
 
+    /// A video transform that names no input: its input is then its video dependency.
+    fn needs_video_input(&self) -> bool {
+        matches!(
+            self.operation,
+            Some(Operation::Reframe | Operation::LipSync | Operation::RemoveBackground | Operation::AddSubtitles)
+        ) && !VIDEO_INPUT_KEYS
+            .iter()
+            .any(|k| self.params.get(*k).is_some_and(|v| !v.is_null()))
+    }
+
     fn dep_ids(&self) -> Vec<JobId> {
         let mut out: Vec<JobId> = Vec::new();
         for (d, _) in &self.deps {
@@ -443,7 +503,7 @@ impl Draft {
                 );
                 return None;
             }
-            op => Params::Provider(p.provider(op, catalog)?),
+            op => Params::Provider(p.provider(op, catalog, &self.dep_ids(), kinds)?),
         };
         let send_job_webhook = p.bool("sendJobWebhook").unwrap_or(false);
         if p.failed {
@@ -477,6 +537,9 @@ fn nests_deeper_than(value: &Value, limit: usize) -> bool {
     }
     false
 }
+
+/// Where a video transform may name its input (`inputs[0]` last).
+const VIDEO_INPUT_KEYS: [&str; 5] = ["video", "videoUrl", "url", "input", "inputs"];
 
 /// Finds `$job1` and `_videoJobDependency:job1`-style markers anywhere in params, in document
 /// order, without recursion.
@@ -694,7 +757,13 @@ impl ParamReader<'_> {
         }
     }
 
-    fn provider(&mut self, op: Operation, catalog: &dyn Catalog) -> Option<ProviderParams> {
+    fn provider(
+        &mut self,
+        op: Operation,
+        catalog: &dyn Catalog,
+        deps: &[JobId],
+        kinds: &HashMap<String, Option<MediaKind>>,
+    ) -> Option<ProviderParams> {
         let unified = self.bool("unified").unwrap_or(true);
         let model_obj = match self.params.get("model") {
             Some(Value::Object(m)) => Some(m),
@@ -811,6 +880,18 @@ impl ParamReader<'_> {
                 }
             }
         }
+        // The chained form (`lipSync` after `generate`): no reference, only a dependency.
+        if matches!(op, Operation::LipSync | Operation::RemoveBackground)
+            && !inputs.contains_key("video")
+            && !inputs.contains_key("videoUrl")
+        {
+            if let Some(dep) = deps
+                .iter()
+                .find(|d| matches!(kinds.get(*d), Some(Some(MediaKind::Video))))
+            {
+                inputs.insert("video".to_string(), MediaRef::Job(dep.clone()));
+            }
+        }
         const KNOWN: [&str; 18] = [
             "provider",
             "modelId",
@@ -841,7 +922,19 @@ impl ParamReader<'_> {
                 options.insert(k.clone(), v.clone());
             }
         }
+        // A provider key may sit in params, in `model`, or among the model's raw options;
+        // wherever it is, it leaves the params here so it can only be stored sealed.
+        let in_model = options.remove("apiKey");
+        let api_key = [
+            self.params.get("apiKey"),
+            model_obj.and_then(|m| m.get("apiKey")),
+            in_model.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|v| v.as_str().filter(|k| !k.is_empty()).map(Secret::new));
         Some(ProviderParams {
+            api_key,
             provider,
             model_id,
             prompt,
@@ -988,7 +1081,7 @@ impl ParamReader<'_> {
             }
             return None;
         };
-        let explicit = ["video", "videoUrl", "url", "input"]
+        let explicit = VIDEO_INPUT_KEYS[..4]
             .iter()
             .find_map(|k| self.params.get(*k).map(|v| (v, k.to_string())))
             .or_else(|| match self.params.get("inputs") {

@@ -2214,6 +2214,7 @@ fn check_invariants(request: &ExecutionRequest) {
                 sources.extend(m.items.iter().map(|i| &i.source));
             }
             Params::Reframe(r) => sources.push(&r.input),
+            Params::Base(b) => panic!("the parser never makes base references: {b:?}"),
         }
         for source in sources {
             if let MediaRef::Job(id) = source {

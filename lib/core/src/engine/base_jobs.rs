@@ -1,0 +1,105 @@
+//! Jobs reused from a base execution (`baseExecutionId`). Such a job completes with its base
+//! twin's output. While the twin is still open, the job registers as a watcher of it and
+//! goes back to `waiting`; the twin's end queues it again. The job re-reads the twin after
+//! registering, so a twin that ends in between is never missed, and a repeat of either side
+//! is harmless.
+
+use std::time::Duration;
+
+use super::{Engine, EngineError, Handled};
+use crate::domain::{Job, JobKey, JobStatus};
+use crate::plan::{BaseRef, Params};
+use crate::ports::{Message, Write};
+
+impl Engine {
+    /// Runs a claimed reference to a base job.
+    pub(super) async fn run_base_job(&self, job: Job, base: &BaseRef) -> Result<Option<Handled>, EngineError> {
+        let twin_key = JobKey {
+            execution_id: base.execution_id.clone(),
+            job_id: base.job_id.clone(),
+        };
+        if let Some(handled) = self.settle_from_twin(&job, base).await? {
+            return Ok(handled);
+        }
+        self.store.add_watcher(&twin_key, &job.key()).await?;
+        // The twin may have ended between our read and the registration: look again.
+        if let Some(handled) = self.settle_from_twin(&job, base).await? {
+            return Ok(handled);
+        }
+        let mut parked = job.clone();
+        parked.status = JobStatus::Waiting;
+        parked.lease_until = None;
+        parked.queued_at = None;
+        match self.store.update_job(&job, &parked).await? {
+            Write::Applied(parked) => {
+                self.emit_job(parked.key(), JobStatus::Waiting);
+                Ok(Some(Handled::Done))
+            }
+            Write::Stale => Ok(None),
+        }
+    }
+
+    /// Completes or fails the job from its ended twin; `None` while the twin is open.
+    async fn settle_from_twin(&self, job: &Job, base: &BaseRef) -> Result<Option<Option<Handled>>, EngineError> {
+        let key = JobKey {
+            execution_id: base.execution_id.clone(),
+            job_id: base.job_id.clone(),
+        };
+        let twin = self.store.job(&key).await?;
+        let outcome = match twin {
+            Some(twin) if twin.status == JobStatus::Completed => match twin.output {
+                Some(output) => self.complete(job, output).await?,
+                None => {
+                    let message = format!("base job `{}` completed without an output", base.job_id);
+                    self.fail(job.clone(), "base_job_not_completed", message).await?
+                }
+            },
+            Some(twin) if twin.status.is_terminal() => {
+                let message = format!(
+                    "base job `{}` of execution {} did not complete (it was {})",
+                    base.job_id,
+                    base.execution_id,
+                    twin.status.name()
+                );
+                self.fail(job.clone(), "base_job_not_completed", message).await?
+            }
+            Some(_) => return Ok(None),
+            None => {
+                let message = format!("base execution {} has no job `{}`", base.execution_id, base.job_id);
+                self.fail(job.clone(), "base_job_missing", message).await?
+            }
+        };
+        Ok(Some(outcome))
+    }
+
+    /// Tells the jobs watching `job_id` (or every job of the execution, at its end) that it
+    /// ended: each parked watcher is queued again and sent. Safe to repeat.
+    pub(super) async fn notify_watchers(&self, execution_id: &str, job_id: Option<&str>) -> Result<(), EngineError> {
+        let watchers = self.store.watchers(execution_id, job_id).await?;
+        let mut ready = Vec::new();
+        for key in watchers {
+            for _ in 0..super::MAX_RACES {
+                let Some(watcher) = self.store.job(&key).await? else {
+                    break;
+                };
+                if watcher.status.is_terminal() || !matches!(watcher.spec.params, Params::Base(_)) {
+                    break;
+                }
+                if watcher.status != JobStatus::Waiting {
+                    ready.push(Message::Job(key.clone()));
+                    break;
+                }
+                let mut next = watcher.clone();
+                next.status = JobStatus::Queued;
+                next.queued_at = Some(self.now());
+                if let Write::Applied(_) = self.store.update_job(&watcher, &next).await? {
+                    self.emit_job(key.clone(), JobStatus::Queued);
+                    ready.push(Message::Job(key.clone()));
+                    break;
+                }
+            }
+        }
+        self.queue.send(&ready, Duration::ZERO).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,10 @@
+//! Client webhooks: the messages, their signatures, the retry schedule, delivery, and the
+//! transport port they leave through.
+pub mod address;
+pub mod dispatcher;
+pub mod message;
+pub mod schedule;
+pub mod signature;
+pub mod transport;
+
+pub use dispatcher::{DispatchSettings, Dispatcher};

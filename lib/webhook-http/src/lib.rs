@@ -1,0 +1,229 @@
+//! Client webhooks over HTTP(S) with reqwest. The address policy is enforced on the address
+//! actually connected to: a DNS resolver that drops non-public addresses (so a name cannot
+//! be re-pointed at the internal network between submission and delivery), plus a check of
+//! the URL itself for literal IPs, which reqwest connects to without resolving.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use reelay_core::webhooks::address::{AddressPolicy, PolicyError};
+use reelay_core::webhooks::transport::{HttpAnswer, OutboundRequest, TransportError, WebhookTransport};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+
+const USER_AGENT: &str = concat!("reelay-webhooks/", env!("CARGO_PKG_VERSION"));
+
+/// Posts webhooks with reqwest: no redirects, no proxies, only addresses the policy permits.
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    policy: Arc<AddressPolicy>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the webhook HTTP client: {0}")]
+pub struct TransportBuildError(#[from] reqwest::Error);
+
+impl HttpTransport {
+    /// `timeout` bounds a whole delivery: resolving, connecting, sending, and reading the answer.
+    pub fn new(policy: AddressPolicy, timeout: Duration) -> Result<Self, TransportBuildError> {
+        let policy = Arc::new(policy);
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
+            // A redirect could point anywhere, and the receiver's answer is all the caller needs.
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would do the resolving and connecting itself, past the guard.
+            .no_proxy()
+            .timeout(timeout)
+            .user_agent(USER_AGENT)
+            .build()?;
+        Ok(Self { client, policy })
+    }
+}
+
+#[async_trait]
+impl WebhookTransport for HttpTransport {
+    async fn post(&self, request: OutboundRequest) -> Result<HttpAnswer, TransportError> {
+        self.policy.check_url(&request.url).map_err(|e| match e {
+            PolicyError::Forbidden(msg) => TransportError::Refused(msg),
+            // Submission validates URLs, so these are unusual; still never worth retrying.
+            PolicyError::BadUrl(msg) | PolicyError::BadAllowEntry(msg) => TransportError::Refused(msg),
+        })?;
+        let headers = header_map(&request.headers)?;
+        let response = self
+            .client
+            .post(&request.url)
+            .headers(headers)
+            .body(request.body)
+            .send()
+            .await
+            .map_err(classify_error)?;
+        Ok(HttpAnswer {
+            status: response.status().as_u16(),
+            retry_after: response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now())),
+        })
+    }
+}
+
+fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, TransportError> {
+    let mut map = HeaderMap::with_capacity(headers.len() + 1);
+    for (name, value) in headers {
+        // Name the header only: values carry signatures.
+        let invalid = || TransportError::Connect(format!("invalid webhook header {name:?}"));
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+        map.append(name, value);
+    }
+    if !map.contains_key(CONTENT_TYPE) {
+        map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    Ok(map)
+}
+
+fn classify_error(err: reqwest::Error) -> TransportError {
+    if let Some(refusal) = find_source::<NonPublicHost>(&err) {
+        return TransportError::Refused(refusal.to_string());
+    }
+    if err.is_timeout() {
+        return TransportError::Timeout;
+    }
+    // reqwest's messages name the URL and the cause, never the request headers.
+    let mut msg = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        msg.push_str(": ");
+        msg.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    TransportError::Connect(msg)
+}
+
+fn find_source<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a E> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// `Retry-After` is either delay-seconds or an HTTP-date; a date in the past means now.
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Resolves with the system resolver and keeps only the addresses the policy permits.
+struct GuardedResolver {
+    policy: Arc<AddressPolicy>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let (permitted, refused): (Vec<_>, Vec<_>) = resolved.into_iter().partition(|a| policy.permits(a.ip()));
+            if permitted.is_empty() && !refused.is_empty() {
+                return Err(Box::new(NonPublicHost { host, addrs: refused }) as _);
+            }
+            Ok(Box::new(permitted.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The resolver's refusal, found again in reqwest's error chain to tell it from a network failure.
+#[derive(Debug)]
+struct NonPublicHost {
+    host: String,
+    addrs: Vec<SocketAddr>,
+}
+
+impl fmt::Display for NonPublicHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let addrs: Vec<String> = self.addrs.iter().map(|a| a.ip().to_string()).collect();
+        write!(
+            f,
+            "webhook host {} resolves only to non-public addresses ({})",
+            self.host,
+            addrs.join(", ")
+        )
+    }
+}
+
+impl StdError for NonPublicHost {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds() {
+        let now = SystemTime::now();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("-3", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn retry_after_http_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        // Past dates mean "retry now".
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_resolver_drops_non_public_addresses() {
+        let strict = GuardedResolver {
+            policy: Arc::new(AddressPolicy::strict()),
+        };
+        let err = match strict.resolve("localhost".parse().unwrap()).await {
+            Ok(addrs) => panic!("resolved to {:?}", addrs.collect::<Vec<_>>()),
+            Err(err) => err,
+        };
+        let refusal = err.downcast_ref::<NonPublicHost>().expect("a NonPublicHost error");
+        assert!(refusal.addrs.iter().all(|a| a.ip().is_loopback()), "{refusal}");
+        let msg = refusal.to_string();
+        assert!(
+            msg.starts_with("webhook host localhost resolves only to non-public addresses ("),
+            "{msg}"
+        );
+        assert!(refusal.addrs.iter().all(|a| msg.contains(&a.ip().to_string())), "{msg}");
+
+        let v4_loopback = GuardedResolver {
+            policy: Arc::new(AddressPolicy::with_allowed("127.0.0.0/8").unwrap()),
+        };
+        let addrs: Vec<_> = match v4_loopback.resolve("localhost".parse().unwrap()).await {
+            Ok(addrs) => addrs.collect(),
+            Err(err) => panic!("{err}"),
+        };
+        assert!(!addrs.is_empty());
+        assert!(
+            addrs.iter().all(|a| a.ip().is_ipv4() && a.ip().is_loopback()),
+            "{addrs:?}"
+        );
+    }
+}
