@@ -1,6 +1,9 @@
 # reelay's front door. Every target installs what it needs; CI runs `make test`.
 
 CARGO ?= cargo
+PYTHON ?= python3
+# Python packages the tests run against our output (implementations we did not write).
+VENV := .venv
 # ffmpeg and ffprobe from Debian's packages (the local provider and the media jobs use them).
 FFMPEG_OK := $(shell command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 && echo yes)
 
@@ -33,7 +36,12 @@ fmt:
 build-cli:
 	$(CARGO) build --quiet --bin reelay
 
-deps:
+$(VENV)/installed: tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+deps: $(VENV)/installed
 ifneq ($(FFMPEG_OK),yes)
 	@echo "installing ffmpeg (Debian package)"
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
