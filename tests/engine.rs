@@ -8,10 +8,14 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use reelay_core::clock::ManualClock;
+use reelay_core::domain::DeliveryState;
 use reelay_core::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, ProviderCall};
 use reelay_core::plan::{parse_value, PlanLimits};
 use reelay_core::ports::{Clock, Message, Provider, ProviderRequest, Queue, Store, Write};
 use reelay_core::secrets::Sealer;
+use reelay_core::webhooks::schedule::RetrySchedule;
+use reelay_core::webhooks::transport::{HttpAnswer, OutboundRequest, TransportError, WebhookTransport};
+use reelay_core::webhooks::{DispatchSettings, Dispatcher};
 use reelay_core::{Engine, EngineSettings, Handled, Ports, Providers};
 use reelay_local::dag_shapes::standard;
 use reelay_local::instant::{InstantMedia, InstantProvider, NullBlobs};
@@ -31,6 +35,8 @@ struct Harness {
     engine: Arc<Engine>,
     store: Arc<SqliteStore>,
     queue: Arc<SqliteQueue>,
+    webhook_queue: Arc<SqliteQueue>,
+    sealer: Sealer,
     provider: Arc<InstantProvider>,
     media: Arc<InstantMedia>,
     clock: Arc<ManualClock>,
@@ -44,6 +50,7 @@ fn harness(failing: &[&str]) -> Harness {
     let store = Arc::new(SqliteStore::new(db.clone()));
     let queue = Arc::new(SqliteQueue::new(db.clone(), dyn_clock.clone()));
     let webhook_queue = Arc::new(SqliteQueue::webhooks(db, dyn_clock.clone()));
+    let sealer = Sealer::from_base64(&Sealer::generate_key()).unwrap();
     let provider = Arc::new(InstantProvider::new(failing.iter().map(|s| s.to_string())));
     let media = Arc::new(InstantMedia::default());
     let settings = EngineSettings {
@@ -57,8 +64,8 @@ fn harness(failing: &[&str]) -> Harness {
         Ports {
             store: store.clone(),
             queue: queue.clone(),
-            webhook_queue,
-            sealer: Sealer::from_base64(&Sealer::generate_key()).unwrap(),
+            webhook_queue: webhook_queue.clone(),
+            sealer: sealer.clone(),
             blobs: Arc::new(NullBlobs),
             media: media.clone(),
             providers: Providers::new().with(provider.clone()),
@@ -70,6 +77,8 @@ fn harness(failing: &[&str]) -> Harness {
         engine,
         store,
         queue,
+        webhook_queue,
+        sealer,
         provider,
         media,
         clock,
@@ -417,4 +426,174 @@ async fn media_jobs_run_once_under_duplicate_delivery() {
     assert_eq!(h.media.runs(), 2, "merge and reframe each ran once");
     assert_eq!(execution.result, jobs["r"].output);
     assert!(jobs["r"].output.as_ref().unwrap().key.ends_with("/r/output.mp4"));
+}
+
+#[tokio::test]
+async fn provider_keys_reach_the_provider_sealed_at_rest() {
+    let h = harness(&[]);
+    let mut own = generate("own", &[]);
+    own["params"]["apiKey"] = json!("job-key-1");
+    let plan = json!({
+        "executionPlan": {"jobs": [own, generate("shared", &[])]},
+        "options": {"providerApiKeys": {"instant": "request-key-2"}}
+    });
+    let id = h.submit(plan).await;
+    h.drain(Delivery::Once).await;
+    // A job's own key first, else the request's key for its provider.
+    assert_eq!(h.provider.api_key(&key(&id, "own")), Some(Some("job-key-1".into())));
+    assert_eq!(
+        h.provider.api_key(&key(&id, "shared")),
+        Some(Some("request-key-2".into()))
+    );
+    let (execution, jobs) = h.execution(&id).await;
+    let records = format!(
+        "{}{}",
+        serde_json::to_string(&execution).unwrap(),
+        serde_json::to_string(&jobs.values().collect::<Vec<_>>()).unwrap()
+    );
+    assert!(
+        !records.contains("job-key-1") && !records.contains("request-key-2"),
+        "{records}"
+    );
+    let sealed = jobs["own"].api_key.as_ref().expect("the job's key is kept, sealed");
+    assert_eq!(h.sealer.open(sealed).unwrap().expose(), "job-key-1");
+}
+
+/// Messages waiting on a queue (the test's clock does not move, so all are visible).
+async fn waiting(queue: &SqliteQueue) -> Vec<Message> {
+    let batch = queue
+        .receive(1000, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .expect("receive");
+    for d in &batch {
+        queue.retry_later(&d.receipt, Duration::ZERO).await.expect("release");
+    }
+    batch.into_iter().map(|d| d.message).collect()
+}
+
+#[tokio::test]
+async fn webhook_messages_are_made_once_under_duplicate_delivery() {
+    for mode in [Delivery::TwiceLater, Delivery::TwiceAtOnce] {
+        let h = harness(&["b"]);
+        let mut a = generate("a", &[]);
+        a["params"]["sendJobWebhook"] = json!(true);
+        let mut b = generate("b", &["a"]);
+        b["params"]["sendJobWebhook"] = json!(true);
+        let mut c = generate("c", &["b"]);
+        c["params"]["sendJobWebhook"] = json!(true);
+        let plan = json!({"jobs": [a, b, c], "webhook": {"url": "https://hooks.example.com/x", "secret": "s"}});
+        let id = h.submit(plan).await;
+        h.drain(mode).await;
+        let deliveries = h.store.deliveries(&id).await.unwrap();
+        let mut about: Vec<Option<String>> = deliveries.iter().map(|d| d.job_id.clone()).collect();
+        about.sort();
+        // The execution's end, a's success, b's failure and c's skip: one message each.
+        assert_eq!(about, vec![None, Some("a".into()), Some("b".into()), Some("c".into())]);
+        let sent = waiting(&h.webhook_queue).await;
+        assert_eq!(sent.len(), 4, "{sent:?}");
+        let end = deliveries.iter().find(|d| d.job_id.is_none()).unwrap();
+        let body: Value = serde_json::from_str(&end.body).unwrap();
+        assert_eq!(body["status"], "failed");
+        assert_eq!(body["failedJobs"], json!(["b"]));
+        let skipped = deliveries.iter().find(|d| d.job_id.as_deref() == Some("c")).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&skipped.body).unwrap()["status"],
+            "skipped"
+        );
+    }
+}
+
+/// A webhook receiver scripted in process: answers in turn (200 once the script is used up),
+/// each after `delay`, so two concurrent attempts would overlap.
+struct ScriptedTransport {
+    answers: std::sync::Mutex<std::collections::VecDeque<Result<HttpAnswer, TransportError>>>,
+    calls: std::sync::Mutex<Vec<OutboundRequest>>,
+}
+
+#[async_trait::async_trait]
+impl WebhookTransport for ScriptedTransport {
+    async fn post(&self, request: OutboundRequest) -> Result<HttpAnswer, TransportError> {
+        self.calls.lock().unwrap().push(request);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.answers.lock().unwrap().pop_front().unwrap_or(Ok(HttpAnswer {
+            status: 200,
+            retry_after: None,
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_due_delivery_is_attempted_once_even_when_handled_twice_at_once() {
+    let h = harness(&[]);
+    let plan = json!({"jobs": [generate("a", &[])], "webhook": {"url": "https://hooks.example.com/x", "secret": "s"}});
+    let id = h.submit(plan).await;
+    h.drain(Delivery::Once).await;
+    let transport = Arc::new(ScriptedTransport {
+        answers: std::sync::Mutex::new(
+            [Ok(HttpAnswer {
+                status: 503,
+                retry_after: None,
+            })]
+            .into(),
+        ),
+        calls: Default::default(),
+    });
+    let clock: Arc<dyn Clock> = h.clock.clone();
+    let dispatcher = Dispatcher::new(
+        h.store.clone(),
+        h.webhook_queue.clone(),
+        transport.clone(),
+        h.sealer.clone(),
+        clock,
+        DispatchSettings {
+            schedule: RetrySchedule {
+                delays: vec![Duration::from_secs(10)],
+                jitter: 0.0,
+                ..RetrySchedule::default()
+            },
+            ..DispatchSettings::default()
+        },
+    );
+    let first = waiting(&h.webhook_queue).await;
+    assert_eq!(first.len(), 1);
+    let (a, b) = tokio::join!(dispatcher.handle(&first[0]), dispatcher.handle(&first[0]));
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(
+        transport.calls.lock().unwrap().len(),
+        1,
+        "two handlers posted the same attempt"
+    );
+    let delivery = h.store.deliveries(&id).await.unwrap().remove(0);
+    assert_eq!((delivery.state, delivery.attempts), (DeliveryState::Pending, 1));
+    assert_eq!(delivery.last_status_code, Some(503));
+    assert_eq!(delivery.next_attempt_at, Some(h.clock.now() + 10_000));
+
+    // Its retry message comes early (no time has passed): it waits, nothing is sent.
+    assert_eq!(
+        dispatcher.handle(&first[0]).await.unwrap(),
+        Handled::RetryAfter(Duration::from_secs(10))
+    );
+    assert_eq!(transport.calls.lock().unwrap().len(), 1);
+    h.clock.advance(Duration::from_secs(10));
+    dispatcher.handle(&first[0]).await.unwrap();
+    dispatcher.handle(&first[0]).await.unwrap();
+    let calls = transport.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "delivered, then sent again");
+    let delivery = h.store.delivery(&delivery.id).await.unwrap().unwrap();
+    assert_eq!((delivery.state, delivery.attempts), (DeliveryState::Delivered, 2));
+    let header = |call: &OutboundRequest, name: &str| {
+        call.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} header"))
+    };
+    assert_eq!(header(&calls[0], "webhook-id"), header(&calls[1], "webhook-id"));
+    assert_eq!(header(&calls[1], "webhook-id"), delivery.id);
+    assert_eq!(calls[1].body, delivery.body.as_bytes());
+    assert_eq!(
+        header(&calls[1], "x-webhook-signature"),
+        reelay_core::webhooks::signature::body_signature("s", &calls[1].body)
+    );
 }

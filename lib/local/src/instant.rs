@@ -22,6 +22,8 @@ pub struct InstantProvider {
     failing: HashSet<String>,
     submits: Mutex<HashMap<JobKey, u32>>,
     by_token: Mutex<HashMap<String, String>>,
+    /// The provider key each job was submitted with.
+    api_keys: Mutex<HashMap<JobKey, Option<String>>>,
 }
 
 impl InstantProvider {
@@ -37,12 +39,22 @@ impl InstantProvider {
             failing: failing.into_iter().collect(),
             submits: Mutex::new(HashMap::new()),
             by_token: Mutex::new(HashMap::new()),
+            api_keys: Mutex::new(HashMap::new()),
         }
     }
 
     /// How many times each job was submitted.
     pub fn submits(&self) -> HashMap<JobKey, u32> {
         self.submits.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The provider key a job was last submitted with (`None` inside: submitted without one).
+    pub fn api_key(&self, job: &JobKey) -> Option<Option<String>> {
+        self.api_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(job)
+            .cloned()
     }
 
     fn outcome(&self, provider_job_id: &str) -> ProviderStatus {
@@ -77,6 +89,10 @@ impl Provider for InstantProvider {
             .unwrap_or_else(|p| p.into_inner())
             .entry(request.job.clone())
             .or_default() += 1;
+        self.api_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            request.job.clone(),
+            request.api_key.as_ref().map(|k| k.expose().to_string()),
+        );
         let id = format!("{}/{}", request.job.execution_id, request.job.job_id);
         self.by_token
             .lock()
