@@ -150,18 +150,11 @@ pub fn parse_value_on(
         return Err(errors);
     }
 
-    let mut drafts: Vec<Option<Draft>> = raw_jobs
+    let drafts: Vec<Option<Draft>> = raw_jobs
         .iter()
         .enumerate()
         .map(|(i, raw)| Draft::read(i, raw, &mut errors))
         .collect();
-    if let Some(base) = base {
-        for draft in drafts.iter_mut().flatten() {
-            if draft.deps.is_empty() && draft.needs_video_input() {
-                draft.deps.push((base.final_job.clone(), "params.video".to_string()));
-            }
-        }
-    }
     let in_base = |id: &str| base.is_some_and(|b| b.kinds.contains_key(id));
 
     // Ids: duplicates, and the set every reference is checked against.
@@ -192,10 +185,15 @@ pub fn parse_value_on(
                 } else {
                     "unknown_dependency"
                 };
+                let scope = if base.is_some() {
+                    "the plan or its base execution"
+                } else {
+                    "the plan"
+                };
                 errors.push(
                     PlanError::new(
                         code,
-                        format!("job `{}` refers to `{dep}`, which is not in the plan", draft.id),
+                        format!("job `{}` refers to `{dep}`, which is not in {scope}", draft.id),
                     )
                     .job(&draft.id)
                     .field(field.clone()),
@@ -223,8 +221,20 @@ pub fn parse_value_on(
         .iter()
         .map(|d| (d.id.clone(), d.operation.map(Operation::output_kind)))
         .collect();
-    for (id, kind) in base.map(|b| &b.kinds).into_iter().flatten() {
-        kinds.entry(id.clone()).or_insert(Some(*kind));
+    if let Some(base) = base {
+        for (id, kind) in &base.kinds {
+            kinds.entry(id.clone()).or_insert(Some(*kind));
+        }
+        // A variant's video transform with no video to work on takes the base's final output.
+        for draft in drafts.iter_mut() {
+            let has_video_dep = draft
+                .deps
+                .iter()
+                .any(|(d, _)| matches!(kinds.get(d), Some(Some(MediaKind::Video))));
+            if draft.needs_video_input() && !has_video_dep {
+                draft.deps.push((base.final_job.clone(), "params.video".to_string()));
+            }
+        }
     }
     let mut jobs = Vec::with_capacity(drafts.len());
     for draft in &drafts {

@@ -2298,3 +2298,97 @@ fn fuzz_mutated_plans_random_values_and_random_bytes() {
     assert!(accepted > 100, "only {accepted} accepted");
     assert!(rejected > 1000, "only {rejected} rejected");
 }
+
+#[test]
+fn a_chained_lip_sync_takes_the_video_of_its_dependency() {
+    let lip_sync = json!({
+        "id": "job3",
+        "type": "lipSync",
+        "params": {"provider": "fal", "modelId": "veed/fabric-1.0", "audioUrl": "$job2"},
+        "dependsOn": ["job2", "job1"]
+    });
+    let request = parse_ok(&plan(vec![video_job("job1"), audio_job("job2"), lip_sync]));
+    // The audio dependency is skipped: the input is the video one.
+    assert_eq!(
+        provider_params(job(&request, "job3")).inputs.get("video"),
+        Some(&job_ref("job1"))
+    );
+}
+
+#[test]
+fn provider_keys_leave_the_params_wherever_they_were_put() {
+    let mut own = video_job("a");
+    own["params"]["apiKey"] = json!("k-own");
+    let raw = json!({"id": "b", "type": "generate", "params": {"unified": false,
+        "model": {"provider": "local", "modelId": "video", "options": {"apiKey": "k-model", "fps": 24}}}});
+    let request = parse_ok(&plan(vec![own, raw]));
+    let a = provider_params(job(&request, "a"));
+    assert_eq!(a.api_key.as_ref().map(Secret::expose), Some("k-own"));
+    let b = provider_params(job(&request, "b"));
+    assert_eq!(b.api_key.as_ref().map(Secret::expose), Some("k-model"));
+    assert!(!b.options.contains_key("apiKey"), "{:?}", b.options);
+    assert_eq!(b.options.get("fps"), Some(&json!(24)));
+    // Serialised (as stored), neither key is there.
+    let stored = serde_json::to_string(&request.plan).unwrap();
+    assert!(!stored.contains("k-own") && !stored.contains("k-model"), "{stored}");
+}
+
+fn base() -> BaseJobs {
+    BaseJobs {
+        kinds: [
+            ("scene".to_string(), MediaKind::Video),
+            ("voice".to_string(), MediaKind::Audio),
+        ]
+        .into_iter()
+        .collect(),
+        final_job: "scene".into(),
+    }
+}
+
+fn parse_on_base(body: &Value) -> Result<ExecutionRequest, Vec<PlanError>> {
+    parse_value_on(body, &TestCatalog, PlanLimits::default(), Some(&base()))
+}
+
+#[test]
+fn on_a_base_a_root_video_transform_takes_the_final_output() {
+    let body = plan(vec![
+        json!({"id": "vertical", "type": "reframe", "params": {"aspectRatio": "9:16"}}),
+        json!({"id": "synced", "type": "lipSync", "params": {"provider": "fal", "modelId": "veed/fabric-1.0", "audioUrl": "$voice"}}),
+    ]);
+    let request = parse_on_base(&body).unwrap();
+    let vertical = job(&request, "vertical");
+    assert_eq!(deps(vertical), ["scene"]);
+    assert_eq!(reframe_params(vertical).input, job_ref("scene"));
+    let synced = job(&request, "synced");
+    // It refers to a base job (`voice`), but names no video: the base's final one.
+    assert_eq!(deps(synced), ["voice", "scene"]);
+    assert_eq!(provider_params(synced).inputs.get("video"), Some(&job_ref("scene")));
+    // Without a base, the same reframe has no input.
+    let errors = parse_err(&plan(vec![
+        json!({"id": "vertical", "type": "reframe", "params": {"aspectRatio": "9:16"}}),
+    ]));
+    find_error(&errors, "missing_input", Some("vertical"), Some("params.video"));
+}
+
+#[test]
+fn on_a_base_only_its_job_ids_are_known() {
+    let body = plan(vec![
+        json!({"id": "v", "type": "reframe", "params": {"aspectRatio": "9:16"}, "dependsOn": ["scene"]}),
+        json!({"id": "w", "type": "reframe", "params": {"aspectRatio": "1:1"}, "dependsOn": ["nowhere"]}),
+    ]);
+    let errors = parse_on_base(&body).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    find_error(&errors, "unknown_dependency", Some("w"), Some("dependsOn[0]"));
+}
+
+#[test]
+fn the_requested_base_is_found_in_every_place_clients_put_it() {
+    for body in [
+        json!({"jobs": [], "baseExecutionId": "b1"}),
+        json!({"executionPlan": {"jobs": [], "baseExecutionId": "b1"}}),
+        json!({"executionPlan": {"jobs": []}, "options": {"baseExecutionId": "b1"}}),
+    ] {
+        assert_eq!(requested_base(&body).as_deref(), Some("b1"), "{body}");
+    }
+    assert_eq!(requested_base(&json!({"jobs": [], "baseExecutionId": ""})), None);
+}
