@@ -597,3 +597,40 @@ async fn a_due_delivery_is_attempted_once_even_when_handled_twice_at_once() {
         reelay_core::webhooks::signature::body_signature("s", &calls[1].body)
     );
 }
+
+#[tokio::test]
+async fn a_variant_waits_for_its_running_base_and_wakes_under_duplicate_delivery() {
+    for mode in [Delivery::Once, Delivery::TwiceLater, Delivery::TwiceAtOnce] {
+        let h = harness(&[]);
+        let slow = json!({"id": "scene", "type": "generate", "params": {"provider": "instant", "modelId": "later"}});
+        let base = h.submit(json!({"jobs": [slow]})).await;
+        h.drain(mode).await;
+        let body = json!({"baseExecutionId": base, "jobs": [generate("after", &["scene"])]});
+        let variant = h
+            .engine
+            .submit("t", body.to_string().as_bytes())
+            .await
+            .expect("submit")
+            .id;
+        h.drain(mode).await;
+        let (_, jobs) = h.execution(&variant).await;
+        assert_eq!(jobs["scene"].status, JobStatus::Waiting, "the reference parks");
+        assert_eq!(jobs["after"].status, JobStatus::Waiting);
+
+        // The base's provider answers at its next poll; the variant follows without polling.
+        h.clock.advance(Duration::from_secs(600));
+        h.engine.poll_due(100).await.expect("poll");
+        h.drain(mode).await;
+        let (variant_execution, jobs) = h.execution(&variant).await;
+        assert_eq!(variant_execution.status, ExecutionStatus::Completed);
+        let (_, base_jobs) = h.execution(&base).await;
+        assert_eq!(jobs["scene"].output, base_jobs["scene"].output);
+        h.assert_each_submitted_once(&base, 1);
+        h.assert_each_submitted_once(&variant, 1);
+        // Another tenant cannot build on it.
+        match h.engine.submit("someone-else", body.to_string().as_bytes()).await {
+            Err(reelay_core::SubmitError::BaseNotFound(id)) => assert_eq!(id, base),
+            other => panic!("a foreign base was accepted: {other:?}"),
+        }
+    }
+}

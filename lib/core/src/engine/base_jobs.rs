@@ -1,8 +1,9 @@
 //! Jobs reused from a base execution (`baseExecutionId`). Such a job completes with its base
 //! twin's output. While the twin is still open, the job registers as a watcher of it and
-//! goes back to `waiting`; the twin's end queues it again. The job re-reads the twin after
-//! registering, so a twin that ends in between is never missed, and a repeat of either side
-//! is harmless.
+//! goes back to `waiting`; the twin's end sends it a message, on which it checks the twin
+//! and queues itself again. The job re-reads the twin after registering and on every
+//! message, so a twin that ends in between is never missed, and a repeat of either side is
+//! harmless.
 
 use std::time::Duration;
 
@@ -39,6 +40,25 @@ impl Engine {
         }
     }
 
+    /// Queues a parked reference whose twin has ended; `None` to re-read and run it.
+    pub(super) async fn wake_if_twin_ended(&self, job: Job, base: &BaseRef) -> Result<Option<Handled>, EngineError> {
+        let key = JobKey {
+            execution_id: base.execution_id.clone(),
+            job_id: base.job_id.clone(),
+        };
+        let twin_open = self.store.job(&key).await?.is_some_and(|t| !t.status.is_terminal());
+        if twin_open {
+            return Ok(Some(Handled::Done));
+        }
+        let mut next = job.clone();
+        next.status = JobStatus::Queued;
+        next.queued_at = Some(self.now());
+        if let Write::Applied(_) = self.store.update_job(&job, &next).await? {
+            self.emit_job(job.key(), JobStatus::Queued);
+        }
+        Ok(None)
+    }
+
     /// Completes or fails the job from its ended twin; `None` while the twin is open.
     async fn settle_from_twin(&self, job: &Job, base: &BaseRef) -> Result<Option<Option<Handled>>, EngineError> {
         let key = JobKey {
@@ -73,29 +93,15 @@ impl Engine {
     }
 
     /// Tells the jobs watching `job_id` (or every job of the execution, at its end) that it
-    /// ended: each parked watcher is queued again and sent. Safe to repeat.
+    /// ended, by a message each. Safe to repeat.
     pub(super) async fn notify_watchers(&self, execution_id: &str, job_id: Option<&str>) -> Result<(), EngineError> {
         let watchers = self.store.watchers(execution_id, job_id).await?;
         let mut ready = Vec::new();
         for key in watchers {
-            for _ in 0..super::MAX_RACES {
-                let Some(watcher) = self.store.job(&key).await? else {
-                    break;
-                };
-                if watcher.status.is_terminal() || !matches!(watcher.spec.params, Params::Base(_)) {
-                    break;
-                }
-                if watcher.status != JobStatus::Waiting {
-                    ready.push(Message::Job(key.clone()));
-                    break;
-                }
-                let mut next = watcher.clone();
-                next.status = JobStatus::Queued;
-                next.queued_at = Some(self.now());
-                if let Write::Applied(_) = self.store.update_job(&watcher, &next).await? {
-                    self.emit_job(key.clone(), JobStatus::Queued);
-                    ready.push(Message::Job(key.clone()));
-                    break;
+            // The watcher's own handler checks the twin and wakes itself (`wake_if_twin_ended`).
+            if let Some(watcher) = self.store.job(&key).await? {
+                if !watcher.status.is_terminal() && matches!(watcher.spec.params, Params::Base(_)) {
+                    ready.push(Message::Job(key));
                 }
             }
         }

@@ -20,7 +20,7 @@ pub use registry::Providers;
 pub use cancel::{CancelError, Cancelled};
 
 use crate::domain::{ExecutionStatus, Job, JobKey, JobStatus, Millis};
-use crate::plan::{PlanError, PlanLimits};
+use crate::plan::{Params, PlanError, PlanLimits};
 use crate::ports::{
     Admission, BlobError, Blobs, Clock, Media, Message, ProviderStatus, Queue, QueueError, Store, StoreError,
 };
@@ -279,8 +279,15 @@ impl Engine {
             Handled::RetryAfter(Duration::from_millis((until - now).max(1) as u64))
         };
         match job.status {
-            // A duplicate or early message: the job is released by its last parent.
-            JobStatus::Waiting => Ok(Some(Handled::Done)),
+            JobStatus::Waiting => match &job.spec.params {
+                // A reference to a base job, told its twin ended (perhaps while it was parking).
+                Params::Base(base) => {
+                    let base = base.clone();
+                    self.wake_if_twin_ended(job, &base).await
+                }
+                // A duplicate or early message: the job is released by its last parent.
+                _ => Ok(Some(Handled::Done)),
+            },
             JobStatus::Queued => self.claim_and_run(job).await,
             JobStatus::Running if job.lease_free(now) => self.claim_and_run(job).await,
             JobStatus::Running => Ok(Some(held(&job))),
