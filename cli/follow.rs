@@ -86,3 +86,21 @@ pub async fn follow(
         }
     }
 }
+
+/// Waits (a while) for the first attempt of each webhook the execution made, so `run` does
+/// not exit with its end message unsent; later retries wait for the next start.
+pub async fn let_webhooks_leave(engine: &Engine, execution_id: &str) {
+    use reelay_core::domain::DeliveryState;
+    for _ in 0..300 {
+        match engine.store().deliveries(execution_id).await {
+            Ok(deliveries)
+                if deliveries
+                    .iter()
+                    .any(|d| d.state == DeliveryState::Pending && d.attempts == 0) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            _ => return,
+        }
+    }
+}

@@ -145,6 +145,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => return Err(e.into()),
             };
             let code = follow::follow(node.engine(), &execution.id, events).await?;
+            follow::let_webhooks_leave(node.engine(), &execution.id).await;
             node.stop().await;
             Ok(code)
         }
@@ -153,6 +154,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let events = node.engine().subscribe();
             node.start();
             let code = follow::follow(node.engine(), &execution_id, events).await?;
+            follow::let_webhooks_leave(node.engine(), &execution_id).await;
             node.stop().await;
             Ok(code)
         }

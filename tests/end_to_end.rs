@@ -265,3 +265,60 @@ fn serve_runs_a_submitted_plan_to_completion() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// `reelay run` with a webhook in the plan: the end message leaves before the command exits.
+#[test]
+fn run_sends_the_webhook_before_it_exits() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = receiver.local_addr().unwrap();
+    let got = std::thread::spawn(move || {
+        let (mut stream, _) = receiver.accept().unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Headers, then as many body bytes as Content-Length says.
+        loop {
+            let n = stream.read(&mut buf).unwrap();
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length || n == 0 {
+                    break;
+                }
+            }
+        }
+        stream
+            .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        String::from_utf8(request).unwrap()
+    });
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(example("one-scene.json")).unwrap()).unwrap();
+    plan["webhook"] = serde_json::json!({"url": format!("http://{addr}/done"), "secret": "s3cret"});
+    let plan_path = dir.path().join("plan.json");
+    std::fs::write(&plan_path, plan.to_string().replace("720p", "240p")).unwrap();
+    let out = reelay(&dir.path().join("data"))
+        .args(["--webhook-allow", "127.0.0.1/32", "run", plan_path.to_str().unwrap()])
+        .env("REELAY_PROVIDER_DELAY_MS", "10")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let request = got.join().unwrap();
+    assert!(request.starts_with("POST /done HTTP/1.1"), "{request}");
+    let lower = request.to_ascii_lowercase();
+    assert!(
+        lower.contains("\r\nwebhook-signature: v1,") && lower.contains("\r\nx-webhook-signature: "),
+        "{request}"
+    );
+    assert!(request.contains("\"status\":\"completed\""), "{request}");
+}
