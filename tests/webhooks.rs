@@ -109,6 +109,13 @@ async fn app_retrying(schedule: &str) -> App {
     .await
 }
 
+/// Submits one quick image job whose execution reports to `http://{addr}/h`.
+async fn submit_reporting_to(app: &App, addr: SocketAddr, secret: Option<&str>) -> String {
+    let url = format!("http://{addr}/h");
+    app.submit(ACME, &with_webhook(vec![image_job("a")], &url, secret))
+        .await
+}
+
 fn with_webhook(jobs: Vec<Value>, url: &str, secret: Option<&str>) -> Value {
     match secret {
         Some(secret) => json!({"jobs": jobs, "webhook": {"url": url, "secret": secret}}),
@@ -226,10 +233,7 @@ async fn a_410_stops_delivery_for_good_and_other_4xx_are_not_retried() {
     let app = app_retrying("1s,1s,1s").await;
     for (code, error) in [(410, "stopped for good"), (404, "answered 404")] {
         let (receiver, addr) = Receiver::start(vec![Reply::Status(code); 5]).await;
-        let url = format!("http://{addr}/hook");
-        let id = app
-            .submit(ACME, &with_webhook(vec![image_job("a")], &url, Some(SECRET)))
-            .await;
+        let id = submit_reporting_to(&app, addr, Some(SECRET)).await;
         let webhook = delivery_until(&app, &id, "given up", |w| w["state"] == "failed").await;
         assert_eq!(webhook["attempts"], 1);
         assert_eq!(webhook["lastStatusCode"], code);
@@ -245,12 +249,7 @@ async fn retries_honour_retry_after_then_dead_letter() {
     let app = app_retrying("1s,1s").await;
     // 429 asks for two seconds; the next answer takes it.
     let (receiver, addr) = Receiver::start(vec![Reply::RetryAfter(429, 2)]).await;
-    let id = app
-        .submit(
-            ACME,
-            &with_webhook(vec![image_job("a")], &format!("http://{addr}/h"), None),
-        )
-        .await;
+    let id = submit_reporting_to(&app, addr, None).await;
     let webhook = delivery_until(&app, &id, "delivered", |w| w["delivered"] == true).await;
     assert_eq!(webhook["attempts"], 2);
     let hits = receiver.hits();
@@ -265,12 +264,7 @@ async fn retries_honour_retry_after_then_dead_letter() {
 
     // Always failing: every attempt of the schedule, then dead-lettered.
     let (receiver, addr) = Receiver::start(vec![Reply::Status(500); 10]).await;
-    let id = app
-        .submit(
-            ACME,
-            &with_webhook(vec![image_job("a")], &format!("http://{addr}/h"), None),
-        )
-        .await;
+    let id = submit_reporting_to(&app, addr, None).await;
     let webhook = delivery_until(&app, &id, "dead", |w| w["state"] == "dead").await;
     assert_eq!(webhook["attempts"], 3);
     assert_eq!(webhook["delivered"], false);
@@ -286,12 +280,7 @@ async fn redirects_are_failures_and_never_followed() {
     let app = app_retrying("1s").await;
     let (receiver, addr) = Receiver::start(vec![]).await;
     *receiver.script.lock().unwrap() = vec![Reply::Redirect(format!("http://{addr}/elsewhere")); 5].into();
-    let id = app
-        .submit(
-            ACME,
-            &with_webhook(vec![image_job("a")], &format!("http://{addr}/h"), None),
-        )
-        .await;
+    let id = submit_reporting_to(&app, addr, None).await;
     let webhook = delivery_until(&app, &id, "dead", |w| w["state"] == "dead").await;
     assert_eq!(webhook["lastStatusCode"], 302);
     assert_eq!(receiver.hits_on("/h").len(), 2);

@@ -123,9 +123,16 @@ fn read_execution(tx: &rusqlite::Connection, id: &str) -> Result<Option<Executio
 }
 
 fn read_jobs(conn: &rusqlite::Connection, execution_id: &str) -> Result<Vec<Job>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT record FROM jobs WHERE execution_id = ?1")
-        .map_err(unavailable)?;
+    records_of(conn, "SELECT record FROM jobs WHERE execution_id = ?1", execution_id)
+}
+
+/// The decoded `record` column of every row `sql` selects for one execution.
+fn records_of<T: serde::de::DeserializeOwned>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    execution_id: &str,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(unavailable)?;
     let records: Vec<String> = stmt
         .query_map([execution_id], |r| r.get(0))
         .map_err(unavailable)?
@@ -437,7 +444,8 @@ impl Store for SqliteStore {
         let conn = self.db.lock();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT execution_id, job_id FROM watchers WHERE base_execution = ?1 AND (?2 IS NULL OR base_job = ?2)",
+                // DISTINCT: a job watching several jobs of the execution is one watcher of it.
+                "SELECT DISTINCT execution_id, job_id FROM watchers WHERE base_execution = ?1 AND (?2 IS NULL OR base_job = ?2)",
             )
             .map_err(unavailable)?;
         let rows = stmt
@@ -515,16 +523,11 @@ impl Store for SqliteStore {
     }
 
     async fn deliveries(&self, execution_id: &str) -> Result<Vec<WebhookDelivery>, StoreError> {
-        let conn = self.db.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT record FROM deliveries WHERE execution_id = ?1 ORDER BY id")
-            .map_err(unavailable)?;
-        let records: Vec<String> = stmt
-            .query_map([execution_id], |r| r.get(0))
-            .map_err(unavailable)?
-            .collect::<Result<_, _>>()
-            .map_err(unavailable)?;
-        records.iter().map(|r| decode(execution_id, r)).collect()
+        records_of(
+            &self.db.lock(),
+            "SELECT record FROM deliveries WHERE execution_id = ?1 ORDER BY id",
+            execution_id,
+        )
     }
 
     async fn due_deliveries(&self, now: Millis, limit: usize) -> Result<Vec<String>, StoreError> {
