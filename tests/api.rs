@@ -86,6 +86,15 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(answer.body["error"]["code"], "body_too_large");
 
     assert_eq!(app.get(ACME, "/api/status/nope").await.status, StatusCode::NOT_FOUND);
+    // Unknown routes and methods answer in the same error shape.
+    let answer = app.get(ACME, "/api/nowhere").await;
+    assert_eq!(
+        (answer.status, answer.body["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("not_found"))
+    );
+    let answer = app.call(Method::DELETE, "/api/execute", key, None).await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(answer.body["error"]["code"], "method_not_allowed");
     app.stop().await;
 }
 
@@ -213,6 +222,11 @@ async fn listing_is_newest_first_paginated_and_filtered() {
         let answer = app.get(ACME, bad).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}: {}", answer.body);
         assert_eq!(answer.body["error"]["code"], "invalid_request");
+        let field = answer.body["error"]["details"][0]["field"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(bad.contains(&format!("{field}=")), "{bad} blamed `{field}`");
     }
     app.stop().await;
 }

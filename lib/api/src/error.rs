@@ -28,6 +28,10 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("no execution {0}")]
     NotFound(String),
+    #[error("no route {0}; see /api/openapi.json")]
+    NoRoute(String),
+    #[error("{path} does not take {method}")]
+    WrongMethod { method: String, path: String },
     #[error("no base execution {0}")]
     BaseNotFound(String),
     #[error("execution {id} already ended {}", .status.name())]
@@ -86,7 +90,8 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", json!([])),
             ApiError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", json!([])),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", json!([])),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", json!([])),
+            ApiError::NotFound(_) | ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found", json!([])),
+            ApiError::WrongMethod { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", json!([])),
             ApiError::BaseNotFound(_) => (
                 StatusCode::NOT_FOUND,
                 "base_execution_not_found",

@@ -58,6 +58,8 @@ pub fn routes(state: ApiState) -> (Router, Vec<(Method, &'static str)>) {
     let router = authed
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
         .merge(public)
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(state);
     (router, served)
 }
@@ -178,7 +180,8 @@ async fn status(
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     status: Option<String>,
-    limit: Option<usize>,
+    /// Parsed here, so a bad value is named as `limit`.
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -198,13 +201,17 @@ async fn list(
             message: format!("`status` must be pending, processing, completed, failed or cancelled, not `{s}`"),
         })?),
     };
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest {
-            field: "limit".into(),
-            message: format!("`limit` must be between 1 and {MAX_PAGE}"),
-        });
-    }
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(raw) => raw
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::BadRequest {
+                field: "limit".into(),
+                message: format!("`limit` must be a whole number from 1 to {MAX_PAGE}, not `{raw}`"),
+            })?,
+    };
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     // One more than asked tells whether another page exists.
     let mut page = state
@@ -262,6 +269,17 @@ async fn cancel(
         StatusCode::ACCEPTED,
         Json(json!({ "executionId": cancelled.execution_id, "status": cancelled.status.name() })),
     ))
+}
+
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::NoRoute(uri.path().to_string())
+}
+
+async fn wrong_method(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::WrongMethod {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -77,7 +77,6 @@ pub struct JobView {
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
     /// The job's own webhook (`sendJobWebhook`), once it has ended.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook: Option<DeliveryView>,
 }
 

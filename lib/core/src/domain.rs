@@ -128,6 +128,8 @@ impl JobOutput {
         let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         if let serde_json::Value::Object(map) = &mut value {
             map.insert("status".into(), serde_json::Value::from("completed"));
+            // Where it is kept is ours; clients use the URL.
+            map.remove("key");
         }
         value
     }

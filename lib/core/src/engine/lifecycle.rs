@@ -262,11 +262,13 @@ impl Engine {
             match self.store.update_execution(&execution, &next).await? {
                 Write::Applied(done) => {
                     tracing::info!(execution = %done.id, status = done.status.name(), "execution ended");
+                    // Its webhook exists before anyone woken by the event reads the status.
+                    let followed = self.after_ended(&done).await;
                     self.emit(Event::ExecutionEnded {
                         id: done.id.clone(),
                         status: done.status,
                     });
-                    return self.after_ended(&done).await;
+                    return followed;
                 }
                 Write::Stale => continue,
             }
