@@ -1,5 +1,5 @@
 //! The port contract (`contract/mod.rs`) run against the embedded adapters: the SQLite store
-//! and queue on a file database, file blobs, and a manual clock.
+//! (and key store) and queue on a file database, file blobs, and a manual clock.
 //!
 //! Another binding (the AWS adapters) is one `impl Backend` plus one `contract_tests!` call,
 //! here or in a file of its own (`#[path = "contract/mod.rs"] mod contract;`).
@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use contract::Backend;
 use reelay_core::clock::ManualClock;
-use reelay_core::ports::{Blobs, Message, Queue, Store};
+use reelay_core::ports::{Blobs, KeyStore, Message, Queue, Store};
 use reelay_local::{Db, Durability, FileBlobs, SqliteQueue, SqliteStore};
 
 /// One isolated embedded stack in a temporary folder: `db.sqlite` and `data/blobs/`.
@@ -77,6 +77,10 @@ impl Backend for LocalBackend {
         self.clients().store.clone()
     }
 
+    fn keys(&self) -> Arc<dyn KeyStore> {
+        self.clients().store.clone()
+    }
+
     fn queue(&self) -> Arc<dyn Queue> {
         self.clients().queue.clone()
     }
@@ -123,7 +127,20 @@ impl Backend for LocalBackend {
     }
 }
 
-contract_tests!(sqlite, LocalBackend::new, [store, queue, queue_strict, blobs]);
+contract_tests!(
+    sqlite,
+    LocalBackend::new,
+    [
+        store,
+        executions,
+        watchers,
+        deliveries,
+        keys,
+        queue,
+        queue_strict,
+        blobs
+    ]
+);
 
 /// Local only (SQS has no such call): after a crash, the node makes its in-flight messages
 /// visible at once instead of waiting out their visibility timeout.

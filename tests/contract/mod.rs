@@ -1,9 +1,9 @@
-//! The contract of the `Store`, `Queue` and `Blobs` ports: what every adapter (the embedded
-//! SQLite/file one, the AWS one) must do, written once and run against each.
+//! The contract of the `Store`, `KeyStore`, `Queue` and `Blobs` ports: what every adapter (the
+//! embedded SQLite/file one, the AWS one) must do, written once and run against each.
 //!
 //! # Shape
 //!
-//! * [`Backend`] is what a binding implements: fresh, isolated adapters of the three ports,
+//! * [`Backend`] is what a binding implements: fresh, isolated adapters of the four ports,
 //!   plus the few things a test needs around them (moving the queue's clock, restarting,
 //!   reading a blob URL, listing what the blob store holds).
 //! * Every case is a `pub async fn case_name<B: Backend>(backend: B)`, independently callable,
@@ -11,14 +11,24 @@
 //! * [`contract_tests!`] stamps one `#[tokio::test]` per case for a binding:
 //!
 //!   ```ignore
-//!   contract_tests!(sqlite, LocalBackend::new, [store, queue, queue_strict, blobs]);
+//!   contract_tests!(sqlite, LocalBackend::new,
+//!       [store, executions, watchers, deliveries, keys, queue, queue_strict, blobs]);
 //!   contract_tests!(aws, AwsBackend::from_env, [store, queue, blobs]);
 //!   ```
 //!
 //!   `$make` is anything callable as `$make().await` that returns a fresh `Backend`: one
-//!   per test, so cases never see each other's data. The groups: `store`, `queue`, `blobs`
-//!   (what the engine relies on) and `queue_strict` (exact ordering and stale-receipt
-//!   behaviour the SQLite queue promises but SQS standard queues only do best-effort).
+//!   per test. The groups: `store` (executions and jobs: creation, conditional writes,
+//!   counters, edges, the engine's scans), `executions` (tenant admission limits and
+//!   listing), `watchers` (jobs waiting on a base execution's jobs), `deliveries` (client
+//!   webhook messages), `keys` (API keys), `queue`, `blobs`, and `queue_strict` (exact
+//!   ordering and stale-receipt behaviour the SQLite queue promises but SQS standard queues
+//!   only do best-effort).
+//!
+//! The `executions`, `watchers`, `deliveries` and `keys` cases let a binding share one table
+//! between cases: their ids and tenants are unique (`unique`), they look only at their own
+//! records in what a scan across tenants returns (`list_keys`), and `due_deliveries`' case
+//! keeps its times below every other case's. (The `store` group's `due_polls` and
+//! `stale_queued` cases still expect no other case's jobs.)
 //!
 //! Every delay or visibility timeout the suite waits out is [`SHORT`] and it waits it out
 //! with [`Backend::advance`], so a real-time backend (SQS) only sleeps a couple of seconds
@@ -34,20 +44,24 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use reelay_core::domain::{
-    Completion, Execution, ExecutionStatus, Job, JobError, JobKey, JobOutput, JobStatus, Millis, ProviderCall,
-    StoredWebhook,
+    Completion, DeliveryState, Execution, ExecutionStatus, Job, JobError, JobKey, JobOutput, JobStatus, Millis,
+    ProviderCall, StoredWebhook, WebhookDelivery,
 };
-use reelay_core::plan::{JobSpec, MediaKind, MediaRef, Operation, Params, ProviderParams};
+use reelay_core::plan::{JobSpec, MediaKind, MediaRef, Operation, Params, ProviderParams, Secret};
 use reelay_core::ports::{
-    Admission, BlobError, Blobs, ByteStream, Delivery, EdgeRelease, Message, Queue, Store, StoreError, StoredBlob,
-    Write,
+    Admission, ApiKeyRecord, BlobError, Blobs, ByteStream, Delivery, EdgeRelease, KeyStore, Message, PageCursor, Queue,
+    Store, StoreError, StoredBlob, Write,
 };
+use reelay_core::secrets::Sealer;
+use reelay_core::tenants::{hash_key, new_key};
 
-/// What a binding provides. Each value is one isolated world: an empty store, an empty
-/// queue and an empty blob store that no other test touches.
+/// What a binding provides. Each value is one isolated world: an empty queue and an empty
+/// blob store that no other test touches, and a store and key store whose tables may be
+/// shared with other cases as far as the module header says.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     fn store(&self) -> Arc<dyn Store>;
+    fn keys(&self) -> Arc<dyn KeyStore>;
     fn queue(&self) -> Arc<dyn Queue>;
     fn blobs(&self) -> Arc<dyn Blobs>;
     /// Moves the queue's time on by `by` (a manual clock locally; a real sleep on SQS, with
@@ -94,6 +108,37 @@ macro_rules! contract_tests {
             store_due_polls_lists_due_provider_jobs_soonest_first,
             store_stale_queued_lists_only_queued_jobs_before_cutoff,
             store_survives_reopen,
+        );
+    };
+    (@group executions, $make:expr) => {
+        $crate::contract_tests!(@cases $make;
+            store_admission_in_flight_counts_only_the_tenants_open_executions,
+            store_admission_per_minute_counts_the_last_60_seconds_and_says_when_room_frees,
+            store_list_executions_newest_first_by_live_status,
+            store_list_executions_cursor_pages_cover_each_execution_once,
+        );
+    };
+    (@group watchers, $make:expr) => {
+        $crate::contract_tests!(@cases $make;
+            store_add_watcher_is_idempotent_and_scoped_to_its_base_job,
+            store_watchers_of_an_execution_list_each_watcher_once,
+            store_watchers_survive_reopen,
+        );
+    };
+    (@group deliveries, $make:expr) => {
+        $crate::contract_tests!(@cases $make;
+            store_create_delivery_stores_once_and_reads_back,
+            store_update_delivery_is_conditional_on_version,
+            store_due_deliveries_lists_only_due_pending_ones_soonest_first,
+            store_concurrent_delivery_creates_and_updates_one_wins,
+            store_deliveries_survive_reopen,
+        );
+    };
+    (@group keys, $make:expr) => {
+        $crate::contract_tests!(@cases $make;
+            keys_create_then_find_by_hash_and_list,
+            keys_revoke_once_and_revoked_key_is_still_found,
+            keys_survive_reopen,
         );
     };
     (@group queue, $make:expr) => {
@@ -1135,6 +1180,852 @@ pub async fn store_survives_reopen<B: Backend>(mut backend: B) {
         store.create_execution(&ex, &jobs, Admission::default()).await,
         Err(StoreError::AlreadyExists(_))
     ));
+}
+
+// ---------------------------------------------------------------------------------------
+// Executions: admission and listing
+// ---------------------------------------------------------------------------------------
+
+/// A one-job execution of `tenant`, created at `created_at`.
+fn tenant_execution(tenant: &str, created_at: Millis) -> (Execution, Vec<Job>) {
+    let (mut ex, jobs) = plan(&unique("ex"), &[("a", &[])]);
+    ex.tenant_id = tenant.to_string();
+    ex.created_at = created_at;
+    (ex, jobs)
+}
+
+/// The create must be refused by a limit; returns its `retry_after` (never under a second).
+fn limit_reached(result: Result<(), StoreError>, what: &str) -> Duration {
+    match result {
+        Err(StoreError::LimitReached { retry_after, .. }) => {
+            assert!(
+                retry_after >= Duration::from_secs(1),
+                "{what}: retry_after {retry_after:?}"
+            );
+            retry_after
+        }
+        other => panic!("{what}: expected LimitReached, got {other:?}"),
+    }
+}
+
+/// A refused create wrote neither the execution nor its jobs.
+async fn assert_not_written(store: &dyn Store, ex: &Execution, jobs: &[Job]) {
+    assert!(
+        store.execution(&ex.id).await.unwrap().is_none(),
+        "refused {} was written",
+        ex.id
+    );
+    for job in jobs {
+        assert!(
+            store.job(&job.key()).await.unwrap().is_none(),
+            "job of refused {} was written",
+            ex.id
+        );
+    }
+}
+
+/// Moves an execution to `status` with `update_execution`, as the engine ends one.
+async fn set_status(store: &dyn Store, id: &str, status: ExecutionStatus) -> Execution {
+    let prev = execution_of_store(store, id).await;
+    let mut next = prev.clone();
+    next.status = status;
+    next.completed_at = status.is_terminal().then_some(T0 + 1_000_000);
+    applied(store.update_execution(&prev, &next).await.unwrap(), "status change")
+}
+
+/// The in-flight limit counts the tenant's pending and processing executions (their live
+/// status), not its ended ones nor another tenant's; a refusal writes nothing.
+pub async fn store_admission_in_flight_counts_only_the_tenants_open_executions<B: Backend>(backend: B) {
+    use ExecutionStatus::*;
+    let store = backend.store();
+    let store = store.as_ref();
+    let tenant = unique("tenant");
+    let two = Admission {
+        max_in_flight: Some(2),
+        max_per_minute: None,
+    };
+    // Three open executions of another tenant leave this one's limit of two untouched.
+    let other = unique("tenant");
+    for i in 0..3 {
+        let (ex, jobs) = tenant_execution(&other, T0 + i);
+        store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
+    }
+    let (e1, j1) = tenant_execution(&tenant, T0 + 10);
+    let (e2, j2) = tenant_execution(&tenant, T0 + 20);
+    store.create_execution(&e1, &j1, two).await.unwrap();
+    store.create_execution(&e2, &j2, two).await.unwrap();
+
+    let (e3, j3) = tenant_execution(&tenant, T0 + 30);
+    limit_reached(store.create_execution(&e3, &j3, two).await, "a third open execution");
+    assert_not_written(store, &e3, &j3).await;
+    // Nor does this tenant's count reach the other's.
+    let (o, oj) = tenant_execution(&other, T0 + 30);
+    let four = Admission {
+        max_in_flight: Some(4),
+        max_per_minute: None,
+    };
+    store.create_execution(&o, &oj, four).await.unwrap();
+
+    // A job write that starts e1 keeps it in flight (processing).
+    change(store, &key(&e1.id, "a"), |j| {
+        j.status = JobStatus::Running;
+        j.started_at = Some(T0 + 40);
+    })
+    .await;
+    assert_eq!(execution_of_store(store, &e1.id).await.status, Processing);
+    limit_reached(store.create_execution(&e3, &j3, two).await, "pending + processing");
+
+    // Each way of ending frees a place.
+    set_status(store, &e2.id, Completed).await;
+    store.create_execution(&e3, &j3, two).await.unwrap();
+    let (e4, j4) = tenant_execution(&tenant, T0 + 50);
+    limit_reached(
+        store.create_execution(&e4, &j4, two).await,
+        "processing e1 + pending e3",
+    );
+    set_status(store, &e1.id, Failed).await;
+    store.create_execution(&e4, &j4, two).await.unwrap();
+    let (e5, j5) = tenant_execution(&tenant, T0 + 60);
+    limit_reached(store.create_execution(&e5, &j5, two).await, "pending e3 + e4");
+    set_status(store, &e3.id, Cancelled).await;
+    store.create_execution(&e5, &j5, two).await.unwrap();
+
+    let open: Vec<String> = store
+        .list_executions(&tenant, None, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| !e.status.is_terminal())
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(open, [e5.id.clone(), e4.id.clone()], "never more than two open at once");
+}
+
+/// The per-minute limit counts the tenant's executions created in the 60 s before the new
+/// one (any status; exactly 60 s ago no longer counts) and names when the oldest leaves.
+pub async fn store_admission_per_minute_counts_the_last_60_seconds_and_says_when_room_frees<B: Backend>(backend: B) {
+    let store = backend.store();
+    let store = store.as_ref();
+    let tenant = unique("tenant");
+    let three = Admission {
+        max_in_flight: None,
+        max_per_minute: Some(3),
+    };
+    // Another tenant's burst in the same minute does not count.
+    let other = unique("tenant");
+    for i in 0..5 {
+        let (ex, jobs) = tenant_execution(&other, T0 + i);
+        store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
+    }
+    let mut admitted = Vec::new();
+    for at in [T0, T0 + 10_000, T0 + 20_000] {
+        let (ex, jobs) = tenant_execution(&tenant, at);
+        store.create_execution(&ex, &jobs, three).await.unwrap();
+        admitted.push(ex);
+    }
+
+    let (ex, jobs) = tenant_execution(&tenant, T0 + 30_000);
+    assert_eq!(
+        limit_reached(
+            store.create_execution(&ex, &jobs, three).await,
+            "a fourth in the minute"
+        ),
+        Duration::from_secs(30),
+        "room frees when the one of T0 leaves the window, at T0 + 60 s"
+    );
+    assert_not_written(store, &ex, &jobs).await;
+    let (ex, jobs) = tenant_execution(&tenant, T0 + 59_999);
+    assert_eq!(
+        limit_reached(store.create_execution(&ex, &jobs, three).await, "1 ms before room"),
+        Duration::from_secs(1),
+        "retry_after is at least a second"
+    );
+    assert_not_written(store, &ex, &jobs).await;
+
+    // Exactly 60 s on, the first no longer counts.
+    let (ex, jobs) = tenant_execution(&tenant, T0 + 60_000);
+    store.create_execution(&ex, &jobs, three).await.unwrap();
+    // Ending one does not take it out of the minute (unlike the in-flight limit).
+    set_status(store, &admitted[1].id, ExecutionStatus::Completed).await;
+    let (ex, jobs) = tenant_execution(&tenant, T0 + 65_000);
+    assert_eq!(
+        limit_reached(
+            store.create_execution(&ex, &jobs, three).await,
+            "T0+10s, +20s, +60s in the window"
+        ),
+        Duration::from_secs(5)
+    );
+    assert_not_written(store, &ex, &jobs).await;
+
+    // Had any refused attempt been written, the window (T0+10 s, T0+70 s] would be full.
+    let (ex, jobs) = tenant_execution(&tenant, T0 + 70_000);
+    store.create_execution(&ex, &jobs, three).await.unwrap();
+    assert_eq!(store.list_executions(&tenant, None, None, 100).await.unwrap().len(), 5);
+}
+
+/// Newest first: `created_at` descending, then id descending.
+fn newest_first(executions: &[Execution]) -> Vec<String> {
+    let mut order: Vec<&Execution> = executions.iter().collect();
+    order.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    order.into_iter().map(|e| e.id.clone()).collect()
+}
+
+fn ids_of(executions: &[Execution]) -> Vec<String> {
+    executions.iter().map(|e| e.id.clone()).collect()
+}
+
+/// `list_executions`: only the tenant's executions, newest first (ties by id, descending),
+/// each as `execution` reads it, filtered by live status, at most `limit`.
+pub async fn store_list_executions_newest_first_by_live_status<B: Backend>(backend: B) {
+    use ExecutionStatus::*;
+    let store = backend.store();
+    let store = store.as_ref();
+    let tenant = unique("tenant");
+    let other = unique("tenant");
+    let mut created = Vec::new();
+    for at in [T0 + 300, T0 + 100, T0 + 200, T0 + 200, T0 + 400, T0 + 200] {
+        let (ex, jobs) = tenant_execution(&tenant, at);
+        store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
+        created.push(ex);
+    }
+    for at in [T0 + 250, T0 + 200, T0 + 500] {
+        let (ex, jobs) = tenant_execution(&other, at);
+        store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
+    }
+    let order = newest_first(&created);
+    let listed = store.list_executions(&tenant, None, None, 100).await.unwrap();
+    assert_eq!(ids_of(&listed), order, "the tenant's executions, newest first");
+    assert_eq!(
+        ids_of(&store.list_executions(&tenant, None, None, 2).await.unwrap()),
+        order[..2],
+        "at most limit, from the newest"
+    );
+
+    // A job write starts one; execution writes end two.
+    let started = created[0].id.clone();
+    change(store, &key(&started, "a"), |j| {
+        j.status = JobStatus::Running;
+        j.started_at = Some(T0 + 600);
+    })
+    .await;
+    let completed = created[2].id.clone();
+    let cancelled = created[3].id.clone();
+    set_status(store, &completed, Completed).await;
+    set_status(store, &cancelled, Cancelled).await;
+
+    let listed = store.list_executions(&tenant, None, None, 100).await.unwrap();
+    assert_eq!(ids_of(&listed), order, "status changes do not move an execution");
+    for ex in &listed {
+        assert_eq!(
+            ex,
+            &execution_of_store(store, &ex.id).await,
+            "listed as read, live status included"
+        );
+    }
+    // What each status filter must return: the executions now in it, still newest first.
+    let with = |status: ExecutionStatus| {
+        let mut ids = order.clone();
+        ids.retain(|id| {
+            let now = match id {
+                id if *id == started => Processing,
+                id if *id == completed => Completed,
+                id if *id == cancelled => Cancelled,
+                _ => Pending,
+            };
+            now == status
+        });
+        ids
+    };
+    assert_eq!(with(Pending).len(), 3);
+    for status in [Pending, Processing, Completed, Cancelled, Failed] {
+        assert_eq!(
+            ids_of(&store.list_executions(&tenant, Some(status), None, 100).await.unwrap()),
+            with(status),
+            "filtered by {status:?}"
+        );
+    }
+    assert!(store
+        .list_executions(&unique("tenant"), None, None, 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Every page of `list_executions`, each starting after the cursor of the previous one's last.
+async fn walk_pages(store: &dyn Store, tenant: &str, status: Option<ExecutionStatus>, page: usize) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut after: Option<PageCursor> = None;
+    loop {
+        let got = store
+            .list_executions(tenant, status, after.as_ref(), page)
+            .await
+            .unwrap();
+        assert!(got.len() <= page, "page of {page} returned {}", got.len());
+        all.extend(ids_of(&got));
+        assert!(all.len() <= 100, "paging does not end: {all:?}");
+        match got.last() {
+            Some(last) if got.len() == page => {
+                after = Some(PageCursor {
+                    created_at: last.created_at,
+                    id: last.id.clone(),
+                })
+            }
+            _ => return all,
+        }
+    }
+}
+
+/// Paging by the cursor `(created_at, id)` of each page's last execution visits every
+/// execution exactly once, in order, whatever the page size, through runs of equal
+/// `created_at` and with a status filter.
+pub async fn store_list_executions_cursor_pages_cover_each_execution_once<B: Backend>(backend: B) {
+    use ExecutionStatus::*;
+    let store = backend.store();
+    let store = store.as_ref();
+    let tenant = unique("tenant");
+    let mut created = Vec::new();
+    for (i, at) in [1, 1, 1, 1, 2, 3, 3, 3, 4, 4, 4, 4].into_iter().enumerate() {
+        let (ex, jobs) = tenant_execution(&tenant, T0 + at);
+        store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
+        if i % 3 == 0 {
+            set_status(store, &ex.id, Completed).await;
+        }
+        created.push(ex);
+    }
+    let (other, other_jobs) = tenant_execution(&unique("tenant"), T0 + 3);
+    store
+        .create_execution(&other, &other_jobs, Admission::default())
+        .await
+        .unwrap();
+    let order = newest_first(&created);
+
+    for page in 1..=5 {
+        assert_eq!(walk_pages(store, &tenant, None, page).await, order, "pages of {page}");
+    }
+    let pending = ids_of(&store.list_executions(&tenant, Some(Pending), None, 100).await.unwrap());
+    assert_eq!(pending.len(), 8);
+    for page in 1..=3 {
+        assert_eq!(
+            walk_pages(store, &tenant, Some(Pending), page).await,
+            pending,
+            "pending, pages of {page}"
+        );
+    }
+    // The cursor is exclusive: after the k-th execution come exactly those after it.
+    for (k, id) in order.iter().enumerate() {
+        let ex = created.iter().find(|e| &e.id == id).unwrap();
+        let cursor = PageCursor {
+            created_at: ex.created_at,
+            id: ex.id.clone(),
+        };
+        assert_eq!(
+            ids_of(&store.list_executions(&tenant, None, Some(&cursor), 100).await.unwrap()),
+            order[k + 1..],
+            "after {k}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Watchers
+// ---------------------------------------------------------------------------------------
+
+/// Creates one execution with jobs of these ids (no edges) and returns its id.
+async fn execution_with(store: &dyn Store, job_ids: &[&str]) -> String {
+    let specs: Vec<(&str, &[&str])> = job_ids.iter().map(|id| (*id, &[][..])).collect();
+    let (ex, jobs) = plan(&unique("ex"), &specs);
+    store.create_execution(&ex, &jobs, Admission::default()).await.unwrap();
+    ex.id
+}
+
+/// Sorted but not deduplicated, so a duplicate shows.
+fn sorted_keys(keys: Vec<JobKey>) -> Vec<(String, String)> {
+    let mut keys: Vec<_> = keys.into_iter().map(|k| (k.execution_id, k.job_id)).collect();
+    keys.sort();
+    keys
+}
+
+/// Registering a watcher twice keeps one; a job's watchers are its own, not those of a job of
+/// the same id in another execution, nor of its siblings.
+pub async fn store_add_watcher_is_idempotent_and_scoped_to_its_base_job<B: Backend>(backend: B) {
+    let store = backend.store();
+    let store = store.as_ref();
+    let base = execution_with(store, &["a", "b", "c"]).await;
+    let elsewhere = execution_with(store, &["a"]).await;
+    let w1 = execution_with(store, &["x"]).await;
+    let w2 = execution_with(store, &["y"]).await;
+    let (x, y) = (key(&w1, "x"), key(&w2, "y"));
+
+    store.add_watcher(&key(&base, "a"), &x).await.unwrap();
+    store.add_watcher(&key(&base, "a"), &x).await.unwrap();
+    store.add_watcher(&key(&base, "a"), &y).await.unwrap();
+    store.add_watcher(&key(&base, "a"), &x).await.unwrap();
+    store.add_watcher(&key(&elsewhere, "a"), &y).await.unwrap();
+
+    let k = |k: &JobKey| (k.execution_id.clone(), k.job_id.clone());
+    assert_eq!(
+        sorted_keys(store.watchers(&base, Some("a")).await.unwrap()),
+        sorted_keys(vec![x.clone(), y.clone()]),
+        "each watcher once, however often it registered"
+    );
+    assert!(store.watchers(&base, Some("b")).await.unwrap().is_empty());
+    assert_eq!(
+        sorted_keys(store.watchers(&elsewhere, Some("a")).await.unwrap()),
+        [k(&y)]
+    );
+    assert_eq!(sorted_keys(store.watchers(&elsewhere, None).await.unwrap()), [k(&y)]);
+    assert!(
+        store.watchers(&w1, None).await.unwrap().is_empty(),
+        "watching is one-way"
+    );
+    assert!(store.watchers("no-such-execution", None).await.unwrap().is_empty());
+}
+
+/// The watchers of a whole execution are those of all its jobs, each once even if it
+/// registered on several.
+pub async fn store_watchers_of_an_execution_list_each_watcher_once<B: Backend>(backend: B) {
+    let store = backend.store();
+    let store = store.as_ref();
+    let base = execution_with(store, &["a", "b", "c"]).await;
+    let w1 = execution_with(store, &["x", "z"]).await;
+    let w2 = execution_with(store, &["y"]).await;
+    let (x, y, z) = (key(&w1, "x"), key(&w2, "y"), key(&w1, "z"));
+    store.add_watcher(&key(&base, "a"), &x).await.unwrap();
+    store.add_watcher(&key(&base, "a"), &y).await.unwrap();
+    store.add_watcher(&key(&base, "b"), &z).await.unwrap();
+    store.add_watcher(&key(&base, "b"), &x).await.unwrap();
+
+    assert_eq!(
+        sorted_keys(store.watchers(&base, Some("b")).await.unwrap()),
+        sorted_keys(vec![x.clone(), z.clone()])
+    );
+    assert_eq!(
+        sorted_keys(store.watchers(&base, None).await.unwrap()),
+        sorted_keys(vec![x, y, z]),
+        "x watches a and b, and is listed once"
+    );
+}
+
+/// Registered watchers are still there after a restart.
+pub async fn store_watchers_survive_reopen<B: Backend>(mut backend: B) {
+    let (base, watcher) = {
+        let store = backend.store();
+        let store = store.as_ref();
+        let base = execution_with(store, &["a"]).await;
+        let watcher = key(&execution_with(store, &["x"]).await, "x");
+        store.add_watcher(&key(&base, "a"), &watcher).await.unwrap();
+        (base, watcher)
+    };
+    backend.reopen().await;
+    let store = backend.store();
+    assert_eq!(
+        store.watchers(&base, Some("a")).await.unwrap(),
+        std::slice::from_ref(&watcher)
+    );
+    store.add_watcher(&key(&base, "a"), &watcher).await.unwrap();
+    assert_eq!(store.watchers(&base, None).await.unwrap(), [watcher], "still once");
+}
+
+// ---------------------------------------------------------------------------------------
+// Webhook deliveries
+// ---------------------------------------------------------------------------------------
+
+/// A pending delivery of an execution's webhook (a job's with `job_id`), first due at `due`.
+fn webhook_delivery(execution_id: &str, job_id: Option<&str>, due: Millis) -> WebhookDelivery {
+    let id = unique("msg");
+    let sealer = Sealer::from_bytes(&[7; 32]).expect("a 32-byte key");
+    WebhookDelivery {
+        body: format!(r#"{{"type":"execution.completed","executionId":"{execution_id}","id":"{id}"}}"#),
+        id,
+        execution_id: execution_id.to_string(),
+        job_id: job_id.map(str::to_string),
+        url: "https://example.com/hook".into(),
+        secret: Some(sealer.seal(&Secret::new("whsec_contract"))),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        last_status_code: None,
+        last_error: None,
+        next_attempt_at: Some(due),
+        created_at: T0,
+        delivered_at: None,
+        version: 0,
+    }
+}
+
+fn by_delivery_id(mut deliveries: Vec<WebhookDelivery>) -> Vec<WebhookDelivery> {
+    deliveries.sort_by(|a, b| a.id.cmp(&b.id));
+    deliveries
+}
+
+async fn delivery_of(store: &dyn Store, id: &str) -> WebhookDelivery {
+    store
+        .delivery(id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("delivery {id} missing"))
+}
+
+/// Reads the delivery, lets `change` edit a copy, writes it back; the write must apply.
+async fn change_delivery(store: &dyn Store, id: &str, change: impl FnOnce(&mut WebhookDelivery)) -> WebhookDelivery {
+    let prev = delivery_of(store, id).await;
+    let mut next = prev.clone();
+    change(&mut next);
+    let stored = applied(store.update_delivery(&prev, &next).await.unwrap(), "delivery write");
+    assert_eq!(
+        stored.version,
+        prev.version + 1,
+        "a delivery write bumps the version by one"
+    );
+    stored
+}
+
+/// A delivery is stored by its first create only (a repeat with other fields changes
+/// nothing) and read back whole, alone or among its execution's.
+pub async fn store_create_delivery_stores_once_and_reads_back<B: Backend>(backend: B) {
+    let store = backend.store();
+    let store = store.as_ref();
+    let ex = execution_with(store, &["a"]).await;
+    let other = execution_with(store, &["a"]).await;
+    let own = webhook_delivery(&ex, None, T0 + 100);
+    let of_job = webhook_delivery(&ex, Some("a"), T0 + 200);
+    let elsewhere = webhook_delivery(&other, Some("a"), T0 + 300);
+    for d in [&own, &of_job, &elsewhere] {
+        assert!(
+            store.create_delivery(d).await.unwrap(),
+            "the first create stores {}",
+            d.id
+        );
+        assert_eq!(store.delivery(&d.id).await.unwrap().as_ref(), Some(d));
+    }
+
+    let mut again = own.clone();
+    again.body = "a different body".into();
+    again.state = DeliveryState::Delivered;
+    again.attempts = 3;
+    again.next_attempt_at = None;
+    again.version = 7;
+    assert!(!store.create_delivery(&again).await.unwrap(), "a repeat stores nothing");
+    assert!(!store.create_delivery(&own).await.unwrap());
+    assert_eq!(
+        delivery_of(store, &own.id).await,
+        own,
+        "the first create's record stands"
+    );
+
+    assert_eq!(
+        by_delivery_id(store.deliveries(&ex).await.unwrap()),
+        by_delivery_id(vec![own.clone(), of_job.clone()]),
+        "the execution's own and its jobs', no other's"
+    );
+    assert_eq!(store.deliveries(&other).await.unwrap(), [elsewhere]);
+    assert!(store.delivery("no-such-delivery").await.unwrap().is_none());
+    assert!(store.deliveries("no-such-execution").await.unwrap().is_empty());
+}
+
+/// `update_delivery` writes only over the version it read, and bumps it.
+pub async fn store_update_delivery_is_conditional_on_version<B: Backend>(backend: B) {
+    let store = backend.store();
+    let store = store.as_ref();
+    let ex = execution_with(store, &["a"]).await;
+    let v0 = webhook_delivery(&ex, None, T0 + 100);
+    assert!(store.create_delivery(&v0).await.unwrap());
+
+    let mut next = v0.clone();
+    next.attempts = 1;
+    next.last_status_code = Some(503);
+    next.last_error = Some("503 Service Unavailable".into());
+    next.next_attempt_at = Some(T0 + 5_000);
+    let v1 = applied(store.update_delivery(&v0, &next).await.unwrap(), "first write");
+    let mut expected = next.clone();
+    expected.version = v0.version + 1;
+    assert_eq!(v1, expected, "Applied returns the record as stored, version + 1");
+    assert_eq!(delivery_of(store, &v0.id).await, v1);
+
+    let mut late = v0.clone();
+    late.state = DeliveryState::Dead;
+    assert_stale(
+        store.update_delivery(&v0, &late).await.unwrap(),
+        "write from a stale version",
+    );
+    assert_eq!(delivery_of(store, &v0.id).await, v1, "a stale write changes nothing");
+
+    let mut next = v1.clone();
+    next.state = DeliveryState::Delivered;
+    next.attempts = 2;
+    next.last_status_code = Some(200);
+    next.next_attempt_at = None;
+    next.delivered_at = Some(T0 + 5_100);
+    let v2 = applied(store.update_delivery(&v1, &next).await.unwrap(), "second write");
+    assert_eq!(v2.version, v1.version + 1);
+    assert_eq!(delivery_of(store, &v0.id).await, v2);
+    assert_stale(
+        store.update_delivery(&v1, &next).await.unwrap(),
+        "replaying the second write",
+    );
+}
+
+/// `due_deliveries`: pending deliveries due at `now`, soonest first, at most `limit`; never
+/// delivered, failed or dead ones, whatever their `next_attempt_at`.
+pub async fn store_due_deliveries_lists_only_due_pending_ones_soonest_first<B: Backend>(backend: B) {
+    use DeliveryState::*;
+    // `due_deliveries` scans every execution: these times sit a day below every other
+    // case's (which start at T0), so on a shared table the answers are this case's alone.
+    const BASE: Millis = T0 - 86_400_000;
+    let store = backend.store();
+    let store = store.as_ref();
+    let ex = execution_with(store, &["a", "b"]).await;
+    let other = execution_with(store, &["a"]).await;
+    let make = |execution: &str, due: Millis| webhook_delivery(execution, None, BASE + due);
+    let (p1, p2, p3, p4) = (make(&ex, 300), make(&ex, 100), make(&ex, 200), make(&ex, 1_000));
+    let (o, undated) = (make(&other, 150), make(&ex, 0));
+    let (delivered, failed, dead) = (make(&ex, 50), make(&ex, 60), make(&ex, 70));
+    for d in [&p1, &p2, &p3, &p4, &o, &undated, &delivered, &failed, &dead] {
+        assert!(store.create_delivery(d).await.unwrap());
+    }
+    change_delivery(store, &undated.id, |d| d.next_attempt_at = None).await;
+    // Ended with their last schedule left in place: still never due.
+    for (d, state) in [(&delivered, Delivered), (&failed, Failed), (&dead, Dead)] {
+        change_delivery(store, &d.id, |d| {
+            d.state = state;
+            d.attempts = 1;
+        })
+        .await;
+    }
+    let due = |now: Millis, limit: usize| async move { store.due_deliveries(BASE + now, limit).await.unwrap() };
+    let ids = |ds: &[&WebhookDelivery]| ds.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+
+    assert_eq!(
+        due(500, 10).await,
+        ids(&[&p2, &o, &p3, &p1]),
+        "due pending ones, soonest first"
+    );
+    assert_eq!(due(500, 2).await, ids(&[&p2, &o]), "at most limit");
+    assert_eq!(due(100, 10).await, ids(&[&p2]), "due at exactly now");
+    assert!(due(99, 10).await.is_empty());
+
+    // Delivering one removes it; a rescheduled one moves; a schedule given later adds one.
+    change_delivery(store, &p2.id, |d| {
+        d.state = Delivered;
+        d.delivered_at = Some(BASE + 120);
+    })
+    .await;
+    change_delivery(store, &p3.id, |d| d.next_attempt_at = Some(BASE + 900)).await;
+    assert_eq!(due(500, 10).await, ids(&[&o, &p1]));
+    change_delivery(store, &undated.id, |d| d.next_attempt_at = Some(BASE + 400)).await;
+    assert_eq!(due(950, 10).await, ids(&[&o, &p1, &undated, &p3]));
+    change_delivery(store, &p1.id, |d| d.state = Dead).await;
+    change_delivery(store, &o.id, |d| d.state = Failed).await;
+    assert_eq!(due(5_000, 10).await, ids(&[&undated, &p3, &p4]));
+}
+
+/// Racing creates of one id: exactly one stores its record. Two updates racing from the
+/// same version: exactly one applies, and it is what is stored.
+pub async fn store_concurrent_delivery_creates_and_updates_one_wins<B: Backend>(backend: B) {
+    const CREATORS: usize = 8;
+    const ROUNDS: usize = 50;
+    let store = backend.store();
+    let ex = execution_with(store.as_ref(), &["a"]).await;
+    let first = webhook_delivery(&ex, None, T0 + 100);
+    let creators: Vec<_> = (0..CREATORS)
+        .map(|i| {
+            let store = store.clone();
+            let mut mine = first.clone();
+            mine.body = format!("creator {i}");
+            tokio::spawn(async move { (store.create_delivery(&mine).await.unwrap(), mine) })
+        })
+        .collect();
+    let mut stored = Vec::new();
+    for creator in creators {
+        let (created, mine) = creator.await.unwrap();
+        if created {
+            stored.push(mine);
+        }
+    }
+    assert_eq!(stored.len(), 1, "exactly one racing create stores");
+    assert_eq!(
+        delivery_of(store.as_ref(), &first.id).await,
+        stored[0],
+        "the winner's record"
+    );
+
+    for round in 0..ROUNDS {
+        let prev = delivery_of(store.as_ref(), &first.id).await;
+        let writers: Vec<_> = (0..2)
+            .map(|writer| {
+                let store = store.clone();
+                let prev = prev.clone();
+                let mut next = prev.clone();
+                next.attempts = prev.attempts + 1;
+                next.last_error = Some(format!("round {round}, writer {writer}"));
+                next.next_attempt_at = Some(T0 + 1_000 * (round as i64 + 1));
+                tokio::spawn(async move { store.update_delivery(&prev, &next).await.unwrap() })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for writer in writers {
+            if let Write::Applied(d) = writer.await.unwrap() {
+                winners.push(d);
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one of two racing writes applies"
+        );
+        assert_eq!(winners[0].version, prev.version + 1);
+        assert_eq!(
+            delivery_of(store.as_ref(), &first.id).await,
+            winners[0],
+            "round {round}"
+        );
+    }
+    assert_eq!(delivery_of(store.as_ref(), &first.id).await.attempts, ROUNDS as u32);
+}
+
+/// Deliveries, and their versions, are still there after a restart.
+pub async fn store_deliveries_survive_reopen<B: Backend>(mut backend: B) {
+    let (ex, pending, delivered_v0, before) = {
+        let store = backend.store();
+        let store = store.as_ref();
+        let ex = execution_with(store, &["a"]).await;
+        let pending = webhook_delivery(&ex, None, T0 + 100);
+        let delivered = webhook_delivery(&ex, Some("a"), T0 + 200);
+        assert!(store.create_delivery(&pending).await.unwrap());
+        assert!(store.create_delivery(&delivered).await.unwrap());
+        change_delivery(store, &delivered.id, |d| {
+            d.state = DeliveryState::Delivered;
+            d.attempts = 1;
+            d.last_status_code = Some(204);
+            d.delivered_at = Some(T0 + 250);
+            d.next_attempt_at = None;
+        })
+        .await;
+        let before = by_delivery_id(store.deliveries(&ex).await.unwrap());
+        (ex, pending, delivered, before)
+    };
+
+    backend.reopen().await;
+
+    let store = backend.store();
+    let store = store.as_ref();
+    assert_eq!(by_delivery_id(store.deliveries(&ex).await.unwrap()), before);
+    assert_eq!(delivery_of(store, &pending.id).await, pending);
+    assert!(!store.create_delivery(&pending).await.unwrap(), "still known by its id");
+    assert_stale(
+        store.update_delivery(&delivered_v0, &delivered_v0).await.unwrap(),
+        "the version survived too",
+    );
+    assert!(
+        store
+            .due_deliveries(T0 + 100, 1_000)
+            .await
+            .unwrap()
+            .contains(&pending.id),
+        "still due"
+    );
+    change_delivery(store, &pending.id, |d| d.attempts = 1).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// API keys
+// ---------------------------------------------------------------------------------------
+
+/// This case's keys in `list_keys` (it lists every tenant's), by id.
+async fn listed_keys(keys: &dyn KeyStore, tenants: &[&str]) -> Vec<ApiKeyRecord> {
+    let mut listed: Vec<ApiKeyRecord> = keys
+        .list_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| tenants.contains(&k.tenant_id.as_str()))
+        .collect();
+    listed.sort_by(|a, b| a.id.cmp(&b.id));
+    listed
+}
+
+fn by_key_id(mut records: Vec<ApiKeyRecord>) -> Vec<ApiKeyRecord> {
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    records
+}
+
+/// A key is found by the hash of its secret, whole, and listed with every tenant's keys.
+pub async fn keys_create_then_find_by_hash_and_list<B: Backend>(backend: B) {
+    let keys = backend.keys();
+    let keys = keys.as_ref();
+    let (tenant, other) = (unique("tenant"), unique("tenant"));
+    let made = [
+        new_key(&tenant, "ci", T0),
+        new_key(&tenant, "laptop", T0 + 1),
+        new_key(&other, "ci", T0 + 2),
+    ];
+    for (_, record) in &made {
+        keys.create_key(record).await.unwrap();
+    }
+    for (secret, record) in &made {
+        assert_eq!(
+            keys.key_by_hash(&hash_key(secret)).await.unwrap().as_ref(),
+            Some(record)
+        );
+    }
+    assert!(keys.key_by_hash(&hash_key("rl_live_unknown")).await.unwrap().is_none());
+    assert_eq!(
+        listed_keys(keys, &[&tenant, &other]).await,
+        by_key_id(made.iter().map(|(_, r)| r.clone()).collect())
+    );
+}
+
+/// `revoke_key` is true once; the revoked key keeps its record, found by hash with the
+/// first revocation's time, and no other key changes.
+pub async fn keys_revoke_once_and_revoked_key_is_still_found<B: Backend>(backend: B) {
+    let keys = backend.keys();
+    let keys = keys.as_ref();
+    let tenant = unique("tenant");
+    let (_, revoked) = new_key(&tenant, "leaked", T0);
+    let (_, kept) = new_key(&tenant, "ci", T0 + 1);
+    keys.create_key(&revoked).await.unwrap();
+    keys.create_key(&kept).await.unwrap();
+
+    assert!(
+        keys.revoke_key(&revoked.id, T0 + 500).await.unwrap(),
+        "the first revocation"
+    );
+    assert!(!keys.revoke_key(&revoked.id, T0 + 600).await.unwrap(), "a second one");
+    assert!(
+        !keys.revoke_key(&unique("key"), T0 + 600).await.unwrap(),
+        "an unknown id"
+    );
+
+    let mut expected = revoked.clone();
+    expected.revoked_at = Some(T0 + 500);
+    assert_eq!(keys.key_by_hash(&revoked.hash).await.unwrap(), Some(expected.clone()));
+    assert_eq!(keys.key_by_hash(&kept.hash).await.unwrap(), Some(kept.clone()));
+    assert_eq!(listed_keys(keys, &[&tenant]).await, by_key_id(vec![expected, kept]));
+}
+
+/// Keys and revocations are still there after a restart.
+pub async fn keys_survive_reopen<B: Backend>(mut backend: B) {
+    let tenant = unique("tenant");
+    let (_, live) = new_key(&tenant, "ci", T0);
+    let (_, revoked) = new_key(&tenant, "old", T0 + 1);
+    {
+        let keys = backend.keys();
+        keys.create_key(&live).await.unwrap();
+        keys.create_key(&revoked).await.unwrap();
+        assert!(keys.revoke_key(&revoked.id, T0 + 10).await.unwrap());
+    }
+    backend.reopen().await;
+    let keys = backend.keys();
+    let keys = keys.as_ref();
+    assert_eq!(keys.key_by_hash(&live.hash).await.unwrap(), Some(live.clone()));
+    let mut expected = revoked.clone();
+    expected.revoked_at = Some(T0 + 10);
+    assert_eq!(keys.key_by_hash(&revoked.hash).await.unwrap(), Some(expected.clone()));
+    assert_eq!(
+        listed_keys(keys, &[&tenant]).await,
+        by_key_id(vec![live.clone(), expected])
+    );
+    assert!(!keys.revoke_key(&revoked.id, T0 + 20).await.unwrap(), "still revoked");
+    assert!(keys.revoke_key(&live.id, T0 + 20).await.unwrap());
 }
 
 // ---------------------------------------------------------------------------------------
