@@ -255,6 +255,7 @@ fn execution_of(execution_id: &str, jobs: &[Job]) -> Execution {
         base_execution_id: None,
         provider_keys: BTreeMap::new(),
         cancel_requested_at: None,
+        watched: false,
         version: 0,
     }
 }

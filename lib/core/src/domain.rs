@@ -302,6 +302,10 @@ pub struct Execution {
     /// Set once by a cancel request; the execution then ends `cancelled`.
     #[serde(default)]
     pub cancel_requested_at: Option<Millis>,
+    /// Another execution builds on this one's jobs (`baseExecutionId`) and waits for some:
+    /// only then do job ends look for watchers.
+    #[serde(default)]
+    pub watched: bool,
     pub version: u64,
 }
 

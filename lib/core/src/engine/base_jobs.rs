@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{Engine, EngineError, Handled};
+use super::{Engine, EngineError, Handled, MAX_RACES};
 use crate::domain::{Job, JobKey, JobStatus};
 use crate::plan::{BaseRef, Params};
 use crate::ports::{Message, Write};
@@ -23,6 +23,7 @@ impl Engine {
             return Ok(handled);
         }
         self.store.add_watcher(&twin_key, &job.key()).await?;
+        self.mark_watched(&base.execution_id).await?;
         // The twin may have ended between our read and the registration: look again.
         if let Some(handled) = self.settle_from_twin(&job, base).await? {
             return Ok(handled);
@@ -38,6 +39,27 @@ impl Engine {
             }
             Write::Stale => Ok(None),
         }
+    }
+
+    /// Flags the base execution as watched, so its job ends look for watchers.
+    async fn mark_watched(&self, execution_id: &str) -> Result<(), EngineError> {
+        for _ in 0..MAX_RACES {
+            let Some(execution) = self.store.execution(execution_id).await? else {
+                return Ok(());
+            };
+            if execution.watched {
+                return Ok(());
+            }
+            let mut next = execution.clone();
+            next.watched = true;
+            if let Write::Applied(_) = self.store.update_execution(&execution, &next).await? {
+                return Ok(());
+            }
+        }
+        Err(EngineError::Contention(JobKey {
+            execution_id: execution_id.to_string(),
+            job_id: String::new(),
+        }))
     }
 
     /// Queues a parked reference whose twin has ended; `None` to re-read and run it.

@@ -91,7 +91,7 @@ impl Engine {
         for job in jobs.into_iter().filter(|j| !j.status.is_terminal()) {
             self.cancel_job(job).await?;
         }
-        self.finalize_if_idle(id).await
+        self.finalize_if_idle(id, None).await
     }
 
     async fn cancel_job(&self, mut job: Job) -> Result<(), EngineError> {

@@ -131,7 +131,6 @@ impl Engine {
     /// this job released that nobody has claimed yet (their send may have been lost).
     pub(super) async fn after_completed(&self, job: &Job) -> Result<(), EngineError> {
         self.ensure_job_webhook(job).await?;
-        self.notify_watchers(&job.execution_id, Some(job.id())).await?;
         let now = self.now();
         let resend_after = self.settings.resend_after.as_millis() as i64;
         let mut ready = Vec::new();
@@ -156,14 +155,13 @@ impl Engine {
             }
         }
         self.queue.send(&ready, Duration::ZERO).await?;
-        self.finalize_if_idle(&job.execution_id).await
+        self.finalize_if_idle(&job.execution_id, Some(job.id())).await
     }
 
     /// Skips every descendant that has not started (the whole sub-DAG), then ends the
     /// execution if nothing is left running. Safe to repeat.
     pub(super) async fn after_failed(&self, job: &Job) -> Result<(), EngineError> {
         self.ensure_job_webhook(job).await?;
-        self.notify_watchers(&job.execution_id, Some(job.id())).await?;
         let mut frontier: VecDeque<String> = job.children.iter().cloned().collect();
         let mut seen: HashSet<String> = frontier.iter().cloned().collect();
         while !frontier.is_empty() {
@@ -177,7 +175,7 @@ impl Engine {
                 self.skip(child, job.id()).await?;
             }
         }
-        self.finalize_if_idle(&job.execution_id).await
+        self.finalize_if_idle(&job.execution_id, Some(job.id())).await
     }
 
     async fn skip(&self, mut child: Job, cause: &str) -> Result<(), EngineError> {
@@ -211,12 +209,22 @@ impl Engine {
     }
 
     /// Ends the execution once no job is open. Any number of callers may race here: the
-    /// conditional write lets one win.
-    pub(super) async fn finalize_if_idle(&self, execution_id: &str) -> Result<(), EngineError> {
+    /// conditional write lets one win. `ended`: the job whose end brought us here, whose
+    /// watchers (in executions built on this one) are told.
+    pub(super) async fn finalize_if_idle(&self, execution_id: &str, ended: Option<&str>) -> Result<(), EngineError> {
+        let mut told = false;
         for _ in 0..super::MAX_RACES {
             let Some(execution) = self.store.execution(execution_id).await? else {
                 return Ok(());
             };
+            // Read after the job's own write: a watcher that registered too late for this
+            // read finds the job ended when it looks again (`run_base_job`).
+            if execution.watched && !told {
+                if let Some(job) = ended {
+                    self.notify_watchers(execution_id, Some(job)).await?;
+                }
+                told = true;
+            }
             if execution.status.is_terminal() {
                 // A repeat: finish what follows the end, in case a crash cut it short.
                 return self.after_ended(&execution).await;
@@ -287,7 +295,10 @@ impl Engine {
                 self.send_delivery(delivery.id).await?;
             }
         }
-        self.notify_watchers(&execution.id, None).await
+        if execution.watched {
+            self.notify_watchers(&execution.id, None).await?;
+        }
+        Ok(())
     }
 
     /// Makes the end message of a job that asked for one (`sendJobWebhook`). Safe to repeat.

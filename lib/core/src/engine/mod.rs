@@ -313,7 +313,7 @@ impl Engine {
                 Ok(Some(Handled::Done))
             }
             JobStatus::Skipped | JobStatus::Cancelled => {
-                self.finalize_if_idle(&job.execution_id).await?;
+                self.finalize_if_idle(&job.execution_id, None).await?;
                 Ok(Some(Handled::Done))
             }
         }

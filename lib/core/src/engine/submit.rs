@@ -107,6 +107,7 @@ impl Engine {
                 .map(|(provider, key)| (provider.clone(), self.sealer.seal(key)))
                 .collect::<BTreeMap<_, _>>(),
             cancel_requested_at: None,
+            watched: false,
             version: 0,
         };
         self.store
