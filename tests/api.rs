@@ -264,7 +264,7 @@ async fn tenant_limits_answer_429_with_retry_after() {
     .await;
     let body = json!({"jobs": [image_job("a")]});
     let first = app.submit(ACME, &body).await;
-    app.submit(ACME, &body).await;
+    let second = app.submit(ACME, &body).await;
     let refused = app.post(ACME, "/api/execute", &body).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.body);
     assert_eq!(refused.body["error"]["code"], "rate_limited");
@@ -280,7 +280,8 @@ async fn tenant_limits_answer_429_with_retry_after() {
     app.submit(GLOBEX, &body).await;
     // Once one ends there is room in flight, but the minute's budget (3) is spent.
     app.ended(ACME, &first).await;
-    app.submit(ACME, &body).await;
+    let third = app.submit(ACME, &body).await;
+    app.ended(ACME, &second).await;
     let refused = app.post(ACME, "/api/execute", &body).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(
@@ -293,6 +294,7 @@ async fn tenant_limits_answer_429_with_retry_after() {
     );
     let wait: u64 = refused.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(app.ended(ACME, &third).await["status"], "completed");
     app.stop().await;
 }
 

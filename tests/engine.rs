@@ -361,6 +361,7 @@ async fn a_submit_that_reached_the_provider_before_a_crash_is_adopted_not_repeat
             params,
             token: "tok123".into(),
             api_key: None,
+            callback_url: None,
         })
         .await
         .unwrap();

@@ -9,9 +9,10 @@ use serde_json::json;
 
 use reelay_core::domain::ExecutionStatus;
 use reelay_core::plan::PlanError;
+use reelay_core::ports::CallbackError;
 use reelay_core::ports::StoreError;
 use reelay_core::tenants::AuthError;
-use reelay_core::{CancelError, EngineError, SubmitError};
+use reelay_core::{CallbackRejected, CancelError, EngineError, SubmitError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -38,8 +39,25 @@ pub enum ApiError {
     AlreadyEnded { id: String, status: ExecutionStatus },
     #[error("{reason}")]
     Limited { reason: String, retry_after: Duration },
+    #[error("{0}")]
+    CallbackRefused(String),
+    #[error("{0}")]
+    CallbackMalformed(String),
+    #[error("{0}")]
+    CallbackLater(String),
     #[error("internal error")]
     Internal(#[from] EngineError),
+}
+
+impl From<CallbackRejected> for ApiError {
+    fn from(e: CallbackRejected) -> Self {
+        match e {
+            CallbackRejected::Callback(CallbackError::Unauthorized(why)) => ApiError::CallbackRefused(why),
+            CallbackRejected::Callback(CallbackError::Malformed(why)) => ApiError::CallbackMalformed(why),
+            CallbackRejected::Callback(CallbackError::Unavailable(why)) => ApiError::CallbackLater(why),
+            CallbackRejected::Engine(e) => ApiError::Internal(e),
+        }
+    }
 }
 
 impl From<SubmitError> for ApiError {
@@ -99,6 +117,10 @@ impl IntoResponse for ApiError {
             ),
             ApiError::AlreadyEnded { .. } => (StatusCode::CONFLICT, "already_ended", json!([])),
             ApiError::Limited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", json!([])),
+            ApiError::CallbackRefused(_) => (StatusCode::UNAUTHORIZED, "callback_refused", json!([])),
+            ApiError::CallbackMalformed(_) => (StatusCode::BAD_REQUEST, "callback_malformed", json!([])),
+            // The provider retries its webhook; polling covers us meanwhile.
+            ApiError::CallbackLater(_) => (StatusCode::SERVICE_UNAVAILABLE, "try_again", json!([])),
             ApiError::Internal(e) => {
                 // The detail stays in our logs; the client gets no internals.
                 tracing::error!(error = %e, "request failed");

@@ -54,7 +54,14 @@ pub fn routes(state: ApiState) -> (Router, Vec<(Method, &'static str)>) {
     authed = add(authed, Method::GET, "/api/status/{id}", get(status));
     authed = add(authed, Method::GET, "/api/executions", get(list));
     authed = add(authed, Method::POST, "/api/executions/{id}/cancel", post(cancel));
-    let public = add(Router::new(), Method::GET, "/api/openapi.json", get(openapi));
+    let mut public = add(Router::new(), Method::GET, "/api/openapi.json", get(openapi));
+    // Providers authenticate with the job's token and their own signature, not an API key.
+    public = add(
+        public,
+        Method::POST,
+        "/api/webhooks/job/{record}",
+        post(provider_callback),
+    );
     let router = authed
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
         .merge(public)
@@ -268,6 +275,38 @@ async fn cancel(
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "executionId": cancelled.execution_id, "status": cancelled.status.name() })),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct CallbackQuery {
+    token: Option<String>,
+}
+
+/// The biggest provider callback read (a prediction object with its logs).
+const MAX_CALLBACK_BYTES: usize = 4 * 1024 * 1024;
+
+async fn provider_callback(
+    State(state): State<ApiState>,
+    Path(record): Path<String>,
+    Query(query): Query<CallbackQuery>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    if body.len() > MAX_CALLBACK_BYTES {
+        return Err(ApiError::TooLarge {
+            size: body.len(),
+            limit: MAX_CALLBACK_BYTES,
+        });
+    }
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
+        .collect();
+    let token = query.token.unwrap_or_default();
+    let recorded = state.engine.provider_callback(&record, &token, &headers, &body).await?;
+    Ok(Json(
+        json!({ "received": true, "recorded": format!("{recorded:?}").to_lowercase() }),
     ))
 }
 

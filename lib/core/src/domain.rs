@@ -269,6 +269,25 @@ pub struct JobKey {
     pub job_id: JobId,
 }
 
+impl JobKey {
+    /// The job's id in provider callback URLs: URL-safe, one-to-one with the key.
+    pub fn record_id(&self) -> String {
+        use base64::Engine as _;
+        let raw = format!("{}\n{}", self.execution_id, self.job_id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn from_record_id(record: &str) -> Option<JobKey> {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(record).ok()?;
+        let (execution_id, job_id) = std::str::from_utf8(&raw).ok()?.split_once('\n')?;
+        Some(JobKey {
+            execution_id: execution_id.to_string(),
+            job_id: job_id.to_string(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionError {
@@ -393,6 +412,25 @@ impl CounterDelta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_ids_round_trip_any_job_id() {
+        for job_id in ["job1", "a b/c?d=e", "ünïcode\n2", ""] {
+            let key = JobKey {
+                execution_id: "0196a3f2-7c1e".into(),
+                job_id: job_id.into(),
+            };
+            let record = key.record_id();
+            assert!(
+                record
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "{record}"
+            );
+            assert_eq!(JobKey::from_record_id(&record), Some(key));
+        }
+        assert_eq!(JobKey::from_record_id("!!"), None);
+    }
 
     #[test]
     fn counter_delta_follows_terminal_moves_only() {

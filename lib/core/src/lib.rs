@@ -13,6 +13,6 @@ pub mod webhooks;
 pub mod worker;
 
 pub use engine::{
-    CancelError, Cancelled, Engine, EngineError, EngineSettings, Event, Handled, Ports, Providers, Recorded,
-    SubmitError, Via,
+    CallbackRejected, CancelError, Cancelled, Engine, EngineError, EngineSettings, Event, Handled, Ports, Providers,
+    Recorded, SubmitError, Via,
 };

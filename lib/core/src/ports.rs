@@ -281,7 +281,12 @@ pub struct ModelInfo {
     pub operations: Vec<Operation>,
     pub output: MediaKind,
     pub completion: Completion,
+    /// How long a job may wait for the provider before it fails (and is cancelled there).
+    pub deadline: Duration,
 }
+
+/// A model's deadline unless its registry entry says otherwise.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// A provider job to start. Inputs are resolved to URLs.
 #[derive(Debug, Clone)]
@@ -291,7 +296,11 @@ pub struct ProviderRequest {
     pub params: ProviderParams,
     /// Carried to the provider so that its callback and a reconciliation can find us.
     pub token: String,
+    /// The key sent with the request, if any; else the provider's configured one.
     pub api_key: Option<Secret>,
+    /// Where the provider should call back (`…/api/webhooks/job/{record}?token=…`), for
+    /// models that complete by webhook on a server that can be reached.
+    pub callback_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -306,6 +315,7 @@ pub struct Submission {
 pub enum ProviderStatus {
     Pending,
     Succeeded {
+        /// An http(s) URL, or a `data:` URI (small outputs, transcripts as JSON).
         output_url: String,
         content_type: Option<String>,
     },
@@ -314,28 +324,59 @@ pub enum ProviderStatus {
     },
 }
 
+/// A provider's callback, verified: which of its jobs, and where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Callback {
+    pub provider_job_id: String,
+    pub status: ProviderStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    /// A bad token or signature, or a stale timestamp: answered 401, nothing changes.
+    #[error("callback refused: {0}")]
+    Unauthorized(String),
+    /// Signed, but not a body this provider sends.
+    #[error("unreadable callback: {0}")]
+    Malformed(String),
+    /// Could not check it now (a signing key could not be fetched): the provider retries.
+    #[error("callback not checked: {0}")]
+    Unavailable(String),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The provider refused for good (bad input, safety filter): fail the job.
     #[error("{0}")]
     Fatal(String),
-    /// Try again later (429, 5xx, timeouts), after `retry_after` when the provider said.
+    /// Try again later (5xx, timeouts), after `retry_after` when the provider said.
     #[error("provider temporarily unavailable: {message}")]
     Retryable {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// Over the provider's rate limit (its 429, or our own count of its limit): wait, without
+    /// using up one of the job's attempts.
+    #[error("provider rate limit reached")]
+    RateLimited { retry_after: Option<Duration> },
 }
 
+/// A provider. Calls after `submit` take the key the job was submitted with (`None`: the
+/// provider's configured key), so a job paid with a client's key is read with it too.
 #[async_trait]
 pub trait Provider: Send + Sync {
     fn name(&self) -> &str;
     fn models(&self) -> &[ModelInfo];
     async fn submit(&self, request: ProviderRequest) -> Result<Submission, ProviderError>;
-    /// Finds a job submitted earlier with `token`, if it reached the provider.
-    async fn find(&self, token: &str) -> Result<Option<Submission>, ProviderError>;
-    async fn status(&self, provider_job_id: &str) -> Result<ProviderStatus, ProviderError>;
-    async fn cancel(&self, provider_job_id: &str) -> Result<(), ProviderError>;
-    /// Streams an output the provider produced.
-    async fn download(&self, output_url: &str) -> Result<ByteStream, ProviderError>;
+    /// Finds a job submitted earlier for `request` (same token), if it reached the provider.
+    /// Called before a retried submit; `None` must mean "it did not arrive", as far as the
+    /// provider can tell.
+    async fn find(&self, request: &ProviderRequest) -> Result<Option<Submission>, ProviderError>;
+    async fn status(&self, provider_job_id: &str, key: Option<&Secret>) -> Result<ProviderStatus, ProviderError>;
+    async fn cancel(&self, provider_job_id: &str, key: Option<&Secret>) -> Result<(), ProviderError>;
+    /// Streams an output the provider produced (an http(s) URL or a `data:` URI).
+    async fn download(&self, output_url: &str, key: Option<&Secret>) -> Result<ByteStream, ProviderError>;
+    /// Checks a callback's signature (the route already checked the job's token) and reads it.
+    /// `headers` have lower-case names.
+    async fn verify_callback(&self, headers: &[(String, String)], body: &[u8]) -> Result<Callback, CallbackError>;
 }

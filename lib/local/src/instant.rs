@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use futures::StreamExt;
 
 use reelay_core::domain::{Completion, JobKey};
-use reelay_core::plan::{MediaKind, Operation};
+use reelay_core::plan::{MediaKind, Operation, Secret};
 use reelay_core::ports::{
-    Artifact, BlobError, Blobs, ByteStream, Media, MediaError, MediaInfo, MediaTask, ModelInfo, Provider,
-    ProviderError, ProviderRequest, ProviderStatus, StoredBlob, Submission,
+    Artifact, BlobError, Blobs, ByteStream, Callback, CallbackError, Media, MediaError, MediaInfo, MediaTask,
+    ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus, StoredBlob, Submission, DEFAULT_DEADLINE,
 };
 
 /// Provider `instant`: model `done` answers a submit with a finished result; model `later`
@@ -33,6 +33,7 @@ impl InstantProvider {
             operations: vec![Operation::Generate],
             output: MediaKind::Video,
             completion,
+            deadline: DEFAULT_DEADLINE,
         };
         InstantProvider {
             models: vec![model("done", Completion::Polling), model("later", Completion::Polling)],
@@ -105,12 +106,12 @@ impl Provider for InstantProvider {
         })
     }
 
-    async fn find(&self, token: &str) -> Result<Option<Submission>, ProviderError> {
+    async fn find(&self, request: &ProviderRequest) -> Result<Option<Submission>, ProviderError> {
         let id = self
             .by_token
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(token)
+            .get(&request.token)
             .cloned();
         Ok(id.map(|provider_job_id| Submission {
             provider_job_id,
@@ -118,18 +119,24 @@ impl Provider for InstantProvider {
         }))
     }
 
-    async fn status(&self, provider_job_id: &str) -> Result<ProviderStatus, ProviderError> {
+    async fn status(&self, provider_job_id: &str, _key: Option<&Secret>) -> Result<ProviderStatus, ProviderError> {
         Ok(self.outcome(provider_job_id))
     }
 
-    async fn cancel(&self, _provider_job_id: &str) -> Result<(), ProviderError> {
+    async fn cancel(&self, _provider_job_id: &str, _key: Option<&Secret>) -> Result<(), ProviderError> {
         Ok(())
     }
 
-    async fn download(&self, _output_url: &str) -> Result<ByteStream, ProviderError> {
+    async fn download(&self, _output_url: &str, _key: Option<&Secret>) -> Result<ByteStream, ProviderError> {
         Ok(Box::pin(futures::stream::iter([Ok(bytes::Bytes::from_static(
             b"instant",
         ))])))
+    }
+
+    async fn verify_callback(&self, _headers: &[(String, String)], _body: &[u8]) -> Result<Callback, CallbackError> {
+        Err(CallbackError::Unauthorized(
+            "the instant provider never calls back".into(),
+        ))
     }
 }
 

@@ -15,8 +15,11 @@ use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
 use reelay_core::domain::{Completion, JobKey};
-use reelay_core::plan::{parse_resolution, AspectRatio, MediaKind, Operation};
-use reelay_core::ports::{ByteStream, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus, Submission};
+use reelay_core::plan::{parse_resolution, AspectRatio, MediaKind, Operation, Secret};
+use reelay_core::ports::{
+    ByteStream, Callback, CallbackError, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus,
+    Submission, DEFAULT_DEADLINE,
+};
 
 /// A callback as a provider would POST it: which job, its token, and the outcome.
 #[derive(Debug, Clone)]
@@ -65,6 +68,7 @@ fn model(id: &str, operation: Operation, output: MediaKind, completion: Completi
         operations: vec![operation],
         output,
         completion,
+        deadline: DEFAULT_DEADLINE,
     }
 }
 
@@ -245,7 +249,8 @@ impl Provider for LocalProvider {
         })
     }
 
-    async fn find(&self, token: &str) -> Result<Option<Submission>, ProviderError> {
+    async fn find(&self, request: &ProviderRequest) -> Result<Option<Submission>, ProviderError> {
+        let token = request.token.as_str();
         if token.is_empty() || !token.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Ok(None);
         }
@@ -259,7 +264,7 @@ impl Provider for LocalProvider {
         }
     }
 
-    async fn status(&self, provider_job_id: &str) -> Result<ProviderStatus, ProviderError> {
+    async fn status(&self, provider_job_id: &str, _key: Option<&Secret>) -> Result<ProviderStatus, ProviderError> {
         let dir = self.job_dir(provider_job_id)?;
         let Some(job) = Self::read_job(&dir) else {
             return Err(ProviderError::Fatal(format!("unknown local job {provider_job_id}")));
@@ -284,7 +289,7 @@ impl Provider for LocalProvider {
         Ok(ProviderStatus::Pending)
     }
 
-    async fn cancel(&self, provider_job_id: &str) -> Result<(), ProviderError> {
+    async fn cancel(&self, provider_job_id: &str, _key: Option<&Secret>) -> Result<(), ProviderError> {
         let dir = self.job_dir(provider_job_id)?;
         if let Some(handle) = self
             .running
@@ -297,7 +302,7 @@ impl Provider for LocalProvider {
         tokio::fs::write(dir.join("cancelled"), b"").await.map_err(io)
     }
 
-    async fn download(&self, output_url: &str) -> Result<ByteStream, ProviderError> {
+    async fn download(&self, output_url: &str, _key: Option<&Secret>) -> Result<ByteStream, ProviderError> {
         let path = output_url
             .strip_prefix("file://")
             .map(PathBuf::from)
@@ -305,5 +310,12 @@ impl Provider for LocalProvider {
             .ok_or_else(|| ProviderError::Fatal(format!("not a local provider output: {output_url}")))?;
         let file = tokio::fs::File::open(&path).await.map_err(io)?;
         Ok(Box::pin(ReaderStream::with_capacity(file, 256 * 1024)))
+    }
+
+    async fn verify_callback(&self, _headers: &[(String, String)], _body: &[u8]) -> Result<Callback, CallbackError> {
+        // Its webhooks reach the engine in process (`ProviderWebhook`), never over HTTP.
+        Err(CallbackError::Unauthorized(
+            "the local provider does not call back over HTTP".into(),
+        ))
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{Engine, EngineError, MAX_RACES};
 use crate::domain::{ExecutionStatus, Job, JobError, JobStatus};
+use crate::plan::Params;
 use crate::ports::{Message, Write};
 
 #[derive(Debug, thiserror::Error)]
@@ -136,19 +137,24 @@ impl Engine {
         let Some(provider) = self.providers.get(&call.provider) else {
             return;
         };
-        let provider_job_id = match &call.provider_job_id {
-            Some(id) => Some(id.clone()),
-            // Submitted but not recorded yet: the token finds it.
-            None => match provider.find(&call.token).await {
-                Ok(found) => found.map(|s| s.provider_job_id),
-                Err(e) => {
-                    tracing::warn!(job = %job.id(), error = %e, "could not look up a provider job to cancel");
-                    None
-                }
+        let key = self.api_key_for(job, &call.provider).await.ok().flatten();
+        let provider_job_id = match (&call.provider_job_id, &job.spec.params) {
+            (Some(id), _) => Some(id.clone()),
+            // Submitted but not recorded yet: the provider may find it by its request.
+            (None, Params::Provider(params)) => match self.provider_request(job, params, call).await {
+                Ok(request) => match provider.find(&request).await {
+                    Ok(found) => found.map(|s| s.provider_job_id),
+                    Err(e) => {
+                        tracing::warn!(job = %job.id(), error = %e, "could not look up a provider job to cancel");
+                        None
+                    }
+                },
+                Err(_) => None,
             },
+            (None, _) => None,
         };
         if let Some(provider_job_id) = provider_job_id {
-            match provider.cancel(&provider_job_id).await {
+            match provider.cancel(&provider_job_id, key.as_ref()).await {
                 Ok(()) => tracing::info!(job = %job.id(), %provider_job_id, "provider job cancelled"),
                 Err(e) => tracing::warn!(job = %job.id(), error = %e, "provider did not cancel"),
             }

@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
 
+use rand::Rng;
+
 use super::{Engine, EngineError, Event, Handled};
 use crate::domain::{Execution, ExecutionError, ExecutionStatus, Job, JobError, JobOutput, JobStatus};
 use crate::plan::Params;
@@ -18,6 +20,8 @@ pub(super) enum WorkError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// Over a provider's rate limit: wait, without using up an attempt.
+    Throttled { retry_after: Option<Duration> },
     /// The engine's own ports failed: let the queue retry the message.
     Engine(EngineError),
 }
@@ -27,6 +31,9 @@ impl<E: Into<EngineError>> From<E> for WorkError {
         WorkError::Engine(e.into())
     }
 }
+
+/// How long a rate-limited job waits when the provider did not say (jittered up to +20 %).
+const THROTTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// Released children sent per queue call while a completion walks its children.
 const SEND_CHUNK: usize = 32;
@@ -71,6 +78,19 @@ impl Engine {
             Ok(handled) => Ok(handled),
             Err(WorkError::Engine(e)) => Err(e),
             Err(WorkError::Fatal { code, message }) => self.fail(job, code, message).await,
+            Err(WorkError::Throttled { retry_after }) => {
+                // Not the job's fault: the attempt is given back with the lease.
+                let delay = retry_after
+                    .unwrap_or(THROTTLE_WAIT)
+                    .mul_f64(rand::rng().random_range(1.0..1.2));
+                let mut next = job.clone();
+                next.lease_until = None;
+                next.attempts = next.attempts.saturating_sub(1);
+                match self.store.update_job(&job, &next).await? {
+                    Write::Applied(_) => Ok(Some(Handled::RetryAfter(delay))),
+                    Write::Stale => Ok(None),
+                }
+            }
             Err(WorkError::Passing { message, retry_after }) if job.attempts < self.settings.max_attempts => {
                 let backoff = self.settings.retry_base * 2u32.saturating_pow(job.attempts.saturating_sub(1));
                 let delay = retry_after.unwrap_or(backoff);

@@ -52,6 +52,9 @@ pub struct EngineSettings {
     pub admission: Admission,
     /// Which webhook URLs a submission may give (checked again at each connection).
     pub webhook_addresses: AddressPolicy,
+    /// This server's public base URL (`https://api.example.com`): providers call back at
+    /// `{base}/api/webhooks/job/{record}?token=…`. Unset: no callbacks, polling only.
+    pub callback_base: Option<String>,
     /// Events kept for slow observers before the oldest are dropped for them.
     pub event_buffer: usize,
 }
@@ -73,6 +76,7 @@ impl Default for EngineSettings {
                 max_per_minute: Some(120),
             },
             webhook_addresses: AddressPolicy::strict(),
+            callback_base: None,
             event_buffer: 4096,
         }
     }
@@ -119,6 +123,27 @@ impl From<StoreError> for SubmitError {
 impl From<QueueError> for SubmitError {
     fn from(e: QueueError) -> Self {
         SubmitError::Engine(e.into())
+    }
+}
+
+/// Why a provider callback was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackRejected {
+    #[error(transparent)]
+    Callback(#[from] crate::ports::CallbackError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<StoreError> for CallbackRejected {
+    fn from(e: StoreError) -> Self {
+        CallbackRejected::Engine(e.into())
+    }
+}
+
+impl From<QueueError> for CallbackRejected {
+    fn from(e: QueueError) -> Self {
+        CallbackRejected::Engine(e.into())
     }
 }
 

@@ -8,10 +8,12 @@ use rand::Rng;
 
 use super::lifecycle::WorkError;
 use super::media_jobs::{job_output, output_key, resolve};
-use super::{Engine, EngineError, Handled, Recorded, Via, MAX_RACES};
+use super::{CallbackRejected, Engine, EngineError, Handled, Recorded, Via, MAX_RACES};
 use crate::domain::{Completion, Job, JobKey, JobOutput, JobStatus, ProviderCall, ProviderOutcome};
 use crate::plan::{reference, MediaRef, ProviderParams, Secret};
-use crate::ports::{Message, ProviderError, ProviderRequest, ProviderStatus, Write};
+use crate::ports::{
+    Callback, CallbackError, Message, ProviderError, ProviderRequest, ProviderStatus, Write, DEFAULT_DEADLINE,
+};
 
 impl From<ProviderError> for WorkError {
     fn from(e: ProviderError) -> Self {
@@ -21,6 +23,7 @@ impl From<ProviderError> for WorkError {
                 message,
             },
             ProviderError::Retryable { message, retry_after } => WorkError::Passing { message, retry_after },
+            ProviderError::RateLimited { retry_after } => WorkError::Throttled { retry_after },
         }
     }
 }
@@ -81,7 +84,8 @@ impl Engine {
             Completion::Polling => self.settings.poll_first,
             Completion::Webhook => self.settings.webhook_grace,
         };
-        let outcome = finished.and_then(outcome_of);
+        // An answer adopted from the provider's callback (`adopt_from_callback`) counts too.
+        let outcome = finished.and_then(outcome_of).or(call.outcome.clone());
         let answered = outcome.is_some();
         let mut next = job.clone();
         next.status = JobStatus::AwaitingProvider;
@@ -121,16 +125,33 @@ impl Engine {
         params: &ProviderParams,
         call: &ProviderCall,
     ) -> Result<(String, Option<ProviderStatus>), WorkError> {
-        let Some(provider) = self.providers.get(&call.provider) else {
-            return Err(WorkError::Fatal {
-                code: "provider_unavailable",
-                message: format!("provider `{}` is not configured on this server", call.provider),
-            });
-        };
-        if let Some(found) = provider.find(&call.token).await? {
+        let provider = self.provider_of(call)?;
+        let request = self.provider_request(job, params, call).await?;
+        if let Some(found) = provider.find(&request).await? {
             tracing::info!(execution = %job.execution_id, job = %job.id(), "adopted a provider job submitted before a crash");
             return Ok((found.provider_job_id, found.finished));
         }
+        let submission = provider.submit(request).await?;
+        Ok((submission.provider_job_id, submission.finished))
+    }
+
+    pub(super) fn provider_of(
+        &self,
+        call: &ProviderCall,
+    ) -> Result<&std::sync::Arc<dyn crate::ports::Provider>, WorkError> {
+        self.providers.get(&call.provider).ok_or_else(|| WorkError::Fatal {
+            code: "provider_unavailable",
+            message: format!("provider `{}` is not configured on this server", call.provider),
+        })
+    }
+
+    /// The request a provider job makes: inputs resolved to URLs, its key, and where to call back.
+    pub(super) async fn provider_request(
+        &self,
+        job: &Job,
+        params: &ProviderParams,
+        call: &ProviderCall,
+    ) -> Result<ProviderRequest, WorkError> {
         let parents = self.parent_outputs(job).await?;
         let mut resolved = params.clone();
         for source in resolved.inputs.values_mut() {
@@ -139,20 +160,28 @@ impl Engine {
         for value in resolved.options.values_mut() {
             substitute_references(value, &parents);
         }
-        let request = ProviderRequest {
+        let callback_url = match (&self.settings.callback_base, &call.completion) {
+            (Some(base), Completion::Webhook) => Some(format!(
+                "{}/api/webhooks/job/{}?token={}",
+                base.trim_end_matches('/'),
+                job.key().record_id(),
+                call.token
+            )),
+            _ => None,
+        };
+        Ok(ProviderRequest {
             job: job.key(),
             operation: job.spec.operation,
             params: resolved,
             token: call.token.clone(),
             api_key: self.api_key_for(job, &call.provider).await?,
-        };
-        let submission = provider.submit(request).await?;
-        Ok((submission.provider_job_id, submission.finished))
+            callback_url,
+        })
     }
 
     /// The provider key to submit with: the job's own, else the one sent with the request for
     /// that provider, else none (the provider adapter's configured key).
-    async fn api_key_for(&self, job: &Job, provider: &str) -> Result<Option<Secret>, WorkError> {
+    pub(super) async fn api_key_for(&self, job: &Job, provider: &str) -> Result<Option<Secret>, WorkError> {
         let sealed = match &job.api_key {
             Some(sealed) => Some(sealed.clone()),
             None => self
@@ -210,14 +239,12 @@ impl Engine {
         url: &str,
         content_type: Option<String>,
     ) -> Result<JobOutput, WorkError> {
-        let provider = self.providers.get(&call.provider).ok_or_else(|| WorkError::Fatal {
-            code: "provider_unavailable",
-            message: format!("provider `{}` is not configured on this server", call.provider),
-        })?;
+        let provider = self.provider_of(call)?;
         let kind = job.spec.operation.output_kind();
         let content_type = content_type.unwrap_or_else(|| guess_content_type(url, kind).to_string());
         let key = output_key(job, extension_for(&content_type, url));
-        let body = provider.download(url).await?;
+        let api_key = self.api_key_for(job, &call.provider).await?;
+        let body = provider.download(url, api_key.as_ref()).await?;
         let stored = self.blobs.put(&key, &content_type, body).await?;
         let our_url = self.blobs.url(&key).await?;
         let info = if kind == crate::plan::MediaKind::Transcript {
@@ -229,6 +256,66 @@ impl Engine {
             })?
         };
         Ok(job_output(job, key, our_url, content_type, &stored, info))
+    }
+
+    /// A provider's callback (`POST /api/webhooks/job/{record}?token=…`): the job's token,
+    /// then the provider's own signature, are checked before anything is recorded.
+    pub async fn provider_callback(
+        &self,
+        record_id: &str,
+        token: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Recorded, CallbackRejected> {
+        let refused = |why: &str| CallbackRejected::Callback(CallbackError::Unauthorized(why.to_string()));
+        let key = JobKey::from_record_id(record_id).ok_or_else(|| refused("unknown job"))?;
+        let job = self.store.job(&key).await?.ok_or_else(|| refused("unknown job"))?;
+        let call = job.provider.clone().ok_or_else(|| refused("no provider job"))?;
+        if !constant_time_eq(token.as_bytes(), call.token.as_bytes()) {
+            return Err(refused("bad token"));
+        }
+        let provider = self
+            .providers
+            .get(&call.provider)
+            .ok_or_else(|| refused("provider not configured"))?;
+        let callback = provider.verify_callback(headers, body).await?;
+        match &call.provider_job_id {
+            Some(id) if *id != callback.provider_job_id => Err(refused("callback for another provider job")),
+            Some(_) => Ok(self
+                .record_provider_status(&key, Via::Webhook { token }, callback.status)
+                .await?),
+            None => self.adopt_from_callback(job, callback).await,
+        }
+    }
+
+    /// The provider called back before we recorded its job id (the submit's answer was lost,
+    /// or is still on its way): record the id, so a retry never submits again.
+    async fn adopt_from_callback(&self, job: Job, callback: Callback) -> Result<Recorded, CallbackRejected> {
+        if job.status.is_terminal() {
+            return Ok(Recorded::Ignored);
+        }
+        if !job.lease_free(self.now()) {
+            // Its submit is in flight: let that handler record the id; the provider retries.
+            return Err(CallbackRejected::Callback(CallbackError::Unavailable(
+                "the job's submission is being recorded".into(),
+            )));
+        }
+        let mut next = job.clone();
+        let Some(c) = next.provider.as_mut() else {
+            return Ok(Recorded::Ignored);
+        };
+        c.provider_job_id = Some(callback.provider_job_id);
+        c.outcome = outcome_of(callback.status);
+        match self.store.update_job(&job, &next).await? {
+            Write::Applied(_) => {
+                tracing::info!(execution = %job.execution_id, job = %job.id(), "adopted a provider job from its callback");
+                self.queue.send(&[Message::Job(job.key())], Duration::ZERO).await?;
+                Ok(Recorded::Outcome)
+            }
+            Write::Stale => Err(CallbackRejected::Callback(CallbackError::Unavailable(
+                "the job changed meanwhile".into(),
+            ))),
+        }
     }
 
     pub(super) async fn record_provider_status(
@@ -334,10 +421,29 @@ impl Engine {
         else {
             return Ok(());
         };
-        let status = match provider.status(provider_job_id).await {
+        let deadline = provider
+            .models()
+            .iter()
+            .find(|m| m.id == call.model_id)
+            .map_or(DEFAULT_DEADLINE, |m| m.deadline);
+        let waited = self.now() - call.submitted_at.unwrap_or(job.started_at.unwrap_or(0));
+        if waited > deadline.as_millis() as i64 {
+            self.cancel_at_provider(&job).await;
+            let message = format!(
+                "{} did not finish within {} s; cancelled there",
+                call.provider,
+                deadline.as_secs()
+            );
+            return self
+                .record_provider_status(key, Via::Poll, ProviderStatus::Failed { message })
+                .await
+                .map(|_| ());
+        }
+        let api_key = self.api_key_for(&job, &call.provider).await.unwrap_or_default();
+        let status = match provider.status(provider_job_id, api_key.as_ref()).await {
             Ok(status) => status,
-            Err(ProviderError::Retryable { message, .. }) => {
-                tracing::warn!(execution = %key.execution_id, job = %key.job_id, %message, "poll failed; will poll again");
+            Err(e @ (ProviderError::Retryable { .. } | ProviderError::RateLimited { .. })) => {
+                tracing::warn!(execution = %key.execution_id, job = %key.job_id, error = %e, "poll failed; will poll again");
                 ProviderStatus::Pending
             }
             Err(ProviderError::Fatal(message)) => ProviderStatus::Failed { message },

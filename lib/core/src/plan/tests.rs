@@ -48,6 +48,7 @@ impl Catalog for TestCatalog {
                 operations: vec![operation],
                 output,
                 completion: Completion::Polling,
+                deadline: crate::ports::DEFAULT_DEADLINE,
             }),
             None => ModelLookup::UnknownModel(of_provider.iter().map(|m| m.1.to_string()).collect()),
         }
