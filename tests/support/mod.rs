@@ -65,6 +65,21 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut NodeSettings)) -> App {
     }
 }
 
+/// An app whose router also serves on a loopback port (so providers can call back), with
+/// `callback_base` set to it. `configure` gets the settings and the base URL.
+pub async fn spawn_served_app_with(configure: impl FnOnce(&mut NodeSettings, &str)) -> (App, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = spawn_app_with(|s| {
+        s.engine.callback_base = Some(base.clone());
+        configure(s, &base);
+    })
+    .await;
+    let router = app.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (app, base)
+}
+
 impl App {
     pub fn key(&self, tenant: &str) -> &str {
         &self.keys[tenant]

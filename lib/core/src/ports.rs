@@ -367,6 +367,11 @@ pub enum ProviderError {
 pub trait Provider: Send + Sync {
     fn name(&self) -> &str;
     fn models(&self) -> &[ModelInfo];
+    /// Problems of a job's params against its model's input schema, as `(field, message)`
+    /// (checked when the plan is submitted, so they answer 400).
+    fn check_params(&self, _params: &ProviderParams) -> Vec<(String, String)> {
+        Vec::new()
+    }
     async fn submit(&self, request: ProviderRequest) -> Result<Submission, ProviderError>;
     /// Finds a job submitted earlier for `request` (same token), if it reached the provider.
     /// Called before a retried submit; `None` must mean "it did not arrive", as far as the

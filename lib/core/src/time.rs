@@ -1,4 +1,6 @@
-//! ISO-8601 timestamps for the wire, without a date-time dependency.
+//! Time on the wire: ISO-8601 timestamps (without a date-time dependency) and `Retry-After`.
+
+use std::time::{Duration, SystemTime};
 
 /// `1700000000123` → `2023-11-14T22:13:20.123Z`.
 pub fn iso8601(millis: i64) -> String {
@@ -13,6 +15,16 @@ pub fn iso8601(millis: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// `Retry-After` is either delay-seconds or an HTTP-date; a date in the past means now.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
@@ -31,7 +43,29 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 #[cfg(test)]
 mod tests {
-    use super::iso8601;
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds() {
+        let now = SystemTime::now();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("-3", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+    #[test]
+    fn retry_after_http_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        // Past dates mean "retry now".
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+    }
 
     #[test]
     fn formats_known_instants() {

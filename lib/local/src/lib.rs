@@ -11,6 +11,6 @@ pub mod store;
 
 pub use blobs::FileBlobs;
 pub use db::{Db, DbError, Durability};
-pub use node::{LocalNode, NodeError, NodeSettings};
+pub use node::{HostedProviders, LocalNode, NodeError, NodeSettings};
 pub use queue::SqliteQueue;
 pub use store::SqliteStore;

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use reelay_core::clock::SystemClock;
-use reelay_core::ports::Clock;
+use reelay_core::ports::{Clock, Provider};
 use reelay_core::secrets::Sealer;
 use reelay_core::webhooks::{DispatchSettings, Dispatcher};
 use reelay_core::worker::{run_timer, run_workers, MessageHandler, WorkerSettings};
@@ -35,6 +35,18 @@ pub struct NodeSettings {
     /// The key that seals secrets at rest (base64, 32 bytes). Unset: `server.key` in the data
     /// folder, made on first start.
     pub secret_key: Option<String>,
+    /// Providers beside `local` (Replicate, fal, Google), built from their settings.
+    pub providers: HostedProviders,
+}
+
+/// Providers a node runs besides `local`.
+#[derive(Clone, Default)]
+pub struct HostedProviders(pub Vec<Arc<dyn Provider>>);
+
+impl std::fmt::Debug for HostedProviders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|p| p.name())).finish()
+    }
 }
 
 impl NodeSettings {
@@ -53,6 +65,7 @@ impl NodeSettings {
             provider_delay: Duration::from_millis(300),
             dispatch: DispatchSettings::default(),
             secret_key: None,
+            providers: HostedProviders::default(),
         }
     }
 }
@@ -165,7 +178,11 @@ impl LocalNode {
             sealer,
             blobs,
             media: Arc::new(FfmpegMedia::new(dir.join("scratch"))),
-            providers: Providers::new().with(local),
+            providers: settings
+                .providers
+                .0
+                .iter()
+                .fold(Providers::new().with(local), |all, p| all.with(p.clone())),
             clock,
         };
         let engine = Arc::new(Engine::new(ports, settings.engine.clone()));

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use reelay_core::time::parse_retry_after;
 use reelay_core::webhooks::address::{AddressPolicy, PolicyError};
 use reelay_core::webhooks::transport::{HttpAnswer, OutboundRequest, TransportError, WebhookTransport};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -117,16 +118,6 @@ fn find_source<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> 
     None
 }
 
-/// `Retry-After` is either delay-seconds or an HTTP-date; a date in the past means now.
-fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 /// Resolves with the system resolver and keeps only the addresses the policy permits.
 struct GuardedResolver {
     policy: Arc<AddressPolicy>,
@@ -171,29 +162,6 @@ impl StdError for NonPublicHost {}
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_seconds() {
-        let now = SystemTime::now();
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("-3", now), None);
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
-
-    #[test]
-    fn retry_after_http_date() {
-        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        // Past dates mean "retry now".
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-    }
 
     #[tokio::test]
     async fn the_resolver_drops_non_public_addresses() {

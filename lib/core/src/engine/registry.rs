@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::plan::{Catalog, ModelLookup};
+use crate::plan::{Catalog, ModelLookup, ProviderParams};
 use crate::ports::Provider;
 
 #[derive(Clone, Default)]
@@ -35,5 +35,12 @@ impl Catalog for Providers {
             Some(model) => ModelLookup::Found(model.clone()),
             None => ModelLookup::UnknownModel(p.models().iter().map(|m| m.id.clone()).collect()),
         }
+    }
+
+    fn check(&self, params: &ProviderParams) -> Vec<(String, String)> {
+        self.by_name
+            .get(&params.provider)
+            .map(|p| p.check_params(params))
+            .unwrap_or_default()
     }
 }

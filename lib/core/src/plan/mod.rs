@@ -44,6 +44,11 @@ impl PlanError {
 /// What validation needs to know about the models the server can run.
 pub trait Catalog: Send + Sync {
     fn lookup(&self, provider: &str, model_id: &str) -> ModelLookup;
+    /// Problems of a job's params against its model's own input schema, as `(field, message)`
+    /// (`field` relative to `params`).
+    fn check(&self, _params: &ProviderParams) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 pub enum ModelLookup {

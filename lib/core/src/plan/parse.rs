@@ -943,7 +943,7 @@ impl ParamReader<'_> {
         .into_iter()
         .flatten()
         .find_map(|v| v.as_str().filter(|k| !k.is_empty()).map(Secret::new));
-        Some(ProviderParams {
+        let params = ProviderParams {
             api_key,
             provider,
             model_id,
@@ -955,7 +955,14 @@ impl ParamReader<'_> {
             inputs,
             unified,
             options,
-        })
+        };
+        for (field, message) in catalog.check(&params) {
+            self.fail(
+                PlanError::new("invalid_model_params", format!("job `{}`: {message}", self.job))
+                    .field(format!("params.{field}")),
+            );
+        }
+        Some(params)
     }
 
     fn merge(&mut self, kinds: &HashMap<String, Option<MediaKind>>) -> MergeParams {
