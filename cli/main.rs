@@ -35,6 +35,10 @@ struct Cli {
     /// Client webhook retry delays after the first attempt, e.g. `5s,30s,2m,10m,1h`.
     #[arg(long, global = true, env = "REELAY_WEBHOOK_RETRIES")]
     webhook_retries: Option<String>,
+    /// This server's public base URL, where providers call back
+    /// (`{url}/api/webhooks/job/…`). Unset: provider jobs are polled only.
+    #[arg(long, global = true, env = "REELAY_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Executions one tenant may have in flight at once (0: no limit).
     #[arg(long, global = true, env = "REELAY_MAX_IN_FLIGHT", default_value_t = 100)]
     max_in_flight: u32,
@@ -106,6 +110,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         max_in_flight: limit(cli.max_in_flight),
         max_per_minute: limit(cli.max_per_minute),
     };
+    settings.engine.callback_base = cli.public_url.clone();
     // Only from the environment: a flag would land in shell history and process lists.
     settings.secret_key = std::env::var("REELAY_SECRET_KEY").ok().filter(|k| !k.is_empty());
     match cli.command {

@@ -635,3 +635,43 @@ async fn a_variant_waits_for_its_running_base_and_wakes_under_duplicate_delivery
         }
     }
 }
+
+#[tokio::test]
+async fn rate_limited_submits_wait_without_using_up_attempts() {
+    let h = harness(&[]);
+    // More refusals than the job has attempts: waiting must not count as failing.
+    h.provider.throttle(h.settings.max_attempts * 3);
+    let id = h.submit(json!({"jobs": [generate("a", &[])]})).await;
+    h.drain(Delivery::Once).await;
+    let (execution, jobs) = h.execution(&id).await;
+    assert_eq!(execution.status, ExecutionStatus::Completed);
+    assert_eq!(jobs["a"].attempts, 1, "a throttled try was counted");
+    h.assert_each_submitted_once(&id, 1);
+}
+
+#[tokio::test]
+async fn a_provider_job_past_its_deadline_fails_and_is_cancelled_there() {
+    let h = harness(&[]);
+    let plan =
+        json!({"jobs": [{"id": "slow", "type": "generate", "params": {"provider": "instant", "modelId": "never"}}]});
+    let id = h.submit(plan).await;
+    h.drain(Delivery::Once).await;
+    // Polled for an hour: still pending, still waiting.
+    for _ in 0..20 {
+        h.clock.advance(Duration::from_secs(170));
+        h.engine.poll_due(100).await.expect("poll");
+    }
+    let (_, jobs) = h.execution(&id).await;
+    assert_eq!(jobs["slow"].status, JobStatus::AwaitingProvider);
+    assert!(h.provider.cancels().is_empty());
+    // Past the model's deadline (an hour), the next poll gives up on it.
+    h.clock.advance(Duration::from_secs(600));
+    h.engine.poll_due(100).await.expect("poll");
+    h.drain(Delivery::Once).await;
+    let (execution, jobs) = h.execution(&id).await;
+    assert_eq!(execution.status, ExecutionStatus::Failed);
+    let error = jobs["slow"].error.as_ref().expect("an error").message.clone();
+    assert!(error.contains("did not finish within 3600 s"), "{error}");
+    let provider_job = jobs["slow"].provider.as_ref().unwrap().provider_job_id.clone().unwrap();
+    assert_eq!(h.provider.cancels(), vec![provider_job]);
+}

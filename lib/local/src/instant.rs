@@ -16,10 +16,13 @@ use reelay_core::ports::{
 };
 
 /// Provider `instant`: model `done` answers a submit with a finished result; model `later`
-/// finishes only when polled. Jobs whose id is in `failing` fail.
+/// finishes only when polled; model `never` never finishes. Jobs whose id is in `failing`
+/// fail. `throttle(n)` makes the next `n` submits answer as over the rate limit.
 pub struct InstantProvider {
     models: Vec<ModelInfo>,
     failing: HashSet<String>,
+    throttled: Mutex<u32>,
+    cancels: Mutex<Vec<String>>,
     submits: Mutex<HashMap<JobKey, u32>>,
     by_token: Mutex<HashMap<String, String>>,
     /// The provider key each job was submitted with.
@@ -36,12 +39,28 @@ impl InstantProvider {
             deadline: DEFAULT_DEADLINE,
         };
         InstantProvider {
-            models: vec![model("done", Completion::Polling), model("later", Completion::Polling)],
+            models: vec![
+                model("done", Completion::Polling),
+                model("later", Completion::Polling),
+                model("never", Completion::Polling),
+            ],
             failing: failing.into_iter().collect(),
+            throttled: Mutex::new(0),
+            cancels: Mutex::new(Vec::new()),
             submits: Mutex::new(HashMap::new()),
             by_token: Mutex::new(HashMap::new()),
             api_keys: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The next `n` submits are refused as over the rate limit.
+    pub fn throttle(&self, n: u32) {
+        *self.throttled.lock().unwrap_or_else(|p| p.into_inner()) = n;
+    }
+
+    /// The provider jobs asked to cancel, in order.
+    pub fn cancels(&self) -> Vec<String> {
+        self.cancels.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// How many times each job was submitted.
@@ -60,7 +79,9 @@ impl InstantProvider {
 
     fn outcome(&self, provider_job_id: &str) -> ProviderStatus {
         let job_id = provider_job_id.rsplit_once('/').map_or(provider_job_id, |(_, j)| j);
-        if self.failing.contains(job_id) {
+        if provider_job_id.ends_with("#never") {
+            ProviderStatus::Pending
+        } else if self.failing.contains(job_id) {
             ProviderStatus::Failed {
                 message: format!("{job_id} was told to fail"),
             }
@@ -84,6 +105,15 @@ impl Provider for InstantProvider {
     }
 
     async fn submit(&self, request: ProviderRequest) -> Result<Submission, ProviderError> {
+        {
+            let mut throttled = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
+            if *throttled > 0 {
+                *throttled -= 1;
+                return Err(ProviderError::RateLimited {
+                    retry_after: Some(std::time::Duration::from_secs(1)),
+                });
+            }
+        }
         *self
             .submits
             .lock()
@@ -94,7 +124,10 @@ impl Provider for InstantProvider {
             request.job.clone(),
             request.api_key.as_ref().map(|k| k.expose().to_string()),
         );
-        let id = format!("{}/{}", request.job.execution_id, request.job.job_id);
+        let mut id = format!("{}/{}", request.job.execution_id, request.job.job_id);
+        if request.params.model_id == "never" {
+            id.push_str("#never");
+        }
         self.by_token
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -123,7 +156,11 @@ impl Provider for InstantProvider {
         Ok(self.outcome(provider_job_id))
     }
 
-    async fn cancel(&self, _provider_job_id: &str, _key: Option<&Secret>) -> Result<(), ProviderError> {
+    async fn cancel(&self, provider_job_id: &str, _key: Option<&Secret>) -> Result<(), ProviderError> {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(provider_job_id.to_string());
         Ok(())
     }
 
