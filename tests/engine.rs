@@ -347,6 +347,7 @@ async fn a_submit_that_reached_the_provider_before_a_crash_is_adopted_not_repeat
         polls: 0,
         next_poll_at: None,
         outcome: None,
+        uncertain_since: None,
     });
     let Write::Applied(claimed) = h.store.update_job(&queued, &claimed).await.unwrap() else {
         panic!("claim")
@@ -674,4 +675,43 @@ async fn a_provider_job_past_its_deadline_fails_and_is_cancelled_there() {
     assert!(error.contains("did not finish within 3600 s"), "{error}");
     let provider_job = jobs["slow"].provider.as_ref().unwrap().provider_job_id.clone().unwrap();
     assert_eq!(h.provider.cancels(), vec![provider_job]);
+}
+
+#[tokio::test]
+async fn an_unanswered_submit_is_found_not_repeated() {
+    let h = harness(&[]);
+    h.provider.lose_answers(1);
+    let id = h.submit(json!({"jobs": [generate("a", &[])]})).await;
+    h.drain(Delivery::Once).await;
+    // Adopted by `find` on the retry; its answer comes at the next poll.
+    let (_, jobs) = h.execution(&id).await;
+    assert_eq!(jobs["a"].status, JobStatus::AwaitingProvider);
+    h.clock.advance(Duration::from_secs(60));
+    h.engine.poll_due(10).await.expect("poll");
+    h.drain(Delivery::Once).await;
+    let (execution, _) = h.execution(&id).await;
+    assert_eq!(execution.status, ExecutionStatus::Completed);
+    h.assert_each_submitted_once(&id, 1);
+}
+
+#[tokio::test]
+async fn an_unanswered_submit_to_a_provider_that_cannot_be_asked_fails_rather_than_pay_twice() {
+    let h = harness(&[]);
+    h.provider.blind();
+    h.provider.lose_answers(1);
+    let id = h.submit(json!({"jobs": [generate("a", &[])]})).await;
+    h.drain(Delivery::Once).await;
+    let (execution, jobs) = h.execution(&id).await;
+    assert_eq!(execution.status, ExecutionStatus::Failed);
+    let error = jobs["a"].error.as_ref().unwrap();
+    assert_eq!(error.code, "submission_unknown");
+    assert!(error.message.contains("not paid twice"), "{}", error.message);
+    h.assert_each_submitted_once(&id, 1);
+    // A submit that never reached the provider is simply tried again.
+    let h = harness(&[]);
+    h.provider.blind();
+    h.provider.throttle(1);
+    let id = h.submit(json!({"jobs": [generate("b", &[])]})).await;
+    h.drain(Delivery::Once).await;
+    assert_eq!(h.execution(&id).await.0.status, ExecutionStatus::Completed);
 }

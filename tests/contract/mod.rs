@@ -285,6 +285,7 @@ fn provider_call(next_poll_at: Option<Millis>) -> ProviderCall {
         polls: 0,
         next_poll_at,
         outcome: None,
+        uncertain_since: None,
     }
 }
 

@@ -165,6 +165,9 @@ pub struct ProviderCall {
     pub polls: u32,
     pub next_poll_at: Option<Millis>,
     pub outcome: Option<ProviderOutcome>,
+    /// When a submit went out and no answer came back: the provider may have the job.
+    #[serde(default)]
+    pub uncertain_since: Option<Millis>,
 }
 
 /// What the provider said at the end, recorded once; the job runner acts on it.

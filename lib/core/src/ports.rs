@@ -359,6 +359,10 @@ pub enum ProviderError {
     /// using up one of the job's attempts.
     #[error("provider rate limit reached")]
     RateLimited { retry_after: Option<Duration> },
+    /// The request went out but no answer came back (a timeout, a reset): a submit may have
+    /// been accepted, so it is not simply repeated (see `Provider::reconciles`).
+    #[error("no answer from the provider: {0}")]
+    Uncertain(String),
 }
 
 /// A provider. Calls after `submit` take the key the job was submitted with (`None`: the
@@ -374,9 +378,14 @@ pub trait Provider: Send + Sync {
     }
     async fn submit(&self, request: ProviderRequest) -> Result<Submission, ProviderError>;
     /// Finds a job submitted earlier for `request` (same token), if it reached the provider.
-    /// Called before a retried submit; `None` must mean "it did not arrive", as far as the
-    /// provider can tell.
+    /// Called before a retried submit.
     async fn find(&self, request: &ProviderRequest) -> Result<Option<Submission>, ProviderError>;
+    /// Whether `find`'s `None` means "the earlier submit did not arrive". When it cannot
+    /// (no lookup by anything of ours), a submit whose answer was lost is not repeated: the
+    /// engine waits for the provider's callback to adopt it, or fails the job.
+    fn reconciles(&self) -> bool {
+        false
+    }
     async fn status(&self, provider_job_id: &str, key: Option<&Secret>) -> Result<ProviderStatus, ProviderError>;
     async fn cancel(&self, provider_job_id: &str, key: Option<&Secret>) -> Result<(), ProviderError>;
     /// Streams an output the provider produced (an http(s) URL or a `data:` URI).
@@ -384,4 +393,11 @@ pub trait Provider: Send + Sync {
     /// Checks a callback's signature (the route already checked the job's token) and reads it.
     /// `headers` have lower-case names.
     async fn verify_callback(&self, headers: &[(String, String)], body: &[u8]) -> Result<Callback, CallbackError>;
+    /// Whether a verified callback naming `callback_job_id` is about the job recorded as
+    /// `provider_job_id`: the same id, unless a provider records more than its callbacks name
+    /// (fal records `{owner}/{app}|{request_id}` to rebuild its URLs; its webhook names the
+    /// request id alone).
+    fn is_same_job(&self, provider_job_id: &str, callback_job_id: &str) -> bool {
+        provider_job_id == callback_job_id
+    }
 }

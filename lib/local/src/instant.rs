@@ -17,11 +17,15 @@ use reelay_core::ports::{
 
 /// Provider `instant`: model `done` answers a submit with a finished result; model `later`
 /// finishes only when polled; model `never` never finishes. Jobs whose id is in `failing`
-/// fail. `throttle(n)` makes the next `n` submits answer as over the rate limit.
+/// fail. `throttle(n)` makes the next `n` submits answer as over the rate limit;
+/// `lose_answers(n)` makes the next `n` submits arrive but answer nothing; `blind()` makes
+/// `find` know nothing (a provider that cannot be asked).
 pub struct InstantProvider {
     models: Vec<ModelInfo>,
     failing: HashSet<String>,
     throttled: Mutex<u32>,
+    lost_answers: Mutex<u32>,
+    blind: std::sync::atomic::AtomicBool,
     cancels: Mutex<Vec<String>>,
     submits: Mutex<HashMap<JobKey, u32>>,
     by_token: Mutex<HashMap<String, String>>,
@@ -46,6 +50,8 @@ impl InstantProvider {
             ],
             failing: failing.into_iter().collect(),
             throttled: Mutex::new(0),
+            lost_answers: Mutex::new(0),
+            blind: std::sync::atomic::AtomicBool::new(false),
             cancels: Mutex::new(Vec::new()),
             submits: Mutex::new(HashMap::new()),
             by_token: Mutex::new(HashMap::new()),
@@ -56,6 +62,16 @@ impl InstantProvider {
     /// The next `n` submits are refused as over the rate limit.
     pub fn throttle(&self, n: u32) {
         *self.throttled.lock().unwrap_or_else(|p| p.into_inner()) = n;
+    }
+
+    /// The next `n` submits arrive (and run) but their answers are lost.
+    pub fn lose_answers(&self, n: u32) {
+        *self.lost_answers.lock().unwrap_or_else(|p| p.into_inner()) = n;
+    }
+
+    /// From now on `find` finds nothing and says it cannot tell.
+    pub fn blind(&self) {
+        self.blind.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The provider jobs asked to cancel, in order.
@@ -104,6 +120,11 @@ impl Provider for InstantProvider {
         &self.models
     }
 
+    /// Its token map knows every submit that arrived (unless told to be blind).
+    fn reconciles(&self) -> bool {
+        !self.blind.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     async fn submit(&self, request: ProviderRequest) -> Result<Submission, ProviderError> {
         {
             let mut throttled = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
@@ -133,6 +154,13 @@ impl Provider for InstantProvider {
             .unwrap_or_else(|p| p.into_inner())
             .insert(request.token.clone(), id.clone());
         let finished = (request.params.model_id == "done").then(|| self.outcome(&id));
+        {
+            let mut lost = self.lost_answers.lock().unwrap_or_else(|p| p.into_inner());
+            if *lost > 0 {
+                *lost -= 1;
+                return Err(ProviderError::Uncertain("the answer was lost".into()));
+            }
+        }
         Ok(Submission {
             provider_job_id: id,
             finished,
@@ -140,6 +168,9 @@ impl Provider for InstantProvider {
     }
 
     async fn find(&self, request: &ProviderRequest) -> Result<Option<Submission>, ProviderError> {
+        if !self.reconciles() {
+            return Ok(None);
+        }
         let id = self
             .by_token
             .lock()

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use bytes::Bytes;
 use futures::StreamExt;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -18,20 +18,31 @@ use reelay_core::time::parse_retry_after;
 #[derive(Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
+    /// Follows no redirect itself: downloads follow them hop by hop (see `fetch`).
+    no_redirects: reqwest::Client,
 }
+
+/// Redirects a download follows.
+const MAX_REDIRECTS: usize = 10;
 
 /// How long one provider call may take (downloads stream, so only their start counts).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl HttpClient {
     pub fn new() -> Result<HttpClient, ProviderError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(CALL_TIMEOUT)
-            .user_agent(concat!("reelay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ProviderError::Fatal(format!("cannot build an HTTP client: {e}")))?;
-        Ok(HttpClient { client })
+        let build = |redirects: reqwest::redirect::Policy| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(CALL_TIMEOUT)
+                .user_agent(concat!("reelay/", env!("CARGO_PKG_VERSION")))
+                .redirect(redirects)
+                .build()
+                .map_err(|e| ProviderError::Fatal(format!("cannot build an HTTP client: {e}")))
+        };
+        Ok(HttpClient {
+            client: build(reqwest::redirect::Policy::default())?,
+            no_redirects: build(reqwest::redirect::Policy::none())?,
+        })
     }
 
     pub fn inner(&self) -> &reqwest::Client {
@@ -42,13 +53,22 @@ impl HttpClient {
     /// the call in messages ("replicate create").
     pub async fn send(&self, request: RequestBuilder, what: &str) -> Result<Response, ProviderError> {
         let response = request.send().await.map_err(|e| transport_error(what, &e))?;
-        if response.status().is_success() {
-            return Ok(response);
-        }
+        accepted(response, what).await
+    }
+
+    /// Sends `request` and hands back any answer, 2xx or not, for calls whose other answers
+    /// mean something (fal's cancel says `ALREADY_COMPLETED` with a 400); only a failed
+    /// exchange is an error. `Answer::error` classifies the rest as `send` would.
+    pub async fn answer(&self, request: RequestBuilder, what: &str) -> Result<Answer, ProviderError> {
+        let response = request.send().await.map_err(|e| transport_error(what, &e))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let body = response.text().await.unwrap_or_default();
-        Err(classify(what, status, retry_after, &body))
+        let body = response.bytes().await.map_err(|e| transport_error(what, &e))?;
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
     }
 
     /// `send`, then the body as JSON.
@@ -64,13 +84,41 @@ impl HttpClient {
     /// Streams an output: an http(s) URL (with `headers`, e.g. a key some providers need to
     /// serve their files) or a `data:` URI.
     pub async fn download(&self, url: &str, headers: HeaderMap) -> Result<ByteStream, ProviderError> {
+        self.fetch(url, headers, "output download").await
+    }
+
+    /// `download` of any media (`what` names it in messages: "input image download").
+    /// `headers` go to `url`'s origin only: redirects (Google's file URIs answer one, to
+    /// storage on another host) are followed without them elsewhere, so a key never leaves.
+    pub async fn fetch(&self, url: &str, headers: HeaderMap, what: &str) -> Result<ByteStream, ProviderError> {
         if let Some(data) = url.strip_prefix("data:") {
             let bytes = decode_data_uri(data)?;
             return Ok(Box::pin(futures::stream::once(async move { Ok(bytes) })));
         }
-        let response = self
-            .send(self.client.get(url).headers(headers), "output download")
-            .await?;
+        let mut next =
+            reqwest::Url::parse(url).map_err(|e| ProviderError::Fatal(format!("{what}: bad URL {url}: {e}")))?;
+        let origin = next.origin();
+        let mut hops = 0;
+        let response = loop {
+            let mut request = self.no_redirects.get(next.clone());
+            if next.origin() == origin {
+                request = request.headers(headers.clone());
+            }
+            let response = request.send().await.map_err(|e| transport_error(what, &e))?;
+            let location = response
+                .status()
+                .is_redirection()
+                .then(|| response.headers().get(LOCATION)?.to_str().ok())
+                .flatten()
+                .and_then(|l| response.url().join(l).ok());
+            match location {
+                Some(target) if hops < MAX_REDIRECTS => {
+                    hops += 1;
+                    next = target;
+                }
+                _ => break accepted(response, what).await?,
+            }
+        };
         Ok(Box::pin(
             response
                 .bytes_stream()
@@ -79,14 +127,54 @@ impl HttpClient {
     }
 }
 
-/// Connection failures and timeouts pass; nothing else can happen before an answer.
-fn transport_error(what: &str, e: &reqwest::Error) -> ProviderError {
-    let kind = if e.is_timeout() { "timed out" } else { "failed" };
-    // reqwest's message names the URL, never headers (keys travel in headers).
-    ProviderError::Retryable {
-        message: format!("{what} {kind}: {e}"),
-        retry_after: None,
+/// A provider's answer, read whole (`HttpClient::answer`).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub retry_after: Option<Duration>,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
     }
+
+    /// This answer as the error the engine acts on (see `classify`).
+    pub fn error(&self, what: &str) -> ProviderError {
+        classify(
+            what,
+            self.status,
+            self.retry_after,
+            &String::from_utf8_lossy(&self.body),
+        )
+    }
+}
+
+/// `response` if it is a 2xx, else the error `classify` makes of it.
+async fn accepted(response: Response, what: &str) -> Result<Response, ProviderError> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let body = response.text().await.unwrap_or_default();
+    Err(classify(what, status, retry_after, &body))
+}
+
+/// A call that got no answer. Never connected: safe to try again. Connected but unanswered
+/// (a timeout, a reset): the provider may have acted on it.
+fn transport_error(what: &str, e: &reqwest::Error) -> ProviderError {
+    // reqwest's message names the URL, never headers (keys travel in headers).
+    if e.is_connect() {
+        return ProviderError::Retryable {
+            message: format!("{what} failed: {e}"),
+            retry_after: None,
+        };
+    }
+    let kind = if e.is_timeout() { "timed out" } else { "failed" };
+    ProviderError::Uncertain(format!("{what} {kind}: {e}"))
 }
 
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -152,7 +240,8 @@ pub fn error_message(body: &str) -> String {
             return msgs.join("; ");
         }
     }
-    for pointer in ["/error/message", "/title", "/error", "/message"] {
+    // `error_description`: OAuth token endpoints (`{"error":"invalid_grant","error_description":..}`).
+    for pointer in ["/error/message", "/error_description", "/title", "/error", "/message"] {
         if let Some(s) = json.pointer(pointer).and_then(|v| v.as_str()) {
             return s.to_string();
         }

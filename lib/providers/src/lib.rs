@@ -1,10 +1,16 @@
-//! AI providers behind the engine's `Provider` port: the HTTP clients share `http` (one
-//! client, failure classification, streaming downloads), `rate` (per-account budgets) and
-//! `registry` (models, their schemas, and the unified params' mapping).
+//! AI providers behind the engine's `Provider` port: Replicate, fal and Google Veo over
+//! HTTP, and `local` (offline, with ffmpeg). The HTTP clients share `http` (one client,
+//! failure classification, streaming downloads), `rate` (per-account budgets) and `registry`
+//! (models, their schemas, and the unified params' mapping); `config` picks them from the
+//! environment.
 
+pub mod config;
+pub mod fal;
+pub mod google;
 pub mod http;
 pub mod local;
 pub mod rate;
 pub mod registry;
+pub mod replicate;
 
 pub use local::{LocalProvider, LocalProviderSettings, ProviderWebhook};

@@ -210,6 +210,11 @@ impl Provider for LocalProvider {
         &self.models
     }
 
+    /// Its token files (instant: its token map) know every submit that arrived.
+    fn reconciles(&self) -> bool {
+        true
+    }
+
     async fn submit(&self, request: ProviderRequest) -> Result<Submission, ProviderError> {
         let model = self
             .models

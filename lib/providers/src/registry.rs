@@ -39,7 +39,7 @@ pub enum FieldType {
     Url,
     /// A list of media URLs (one input is sent as a one-item list).
     UrlList,
-    /// One of these strings.
+    /// One of these strings (a whole number is taken as its text: fal's `"5"`/`"10"` durations).
     OneOf(&'static [&'static str]),
     /// One of these whole numbers (durations such models accept).
     OneOfInt(&'static [i64]),
@@ -230,10 +230,17 @@ fn conform(ty: FieldType, value: &mut Value, unresolved_ok: bool) -> Result<(), 
                 Err(format!("must be one of {allowed:?}, not {n}"))
             }
         }
-        FieldType::OneOf(allowed) => match value.as_str() {
-            Some(s) if allowed.contains(&s) => Ok(()),
-            _ => Err(format!("must be one of {}, not {value}", allowed.join(", "))),
-        },
+        FieldType::OneOf(allowed) => {
+            if let Some(n) = value.is_number().then(|| to_integer(value).ok()).flatten() {
+                if allowed.contains(&n.to_string().as_str()) {
+                    *value = Value::from(n.to_string());
+                }
+            }
+            match value.as_str() {
+                Some(s) if allowed.contains(&s) => Ok(()),
+                _ => Err(format!("must be one of {}, not {value}", allowed.join(", "))),
+            }
+        }
         FieldType::Url => match value.as_str() {
             Some(s) if is_url(s) => Ok(()),
             _ => Err("must be an http(s) URL or an output of another job".into()),

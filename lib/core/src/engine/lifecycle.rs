@@ -22,6 +22,8 @@ pub(super) enum WorkError {
     },
     /// Over a provider's rate limit: wait, without using up an attempt.
     Throttled { retry_after: Option<Duration> },
+    /// A submit got no answer: it may have reached the provider.
+    Uncertain { message: String },
     /// The engine's own ports failed: let the queue retry the message.
     Engine(EngineError),
 }
@@ -90,6 +92,13 @@ impl Engine {
                     Write::Applied(_) => Ok(Some(Handled::RetryAfter(delay))),
                     Write::Stale => Ok(None),
                 }
+            }
+            Err(WorkError::Uncertain { message }) => {
+                let passing = WorkError::Passing {
+                    message,
+                    retry_after: None,
+                };
+                Box::pin(self.settle(job, Err(passing))).await
             }
             Err(WorkError::Passing { message, retry_after }) if job.attempts < self.settings.max_attempts => {
                 let backoff = self.settings.retry_base * 2u32.saturating_pow(job.attempts.saturating_sub(1));

@@ -24,9 +24,13 @@ impl From<ProviderError> for WorkError {
             },
             ProviderError::Retryable { message, retry_after } => WorkError::Passing { message, retry_after },
             ProviderError::RateLimited { retry_after } => WorkError::Throttled { retry_after },
+            ProviderError::Uncertain(message) => WorkError::Uncertain { message },
         }
     }
 }
+
+/// How often a job whose submit went unanswered looks again for its adoption by callback.
+const ADOPTION_WAIT: Duration = Duration::from_secs(30);
 
 impl Engine {
     /// Submits a claimed provider job. The intent (with its token) is written before the
@@ -41,6 +45,8 @@ impl Engine {
             let message = format!("provider `{}` is not configured on this server", params.provider);
             return self.fail(job.clone(), "provider_unavailable", message).await;
         };
+        // An intent written by this very handler has never been submitted: no need to ask.
+        let fresh_intent = job.provider.is_none();
         let job = match &job.provider {
             Some(_) => job.clone(),
             None => {
@@ -61,6 +67,7 @@ impl Engine {
                     polls: 0,
                     next_poll_at: None,
                     outcome: None,
+                    uncertain_since: None,
                 });
                 match self.store.update_job(job, &next).await? {
                     Write::Applied(job) => job,
@@ -73,16 +80,28 @@ impl Engine {
         };
         let submitted = match &call.provider_job_id {
             Some(id) => Ok((id.clone(), None)),
-            None => self.reconcile_or_submit(&job, params, &call).await,
+            None => self.reconcile_or_submit(&job, params, &call, fresh_intent).await,
         };
         let (provider_job_id, finished) = match submitted {
             Ok(submission) => submission,
+            Err(WorkError::Uncertain { message }) => {
+                // Remembered, so the retry does not submit blindly.
+                let mut next = job.clone();
+                if let Some(c) = next.provider.as_mut() {
+                    c.uncertain_since.get_or_insert(self.now());
+                }
+                return match self.store.update_job(&job, &next).await? {
+                    Write::Applied(job) => self.settle(job, Err(WorkError::Uncertain { message })).await,
+                    Write::Stale => Ok(None),
+                };
+            }
             Err(e) => return self.settle(job, Err(e)).await,
         };
         let now = self.now();
-        let first_poll = match call.completion {
-            Completion::Polling => self.settings.poll_first,
-            Completion::Webhook => self.settings.webhook_grace,
+        // A webhook model on a server providers cannot call back is a polling model.
+        let first_poll = match (&call.completion, &self.settings.callback_base) {
+            (Completion::Webhook, Some(_)) => self.settings.webhook_grace,
+            _ => self.settings.poll_first,
         };
         // An answer adopted from the provider's callback (`adopt_from_callback`) counts too.
         let outcome = finished.and_then(outcome_of).or(call.outcome.clone());
@@ -96,7 +115,14 @@ impl Engine {
         if let Some(c) = next.provider.as_mut() {
             c.provider_job_id = Some(provider_job_id);
             c.submitted_at = Some(now);
-            c.next_poll_at = Some(now + first_poll.as_millis() as i64);
+            // Answered: this handler finishes it now, so the poller must not take it for an
+            // answer whose message was lost (and re-send it) while the output is copied.
+            let next_poll = if answered {
+                self.settings.stale_queued_after
+            } else {
+                first_poll
+            };
+            c.next_poll_at = Some(now + next_poll.as_millis() as i64);
             c.outcome = outcome;
         }
         match self.store.update_job(&job, &next).await? {
@@ -124,15 +150,46 @@ impl Engine {
         job: &Job,
         params: &ProviderParams,
         call: &ProviderCall,
+        fresh_intent: bool,
     ) -> Result<(String, Option<ProviderStatus>), WorkError> {
         let provider = self.provider_of(call)?;
         let request = self.provider_request(job, params, call).await?;
-        if let Some(found) = provider.find(&request).await? {
-            tracing::info!(execution = %job.execution_id, job = %job.id(), "adopted a provider job submitted before a crash");
-            return Ok((found.provider_job_id, found.finished));
+        if !fresh_intent {
+            if let Some(found) = provider.find(&request).await? {
+                tracing::info!(execution = %job.execution_id, job = %job.id(), "adopted a provider job submitted before a crash");
+                return Ok((found.provider_job_id, found.finished));
+            }
+            if let Some(since) = call.uncertain_since.filter(|_| !provider.reconciles()) {
+                return Err(self.unanswered_submit(call, since));
+            }
         }
         let submission = provider.submit(request).await?;
         Ok((submission.provider_job_id, submission.finished))
+    }
+
+    /// A submit went unanswered and the provider cannot be asked whether it arrived: submitting
+    /// again could pay twice. A webhook model waits (without using attempts) for the provider's
+    /// callback to adopt it, until the model's deadline; otherwise the job fails.
+    fn unanswered_submit(&self, call: &ProviderCall, since: crate::domain::Millis) -> WorkError {
+        let deadline = self
+            .providers
+            .get(&call.provider)
+            .and_then(|p| p.models().iter().find(|m| m.id == call.model_id).map(|m| m.deadline))
+            .unwrap_or(DEFAULT_DEADLINE);
+        let can_call_back = call.completion == Completion::Webhook && self.settings.callback_base.is_some();
+        if can_call_back && self.now() - since < deadline.as_millis() as i64 {
+            return WorkError::Throttled {
+                retry_after: Some(ADOPTION_WAIT),
+            };
+        }
+        WorkError::Fatal {
+            code: "submission_unknown",
+            message: format!(
+                "{} may have received this job but did not answer, and cannot be asked; \
+                 it was not submitted again, so it is not paid twice",
+                call.provider
+            ),
+        }
     }
 
     pub(super) fn provider_of(
@@ -280,7 +337,9 @@ impl Engine {
             .ok_or_else(|| refused("provider not configured"))?;
         let callback = provider.verify_callback(headers, body).await?;
         match &call.provider_job_id {
-            Some(id) if *id != callback.provider_job_id => Err(refused("callback for another provider job")),
+            Some(id) if !provider.is_same_job(id, &callback.provider_job_id) => {
+                Err(refused("callback for another provider job"))
+            }
             Some(_) => Ok(self
                 .record_provider_status(&key, Via::Webhook { token }, callback.status)
                 .await?),
@@ -442,7 +501,9 @@ impl Engine {
         let api_key = self.api_key_for(&job, &call.provider).await.unwrap_or_default();
         let status = match provider.status(provider_job_id, api_key.as_ref()).await {
             Ok(status) => status,
-            Err(e @ (ProviderError::Retryable { .. } | ProviderError::RateLimited { .. })) => {
+            Err(
+                e @ (ProviderError::Retryable { .. } | ProviderError::RateLimited { .. } | ProviderError::Uncertain(_)),
+            ) => {
                 tracing::warn!(execution = %key.execution_id, job = %key.job_id, error = %e, "poll failed; will poll again");
                 ProviderStatus::Pending
             }

@@ -1,0 +1,763 @@
+//! fal, through its queue API. A job is a queue request: `POST {queue}/{model_id}` with the
+//! model's own input (and `?fal_webhook=<callback>` for models that complete by webhook),
+//! then `GET …/{owner}/{app}/requests/{id}/status` (202 while queued or running, 200 once
+//! `COMPLETED`) and the result at `…/requests/{id}`. A failed request is `COMPLETED` too: its
+//! result is the model's error (a 422 with `detail`). Webhooks are signed with Ed25519 by keys
+//! fal publishes as a JWKS.
+//!
+//! A job's `provider_job_id` is `{owner}/{app}|{request_id}`: status, result and cancel live
+//! under the app without the model's endpoint path, and `status` is given the id alone. fal's
+//! webhook names the request id alone, hence `is_same_job`.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use ed25519_dalek::{Signature, VerifyingKey};
+use reqwest::header::{HeaderMap, AUTHORIZATION};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use reelay_core::domain::Completion;
+use reelay_core::plan::{MediaKind, Operation, ProviderParams, Secret};
+use reelay_core::ports::{
+    ByteStream, Callback, CallbackError, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus,
+    Submission, DEFAULT_DEADLINE,
+};
+
+use crate::http::{error_message, HttpClient};
+use crate::rate::RateLimiter;
+use crate::registry::{self, Field, FieldType, ModelSpec, Unified};
+
+/// A webhook whose timestamp is further off than this is refused (a replay, or a bad clock).
+const WEBHOOK_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// Kling's durations, in seconds, as the strings its schema takes.
+const KLING_DURATION: FieldType = FieldType::OneOf(&["5", "10"]);
+
+/// The fal models reelay knows, with their input schemas.
+pub const MODELS: &[ModelSpec] = &[
+    ModelSpec {
+        id: "fal-ai/kling-video/v2.1/master/text-to-video",
+        version: None,
+        operations: &[Operation::Generate],
+        output: MediaKind::Video,
+        completion: Completion::Webhook,
+        deadline: DEFAULT_DEADLINE,
+        fields: &[
+            Field::required("prompt", FieldType::String),
+            Field::optional("duration", KLING_DURATION),
+            Field::optional("aspect_ratio", FieldType::OneOf(&["16:9", "9:16", "1:1"])),
+            Field::optional("negative_prompt", FieldType::String),
+            Field::optional("cfg_scale", FieldType::Number),
+        ],
+        mapping: &[
+            (Unified::Prompt, "prompt"),
+            (Unified::Duration, "duration"),
+            (Unified::AspectRatio, "aspect_ratio"),
+        ],
+    },
+    ModelSpec {
+        id: "fal-ai/kling-video/v2.1/standard/image-to-video",
+        version: None,
+        operations: &[Operation::Generate],
+        output: MediaKind::Video,
+        completion: Completion::Webhook,
+        deadline: DEFAULT_DEADLINE,
+        fields: &[
+            Field::required("prompt", FieldType::String),
+            Field::required("image_url", FieldType::Url),
+            Field::optional("duration", KLING_DURATION),
+            Field::optional("negative_prompt", FieldType::String),
+            Field::optional("cfg_scale", FieldType::Number),
+        ],
+        mapping: &[
+            (Unified::Prompt, "prompt"),
+            (Unified::Image, "image_url"),
+            (Unified::Duration, "duration"),
+        ],
+    },
+    // VEED Fabric makes a talking video from a still image and a voice track (not a video).
+    ModelSpec {
+        id: "veed/fabric-1.0",
+        version: None,
+        operations: &[Operation::LipSync],
+        output: MediaKind::Video,
+        completion: Completion::Webhook,
+        deadline: DEFAULT_DEADLINE,
+        fields: &[
+            Field::required("image_url", FieldType::Url),
+            Field::required("audio_url", FieldType::Url),
+            Field::required("resolution", FieldType::OneOf(&["480p", "720p"])),
+        ],
+        mapping: &[
+            (Unified::Image, "image_url"),
+            (Unified::Audio, "audio_url"),
+            (Unified::Resolution, "resolution"),
+        ],
+    },
+    // Lip-syncs an existing video to a voice track: the SDK's chained `lipSync` form.
+    ModelSpec {
+        id: "veed/lipsync",
+        version: None,
+        operations: &[Operation::LipSync],
+        output: MediaKind::Video,
+        completion: Completion::Webhook,
+        deadline: DEFAULT_DEADLINE,
+        fields: &[
+            Field::required("video_url", FieldType::Url),
+            Field::required("audio_url", FieldType::Url),
+        ],
+        mapping: &[(Unified::Video, "video_url"), (Unified::Audio, "audio_url")],
+    },
+    // Images take seconds: polled (see `find` for what that costs when a submit answer is lost).
+    ModelSpec {
+        id: "fal-ai/flux/schnell",
+        version: None,
+        operations: &[Operation::GenerateImage],
+        output: MediaKind::Image,
+        completion: Completion::Polling,
+        deadline: Duration::from_secs(600),
+        fields: &[
+            Field::required("prompt", FieldType::String),
+            Field::optional(
+                "image_size",
+                // A preset name or `{width, height}`.
+                FieldType::Any,
+            ),
+            Field::optional("num_inference_steps", FieldType::Integer),
+            Field::optional("seed", FieldType::Integer),
+            Field::optional("num_images", FieldType::Integer),
+            Field::optional("enable_safety_checker", FieldType::Boolean),
+            Field::optional("output_format", FieldType::OneOf(&["jpeg", "png"])),
+            Field::optional("sync_mode", FieldType::Boolean),
+        ],
+        mapping: &[(Unified::Prompt, "prompt"), (Unified::Seed, "seed")],
+    },
+];
+
+#[derive(Debug, Clone)]
+pub struct FalSettings {
+    /// The queue API (`https://queue.fal.run`).
+    pub queue_base: String,
+    /// Where fal publishes its webhook signing keys.
+    pub jwks_url: String,
+    /// The account's key (`FAL_KEY`); a job's own key wins over it.
+    pub key: Option<Secret>,
+    /// Submissions per window per account, if set. fal caps running requests, not the submit
+    /// rate (requests over the cap wait in its queue), so there is none by default; fal's own
+    /// 429s are honoured all the same.
+    pub rate_limit: Option<(usize, Duration)>,
+    /// How long fetched signing keys are trusted (fal says at most 24 h).
+    pub jwks_max_age: Duration,
+    /// The least time between two key fetches caused by webhooks no known key verifies, so
+    /// that forged calls cannot make us hammer the JWKS.
+    pub jwks_min_refresh: Duration,
+}
+
+impl FalSettings {
+    pub fn new(key: Option<Secret>) -> Self {
+        FalSettings {
+            queue_base: "https://queue.fal.run".into(),
+            jwks_url: "https://rest.alpha.fal.ai/.well-known/jwks.json".into(),
+            key,
+            rate_limit: None,
+            jwks_max_age: Duration::from_secs(24 * 3600),
+            jwks_min_refresh: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct FalProvider {
+    settings: FalSettings,
+    http: HttpClient,
+    models: Vec<ModelInfo>,
+    limiter: Option<RateLimiter>,
+    signing_keys: tokio::sync::Mutex<SigningKeys>,
+}
+
+/// fal's webhook keys as last fetched.
+#[derive(Default)]
+struct SigningKeys {
+    keys: Vec<VerifyingKey>,
+    fetched_at: Option<Instant>,
+    /// The last fetch attempt, successful or not.
+    tried_at: Option<Instant>,
+}
+
+impl SigningKeys {
+    fn verify(&self, message: &[u8], signature: &Signature) -> bool {
+        self.keys.iter().any(|k| k.verify_strict(message, signature).is_ok())
+    }
+}
+
+/// The submit answer (its `status_url`, `response_url` and `cancel_url` are the app's URLs
+/// for this id, which `status` and `cancel` rebuild as fal-client does).
+#[derive(Deserialize)]
+struct Queued {
+    request_id: String,
+}
+
+#[derive(Deserialize)]
+struct QueueState {
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WebhookBody {
+    request_id: String,
+    status: String,
+    #[serde(default)]
+    payload: Value,
+    #[serde(default)]
+    error: Option<String>,
+    /// Why `payload` is missing (too big to send, say): the result endpoint still has it.
+    #[serde(default)]
+    payload_error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+#[derive(Deserialize)]
+struct Jwk {
+    #[serde(default)]
+    kty: String,
+    #[serde(default)]
+    crv: String,
+    #[serde(default)]
+    x: String,
+}
+
+impl FalProvider {
+    pub fn new(settings: FalSettings) -> Result<FalProvider, ProviderError> {
+        Ok(FalProvider {
+            http: HttpClient::new()?,
+            models: MODELS.iter().map(ModelSpec::info).collect(),
+            limiter: settings
+                .rate_limit
+                .map(|(limit, window)| RateLimiter::new(limit, window)),
+            signing_keys: Default::default(),
+            settings,
+        })
+    }
+
+    fn key<'a>(&'a self, key: Option<&'a Secret>) -> Result<&'a Secret, ProviderError> {
+        key.or(self.settings.key.as_ref()).ok_or_else(|| {
+            ProviderError::Fatal("no fal key: configure one, or send one with the request (providerApiKeys.fal)".into())
+        })
+    }
+
+    /// `{queue}/{owner}/{app}/requests/{id}`, the result URL the others hang from.
+    fn request_url(&self, provider_job_id: &str) -> Option<(String, String)> {
+        let (app, request_id) = provider_job_id.rsplit_once('|')?;
+        let safe = |s: &str, extra: char| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c) || c == extra)
+        };
+        if !safe(app, '/') || !safe(request_id, '-') {
+            return None;
+        }
+        let base = self.settings.queue_base.trim_end_matches('/');
+        Some((format!("{base}/{app}/requests/{request_id}"), request_id.to_string()))
+    }
+
+    /// The result of a `COMPLETED` request: its output file, or why it has none.
+    async fn result(
+        &self,
+        url: &str,
+        request_id: &str,
+        key: &Secret,
+        error: Option<String>,
+    ) -> Result<ProviderStatus, ProviderError> {
+        let answer = self
+            .http
+            .answer(
+                self.http.inner().get(url).header(AUTHORIZATION, auth(key)),
+                "fal result",
+            )
+            .await?;
+        if answer.status.is_success() {
+            let result = answer.json();
+            return Ok(match (error, output_file(&result)) {
+                (Some(error), _) => ProviderStatus::Failed {
+                    message: format!("fal request {request_id} failed: {error}"),
+                },
+                (None, Some((output_url, content_type))) => ProviderStatus::Succeeded {
+                    output_url,
+                    content_type,
+                },
+                (None, None) => ProviderStatus::Failed {
+                    message: format!(
+                        "fal request {request_id} gave no output file: {}",
+                        error_message(&result.to_string())
+                    ),
+                },
+            });
+        }
+        let detail = error_message(&String::from_utf8_lossy(&answer.body));
+        match answer.status.as_u16() {
+            404 | 410 => Ok(ProviderStatus::Failed {
+                message: format!(
+                    "the result of fal request {request_id} has expired ({detail}): fal keeps a result 1 hour \
+                     after it completes (6 minutes from 10 KB), and it was not read in time"
+                ),
+            }),
+            408 | 429 | 500..=599 => Err(answer.error("fal result")),
+            // The model's own error (a 422 with the field at fault, a refused prompt).
+            _ => Ok(ProviderStatus::Failed {
+                message: format!("fal request {request_id} failed: {detail}"),
+            }),
+        }
+    }
+
+    /// Accepts a signature made by one of fal's keys. Keys are fetched when none are held or
+    /// they are older than `jwks_max_age`, and again when none verifies (fal rotated them),
+    /// but not more often than `jwks_min_refresh`.
+    async fn check_signature(&self, message: &[u8], signature: &Signature) -> Result<(), CallbackError> {
+        let mut held = self.signing_keys.lock().await;
+        let fresh = held
+            .fetched_at
+            .is_some_and(|at| at.elapsed() < self.settings.jwks_max_age);
+        if fresh && held.verify(message, signature) {
+            return Ok(());
+        }
+        let refused = || CallbackError::Unauthorized("no fal signing key verifies the signature".into());
+        if held
+            .tried_at
+            .is_some_and(|at| at.elapsed() < self.settings.jwks_min_refresh)
+        {
+            return Err(if fresh {
+                refused()
+            } else {
+                CallbackError::Unavailable("fal's signing keys could not be fetched lately".into())
+            });
+        }
+        held.tried_at = Some(Instant::now());
+        let keys = self
+            .fetch_keys()
+            .await
+            .map_err(|e| CallbackError::Unavailable(format!("fal's signing keys could not be fetched: {e}")))?;
+        held.keys = keys;
+        held.fetched_at = Some(Instant::now());
+        if held.verify(message, signature) {
+            Ok(())
+        } else {
+            Err(refused())
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<Vec<VerifyingKey>, ProviderError> {
+        let jwks: Jwks = self
+            .http
+            .json(self.http.inner().get(&self.settings.jwks_url), "fal signing keys")
+            .await?;
+        let keys: Vec<VerifyingKey> = jwks
+            .keys
+            .iter()
+            .filter(|k| k.kty == "OKP" && k.crv == "Ed25519")
+            .filter_map(|k| {
+                // base64url, sometimes padded.
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(k.x.trim_end_matches('='))
+                    .ok()?;
+                VerifyingKey::from_bytes(&<[u8; 32]>::try_from(bytes).ok()?).ok()
+            })
+            .collect();
+        if keys.is_empty() {
+            return Err(ProviderError::Retryable {
+                message: "fal's JWKS holds no Ed25519 key".into(),
+                retry_after: None,
+            });
+        }
+        Ok(keys)
+    }
+}
+
+fn auth(key: &Secret) -> String {
+    format!("Key {}", key.expose())
+}
+
+/// `{owner}/{app}` of a model id: status, result and cancel URLs leave out the endpoint path
+/// (`fal-ai/kling-video/v2.1/…` → `fal-ai/kling-video`); `workflows/` and `comfy/` ids keep
+/// their namespace, as in fal-client.
+fn app_of(model_id: &str) -> &str {
+    let segments = if model_id.starts_with("workflows/") || model_id.starts_with("comfy/") {
+        3
+    } else {
+        2
+    };
+    match model_id.match_indices('/').nth(segments - 1) {
+        Some((at, _)) => &model_id[..at],
+        None => model_id,
+    }
+}
+
+/// The file a result holds: `{"video": {url, content_type}}`, `{"images": [{url}, …]}` (the
+/// first), `{"image"|"audio": …}`.
+fn output_file(result: &Value) -> Option<(String, Option<String>)> {
+    let file = ["video", "image", "audio"]
+        .iter()
+        .find_map(|k| result.get(k).filter(|v| !v.is_null()))
+        .or_else(|| ["images", "videos"].iter().find_map(|k| result.get(k)?.get(0)))?;
+    let url = file.as_str().or_else(|| file.get("url")?.as_str())?;
+    let content_type = file.get("content_type").and_then(Value::as_str).map(String::from);
+    Some((url.to_string(), content_type))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[async_trait]
+impl Provider for FalProvider {
+    fn name(&self) -> &str {
+        "fal"
+    }
+
+    fn models(&self) -> &[ModelInfo] {
+        &self.models
+    }
+
+    fn check_params(&self, params: &ProviderParams) -> Vec<(String, String)> {
+        registry::find(MODELS, &params.model_id)
+            .map(|model| model.check(params))
+            .unwrap_or_default()
+    }
+
+    async fn submit(&self, request: ProviderRequest) -> Result<Submission, ProviderError> {
+        let model_id = &request.params.model_id;
+        let model = registry::find(MODELS, model_id)
+            .ok_or_else(|| ProviderError::Fatal(format!("fal model `{model_id}` is not in reelay's registry")))?;
+        let input = model.input(&request.params).map_err(|problems| {
+            let problems: Vec<String> = problems.into_iter().map(|(_, message)| message).collect();
+            ProviderError::Fatal(problems.join("; "))
+        })?;
+        let key = self.key(request.api_key.as_ref())?;
+        if let Some(limiter) = &self.limiter {
+            limiter.take(request.api_key.as_ref())?;
+        }
+        let base = self.settings.queue_base.trim_end_matches('/');
+        let mut call = self
+            .http
+            .inner()
+            .post(format!("{base}/{}", model.id))
+            .header(AUTHORIZATION, auth(key))
+            .json(&input);
+        if let Some(url) = &request.callback_url {
+            call = call.query(&[("fal_webhook", url)]);
+        }
+        let queued: Queued = self.http.json(call, "fal submit").await?;
+        let provider_job_id = format!("{}|{}", app_of(model.id), queued.request_id);
+        if self.request_url(&provider_job_id).is_none() {
+            return Err(ProviderError::Fatal(format!(
+                "fal answered an unusable request id `{}`",
+                queued.request_id
+            )));
+        }
+        Ok(Submission {
+            provider_job_id,
+            finished: None,
+        })
+    }
+
+    /// Always `None`: fal cannot tell whether a submit whose answer was lost arrived.
+    ///
+    /// Its queue API reads a request only by the id that answer carried, and fal-client lists
+    /// nothing. fal's Platform API lists an endpoint's requests
+    /// (`GET api.fal.ai/v1/models/requests/by-endpoint`), but only finished ones, by time,
+    /// status or request id: nothing of ours (our token rides only on the webhook URL, which
+    /// it does not list), and matching inputs would adopt another job's identical request.
+    ///
+    /// What remains: when a submit reached fal but its answer was lost (a timeout, a reset, a
+    /// 5xx from a gateway after fal queued it), the engine's retry submits again, so fal runs
+    /// and bills the job twice, unless fal's webhook came first. A webhook model's request
+    /// calls back with our token in its URL; if that arrives before the retry (the engine's
+    /// retry delay, seconds), `adopt_from_callback` records it and nothing is sent again; if
+    /// it arrives after, it is refused as another provider job and the retry's request is the
+    /// job's. A video takes minutes, so in practice the window is the whole run of the first
+    /// request; a polling model (`fal-ai/flux/schnell`) has no callback at all.
+    async fn find(&self, _request: &ProviderRequest) -> Result<Option<Submission>, ProviderError> {
+        Ok(None)
+    }
+
+    async fn status(&self, provider_job_id: &str, key: Option<&Secret>) -> Result<ProviderStatus, ProviderError> {
+        // A bare request id was adopted from a webhook, which does not name the app.
+        let (url, request_id) = self.request_url(provider_job_id).ok_or_else(|| {
+            ProviderError::Fatal(format!(
+                "fal request `{provider_job_id}` names no app, so it cannot be read back"
+            ))
+        })?;
+        let key = self.key(key)?;
+        let answer = self
+            .http
+            .answer(
+                self.http
+                    .inner()
+                    .get(format!("{url}/status"))
+                    .header(AUTHORIZATION, auth(key)),
+                "fal status",
+            )
+            .await?;
+        if answer.status.as_u16() == 404 {
+            return Ok(ProviderStatus::Failed {
+                message: format!(
+                    "fal no longer knows request {request_id} ({}): it expired or never existed",
+                    error_message(&String::from_utf8_lossy(&answer.body))
+                ),
+            });
+        }
+        if !answer.status.is_success() {
+            return Err(answer.error("fal status"));
+        }
+        let state: QueueState = serde_json::from_slice(&answer.body).map_err(|e| ProviderError::Retryable {
+            message: format!("fal status: unreadable answer: {e}"),
+            retry_after: None,
+        })?;
+        match state.status.as_str() {
+            "COMPLETED" => self.result(&url, &request_id, key, state.error).await,
+            _ => Ok(ProviderStatus::Pending),
+        }
+    }
+
+    async fn cancel(&self, provider_job_id: &str, key: Option<&Secret>) -> Result<(), ProviderError> {
+        // A request adopted from its webhook had finished: there is nothing to stop.
+        let Some((url, _)) = self.request_url(provider_job_id) else {
+            return Ok(());
+        };
+        let key = self.key(key)?;
+        let answer = self
+            .http
+            .answer(
+                self.http
+                    .inner()
+                    .put(format!("{url}/cancel"))
+                    .header(AUTHORIZATION, auth(key)),
+                "fal cancel",
+            )
+            .await?;
+        // Each answer means there is nothing left to stop, whatever its HTTP code.
+        let said = answer.json()["status"].as_str().map(str::to_owned);
+        match said.as_deref() {
+            Some("OK" | "CANCELLATION_REQUESTED" | "ALREADY_COMPLETED" | "NOT_FOUND") => Ok(()),
+            _ if answer.status.is_success() => Ok(()),
+            _ => Err(answer.error("fal cancel")),
+        }
+    }
+
+    async fn download(&self, output_url: &str, _key: Option<&Secret>) -> Result<ByteStream, ProviderError> {
+        // fal's files are served publicly: the key never goes with them.
+        self.http
+            .download(output_url, HeaderMap::new())
+            .await
+            .map_err(|e| match e {
+                ProviderError::Fatal(m) => ProviderError::Fatal(format!(
+                    "{m} (fal keeps a result's files for a limited time: it may have expired)"
+                )),
+                other => other,
+            })
+    }
+
+    /// fal signs `{request_id}\n{user_id}\n{timestamp}\n{hex(sha256(body))}` with Ed25519
+    /// (`X-Fal-Webhook-*` headers, the signature in hex).
+    async fn verify_callback(&self, headers: &[(String, String)], body: &[u8]) -> Result<Callback, CallbackError> {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .ok_or_else(|| CallbackError::Unauthorized(format!("no {name} header")))
+        };
+        let request_id = header("x-fal-webhook-request-id")?;
+        let user_id = header("x-fal-webhook-user-id")?;
+        let timestamp = header("x-fal-webhook-timestamp")?;
+        let signature = header("x-fal-webhook-signature")?;
+        let at: i64 = timestamp
+            .parse()
+            .map_err(|_| CallbackError::Unauthorized("unreadable webhook timestamp".into()))?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if (now - at).unsigned_abs() > WEBHOOK_TOLERANCE.as_secs() {
+            return Err(CallbackError::Unauthorized(format!(
+                "webhook timestamp is {} s off",
+                now - at
+            )));
+        }
+        let signature = unhex(signature)
+            .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
+            .map(|bytes| Signature::from_bytes(&bytes))
+            .ok_or_else(|| CallbackError::Unauthorized("unreadable webhook signature".into()))?;
+        let message = format!("{request_id}\n{user_id}\n{timestamp}\n{}", hex(&Sha256::digest(body)));
+        self.check_signature(message.as_bytes(), &signature).await?;
+
+        let hook: WebhookBody =
+            serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(format!("fal webhook: {e}")))?;
+        if hook.request_id != request_id {
+            return Err(CallbackError::Unauthorized(
+                "the webhook's body is about another request than its signature".into(),
+            ));
+        }
+        let status = match hook.status.as_str() {
+            "OK" => match output_file(&hook.payload) {
+                Some((output_url, content_type)) => ProviderStatus::Succeeded {
+                    output_url,
+                    content_type,
+                },
+                // Sent without its payload: the poll reads the result instead.
+                None if hook.payload.is_null() && hook.payload_error.is_some() => ProviderStatus::Pending,
+                None => ProviderStatus::Failed {
+                    message: format!(
+                        "fal request {} gave no output file: {}",
+                        hook.request_id,
+                        error_message(&hook.payload.to_string())
+                    ),
+                },
+            },
+            "ERROR" => {
+                let mut message = format!(
+                    "fal request {} failed: {}",
+                    hook.request_id,
+                    hook.error.as_deref().unwrap_or("error")
+                );
+                if !hook.payload.is_null() {
+                    message = format!("{message}: {}", error_message(&hook.payload.to_string()));
+                }
+                ProviderStatus::Failed { message }
+            }
+            other => {
+                return Err(CallbackError::Malformed(format!(
+                    "fal webhook with unknown status `{other}`"
+                )))
+            }
+        };
+        Ok(Callback {
+            provider_job_id: hook.request_id,
+            status,
+        })
+    }
+
+    fn is_same_job(&self, provider_job_id: &str, callback_job_id: &str) -> bool {
+        provider_job_id.rsplit('|').next() == Some(callback_job_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reelay_core::plan::{AspectRatio, MediaRef};
+    use serde_json::json;
+
+    fn params(model_id: &str) -> ProviderParams {
+        ProviderParams {
+            provider: "fal".into(),
+            model_id: model_id.into(),
+            prompt: Some("a fox".into()),
+            duration: None,
+            resolution: None,
+            aspect_ratio: None,
+            seed: None,
+            inputs: Default::default(),
+            unified: true,
+            options: Default::default(),
+            api_key: None,
+        }
+    }
+
+    #[test]
+    fn apps_leave_out_the_endpoint_path() {
+        assert_eq!(
+            app_of("fal-ai/kling-video/v2.1/master/text-to-video"),
+            "fal-ai/kling-video"
+        );
+        assert_eq!(app_of("veed/fabric-1.0"), "veed/fabric-1.0");
+        assert_eq!(app_of("workflows/acme/flow/run"), "workflows/acme/flow");
+    }
+
+    #[test]
+    fn unified_params_reach_kling_as_its_schema_says() {
+        let mut p = params("fal-ai/kling-video/v2.1/master/text-to-video");
+        p.duration = Some(10.0);
+        p.aspect_ratio = Some(AspectRatio { w: 9, h: 16 });
+        let model = registry::find(MODELS, &p.model_id).unwrap();
+        assert_eq!(
+            Value::Object(model.input(&p).unwrap()),
+            json!({"prompt": "a fox", "duration": "10", "aspect_ratio": "9:16"})
+        );
+        p.duration = Some(7.0);
+        assert_eq!(model.check(&p)[0].0, "duration");
+    }
+
+    #[test]
+    fn fabric_takes_an_image_and_a_voice() {
+        let mut p = params("veed/fabric-1.0");
+        p.prompt = None;
+        p.resolution = Some("720p".into());
+        p.inputs
+            .insert("image".into(), MediaRef::Url("https://x/face.png".into()));
+        p.inputs.insert("audioUrl".into(), MediaRef::Job("voice".into()));
+        let model = registry::find(MODELS, &p.model_id).unwrap();
+        assert_eq!(model.check(&p), vec![]);
+        p.inputs.insert("video".into(), MediaRef::Job("scene".into()));
+        assert!(model.check(&p).iter().any(|(f, _)| f == "video"));
+    }
+
+    #[test]
+    fn every_mapping_names_a_field() {
+        for model in MODELS {
+            for (_, field) in model.mapping {
+                assert!(model.fields.iter().any(|f| f.name == *field), "{}: {field}", model.id);
+            }
+        }
+    }
+
+    #[test]
+    fn output_files_are_found_in_each_shape() {
+        let video =
+            json!({"video": {"url": "https://v3.fal.media/a.mp4", "content_type": "video/mp4", "file_size": 1}});
+        assert_eq!(
+            output_file(&video),
+            Some(("https://v3.fal.media/a.mp4".into(), Some("video/mp4".into())))
+        );
+        let images = json!({"images": [{"url": "https://v3.fal.media/a.png", "width": 8}], "seed": 1});
+        assert_eq!(output_file(&images), Some(("https://v3.fal.media/a.png".into(), None)));
+        assert_eq!(output_file(&json!({"detail": "nope"})), None);
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(unhex(&hex(&[0, 15, 255])), Some(vec![0, 15, 255]));
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+
+    #[test]
+    fn callbacks_match_the_recorded_request() {
+        let fal = FalProvider::new(FalSettings::new(None)).unwrap();
+        assert!(fal.is_same_job("fal-ai/kling-video|abc-1", "abc-1"));
+        assert!(fal.is_same_job("abc-1", "abc-1"));
+        assert!(!fal.is_same_job("fal-ai/kling-video|abc-1", "abc-2"));
+        assert_eq!(
+            fal.request_url("fal-ai/kling-video|abc-1").unwrap().0,
+            "https://queue.fal.run/fal-ai/kling-video/requests/abc-1"
+        );
+        assert!(fal.request_url("abc-1").is_none());
+        assert!(fal.request_url("fal-ai/x|a?b").is_none());
+    }
+}

@@ -1,0 +1,945 @@
+//! Replicate: predictions over its HTTP API.
+//!
+//! - **Create.** Official models by name (`POST /v1/models/{owner}/{name}/predictions`),
+//!   others by version (`POST /v1/predictions` with `version`), as the registry entry says.
+//!   The job's callback URL (its query string carries our token) is the prediction's
+//!   `webhook`, for the `completed` event only. Creates spend the account's budget (600 a
+//!   minute) first, so jobs wait rather than meet 429s. With `prefer_wait`, a prediction
+//!   done within that many seconds answers in the create itself.
+//! - **Webhooks** are Standard Webhooks, signed with the account's secret
+//!   (`GET /v1/webhooks/default/secret`), cached and fetched again once when a signature
+//!   does not match (the secret may have rotated). Only the terminal webhook is retried by
+//!   Replicate and duplicates happen, so the engine keeps polling behind them.
+//! - **Outputs** are any JSON: a URL, a list of URLs (the first is taken), or an object (a
+//!   Whisper transcript), which becomes a `data:application/json` URI so the transcript is
+//!   stored like any output. Replicate deletes outputs an hour after a prediction ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use reelay_core::domain::Completion;
+use reelay_core::plan::{MediaKind, Operation, ProviderParams, Secret};
+use reelay_core::ports::{
+    ByteStream, Callback, CallbackError, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus,
+    Submission,
+};
+use reelay_core::time::parse_iso8601;
+use reelay_core::webhooks::signature::{check_timestamp, verify_standard, SignatureError};
+
+use crate::http::{data_uri_type, HttpClient};
+use crate::rate::{account, RateLimiter};
+use crate::registry::{self, Field, FieldType, ModelSpec, Unified};
+
+const MINUTE: u64 = 60;
+
+/// Seedance and MiniMax both take 5 to 10 minutes for a clip on a busy day; a job still
+/// running after half an hour is stuck.
+const VIDEO_DEADLINE: Duration = Duration::from_secs(30 * MINUTE);
+
+const SEEDANCE_RATIOS: &[&str] = &["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21"];
+const NANO_BANANA_RATIOS: &[&str] = &[
+    "match_input_image",
+    "1:1",
+    "2:3",
+    "3:2",
+    "3:4",
+    "4:3",
+    "4:5",
+    "5:4",
+    "9:16",
+    "16:9",
+    "21:9",
+];
+
+/// Replicate's models, with their input schemas as Replicate documents them.
+pub const MODELS: &[ModelSpec] = &[
+    ModelSpec {
+        id: "bytedance/seedance-1-pro",
+        version: None,
+        operations: &[Operation::Generate],
+        output: MediaKind::Video,
+        completion: Completion::Webhook,
+        deadline: VIDEO_DEADLINE,
+        fields: &[
+            Field::required("prompt", FieldType::String),
+            Field::optional("image", FieldType::Url),
+            Field::optional("last_frame_image", FieldType::Url),
+            Field::optional("duration", FieldType::OneOfInt(&[2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])),
+            Field::optional("resolution", FieldType::OneOf(&["480p", "720p", "1080p"])),
+            Field::optional("aspect_ratio", FieldType::OneOf(SEEDANCE_RATIOS)),
+            Field::optional("fps", FieldType::OneOfInt(&[24])),
+            Field::optional("camera_fixed", FieldType::Boolean),
+            Field::optional("seed", FieldType::Integer),
+        ],
+        mapping: &[
+            (Unified::Prompt, "prompt"),
+            (Unified::Image, "image"),
+            (Unified::EndImage, "last_frame_image"),
+            (Unified::Duration, "duration"),
+            (Unified::Resolution, "resolution"),
+            (Unified::AspectRatio, "aspect_ratio"),
+            (Unified::Seed, "seed"),
+        ],
+    },
+    ModelSpec {
+        id: "minimax/video-01",
+        version: None,
+        operations: &[Operation::Generate],
+        output: MediaKind::Video,
+        completion: Completion::Webhook,
+        deadline: VIDEO_DEADLINE,
+        // Always 6 s at 720p: it takes no duration, size or ratio.
+        fields: &[
+            Field::required("prompt", FieldType::String),
+            Field::optional("prompt_optimizer", FieldType::Boolean),
+            Field::optional("first_frame_image", FieldType::Url),
+            Field::optional("subject_reference", FieldType::Url),
+        ],
+        mapping: &[(Unified::Prompt, "prompt"), (Unified::Image, "first_frame_image")],
+    },
+    ModelSpec {
+        id: "google/nano-banana",
+        version: None,
+        operations: &[Operation::GenerateImage],
+        output: MediaKind::Image,
+        completion: Completion::Webhook,
+        deadline: Duration::from_secs(10 * MINUTE),
+        fields: &[
+            Field::required("prompt", FieldType::String),
+            Field::optional("image_input", FieldType::UrlList),
+            Field::optional("aspect_ratio", FieldType::OneOf(NANO_BANANA_RATIOS)),
+            Field::optional("output_format", FieldType::OneOf(&["jpg", "png"])),
+        ],
+        mapping: &[
+            (Unified::Prompt, "prompt"),
+            (Unified::Image, "image_input"),
+            (Unified::AspectRatio, "aspect_ratio"),
+        ],
+    },
+    ModelSpec {
+        id: "openai/whisper",
+        // Not an official model: it is called by version.
+        version: Some("8099696689d249cf8b122d833c36ac3f75505c666a395ca40ef26f68e7d3d16e"),
+        operations: &[Operation::Transcribe],
+        output: MediaKind::Transcript,
+        completion: Completion::Webhook,
+        deadline: Duration::from_secs(30 * MINUTE),
+        fields: &[
+            Field::required("audio", FieldType::Url),
+            Field::optional(
+                "model",
+                FieldType::OneOf(&["tiny", "base", "small", "medium", "large-v1", "large-v2", "large-v3"]),
+            ),
+            Field::optional("transcription", FieldType::OneOf(&["plain text", "srt", "vtt"])),
+            Field::optional("translate", FieldType::Boolean),
+            Field::optional("language", FieldType::String),
+            Field::optional("temperature", FieldType::Number),
+            Field::optional("patience", FieldType::Number),
+            Field::optional("suppress_tokens", FieldType::String),
+            Field::optional("initial_prompt", FieldType::String),
+            Field::optional("condition_on_previous_text", FieldType::Boolean),
+            Field::optional("temperature_increment_on_fallback", FieldType::Number),
+            Field::optional("compression_ratio_threshold", FieldType::Number),
+            Field::optional("logprob_threshold", FieldType::Number),
+            Field::optional("no_speech_threshold", FieldType::Number),
+        ],
+        // Whisper decodes the audio track of a video too, so a video output can be transcribed.
+        mapping: &[
+            (Unified::Audio, "audio"),
+            (Unified::Video, "audio"),
+            (Unified::Prompt, "initial_prompt"),
+        ],
+    },
+];
+
+#[derive(Debug, Clone)]
+pub struct ReplicateSettings {
+    /// `https://api.replicate.com`.
+    pub base_url: String,
+    /// The account's API token. A key sent with the request wins over it.
+    pub api_key: Option<Secret>,
+    /// Creates allowed per account in a window: Replicate's 600 a minute.
+    pub create_limit: (usize, Duration),
+    /// `Prefer: wait=N` on creates (1 to 50 s, under our 60 s call timeout): a prediction
+    /// done within N seconds is answered by the create itself. `None`: answer at once.
+    pub prefer_wait: Option<u32>,
+    /// How far a webhook's timestamp may be from now (Replicate sets none; 300 s is the
+    /// Standard Webhooks advice).
+    pub webhook_tolerance: Duration,
+    /// How far back `find` lists predictions for a create whose answer was lost.
+    pub find_window: Duration,
+}
+
+impl ReplicateSettings {
+    pub fn new(api_key: Option<Secret>) -> Self {
+        ReplicateSettings {
+            base_url: "https://api.replicate.com".into(),
+            api_key,
+            create_limit: (600, Duration::from_secs(60)),
+            prefer_wait: None,
+            webhook_tolerance: Duration::from_secs(300),
+            find_window: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A prediction as Replicate sends it (create, read, list, webhook).
+#[derive(Debug, Clone, Deserialize)]
+struct Prediction {
+    id: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    input: Option<Value>,
+    #[serde(default)]
+    output: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    data_removed: Option<bool>,
+    /// Listings may carry it (unconfirmed); `find` matches on it when they do.
+    #[serde(default)]
+    webhook: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default)]
+    results: Vec<Prediction>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SigningSecret {
+    key: String,
+}
+
+impl Prediction {
+    fn status(&self) -> ProviderStatus {
+        match self.status.as_str() {
+            "succeeded" => match self.output.as_ref().filter(|o| !o.is_null()) {
+                Some(output) => output_status(output),
+                None if self.data_removed == Some(true) => ProviderStatus::Failed {
+                    message: "Replicate removed this prediction's output (it deletes outputs an hour after a \
+                              prediction ends)"
+                        .into(),
+                },
+                None => ProviderStatus::Failed {
+                    message: "the Replicate prediction succeeded without an output".into(),
+                },
+            },
+            "failed" => ProviderStatus::Failed {
+                message: match &self.error {
+                    Some(Value::String(e)) if !e.trim().is_empty() => e.clone(),
+                    Some(e) if !e.is_null() => e.to_string(),
+                    _ => "the Replicate prediction failed".into(),
+                },
+            },
+            "canceled" => ProviderStatus::Failed {
+                message: "the prediction was canceled at Replicate".into(),
+            },
+            "aborted" => ProviderStatus::Failed {
+                message: "Replicate aborted the prediction before it started".into(),
+            },
+            // `starting`, `processing`, and any status added later.
+            _ => ProviderStatus::Pending,
+        }
+    }
+
+    /// The status if the prediction has ended (`None` while it runs).
+    fn finished(&self) -> Option<ProviderStatus> {
+        Some(self.status()).filter(|s| *s != ProviderStatus::Pending)
+    }
+}
+
+/// A model's output as the engine takes it: a URL (the first of a list) or a `data:` URI
+/// passes as it is; anything else (a transcript object, text) becomes a JSON `data:` URI.
+fn output_status(output: &Value) -> ProviderStatus {
+    let is_url = |s: &str| s.starts_with("https://") || s.starts_with("http://") || s.starts_with("data:");
+    let url = match output {
+        Value::String(s) if is_url(s) => Some(s.as_str()),
+        Value::Array(items) => items.first().and_then(Value::as_str).filter(|s| is_url(s)),
+        _ => None,
+    };
+    match url {
+        Some(url) => ProviderStatus::Succeeded {
+            output_url: url.to_string(),
+            content_type: data_uri_type(url),
+        },
+        None if output.as_array().is_some_and(Vec::is_empty) => ProviderStatus::Failed {
+            message: "the Replicate prediction succeeded with an empty output".into(),
+        },
+        None => {
+            let bytes = serde_json::to_vec(output).unwrap_or_default();
+            ProviderStatus::Succeeded {
+                output_url: format!(
+                    "data:application/json;base64,{}",
+                    base64::engine::general_purpose::STANDARD.encode(bytes)
+                ),
+                content_type: Some("application/json".into()),
+            }
+        }
+    }
+}
+
+/// The wait a 429 without `Retry-After` names in its detail, as Django REST framework words
+/// it: "Request was throttled. Expected available in 2 seconds."
+fn throttle_wait(body: &Value) -> Option<Duration> {
+    let detail = body["detail"].as_str()?;
+    let after = detail.split("available in ").nth(1)?;
+    let secs: f64 = after.split_whitespace().next()?.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}
+
+/// The `token` query parameter of a callback URL.
+fn token_of(url: &str) -> Option<&str> {
+    url.split_once('?')?
+        .1
+        .split(['&', '#'])
+        .find_map(|pair| pair.strip_prefix("token="))
+}
+
+/// A webhook signing secret of one account.
+struct CachedSecret {
+    key: String,
+    fetched: Instant,
+}
+
+/// A secret older than this is fetched again at the account's next create, so a rotated
+/// secret of an account we only know through a client's key is picked up.
+const SECRET_MAX_AGE: Duration = Duration::from_secs(3600);
+/// At most one fetch of the secret per this on signature mismatches, so that forged
+/// webhooks cannot make us call Replicate at their pace.
+const SECRET_REFETCH_EVERY: Duration = Duration::from_secs(10);
+/// Replicate's clock and ours may differ; `find` looks this much further back.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// `find` gives up (and the job retries later) rather than page through more than this.
+const MAX_FIND_PAGES: usize = 200;
+
+/// A prediction `find` has seen listed.
+struct Listed {
+    created_ms: i64,
+    prediction: Prediction,
+}
+
+/// What listing one account's predictions has shown, shared by its `find`s so that each
+/// scan reads only what is new since the previous one.
+#[derive(Default)]
+struct Scan {
+    seen: HashMap<String, Listed>,
+    /// Every prediction created between `floor` (ms) and the start of the last complete
+    /// scan is in `seen`.
+    floor: Option<i64>,
+    began: Option<Instant>,
+}
+
+pub struct ReplicateProvider {
+    settings: ReplicateSettings,
+    http: HttpClient,
+    models: Vec<ModelInfo>,
+    creates: RateLimiter,
+    /// Webhook secrets by account (`rate::account`): keys themselves are not kept.
+    secrets: Mutex<HashMap<String, CachedSecret>>,
+    last_refetch: Mutex<Option<Instant>>,
+    scans: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Scan>>>>,
+    /// Predictions known to be a job's (its create answered, or `find` adopted them), by id:
+    /// the job's token. `find` never gives one job another's prediction.
+    owners: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl std::fmt::Debug for ReplicateProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicateProvider")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl ReplicateProvider {
+    pub fn new(mut settings: ReplicateSettings) -> Result<Self, ProviderError> {
+        settings.base_url = settings.base_url.trim_end_matches('/').to_string();
+        settings.prefer_wait = settings.prefer_wait.map(|w| w.clamp(1, 50));
+        Ok(ReplicateProvider {
+            creates: RateLimiter::new(settings.create_limit.0, settings.create_limit.1),
+            models: MODELS.iter().map(ModelSpec::info).collect(),
+            http: HttpClient::new()?,
+            settings,
+            secrets: Mutex::new(HashMap::new()),
+            last_refetch: Mutex::new(None),
+            scans: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The key a call uses: the job's, else the configured one.
+    fn key<'a>(&'a self, key: Option<&'a Secret>) -> Result<&'a Secret, ProviderError> {
+        key.or(self.settings.api_key.as_ref()).ok_or_else(|| {
+            ProviderError::Fatal("no Replicate API token: configure one, or send one with the request".into())
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.settings.base_url)
+    }
+
+    fn spec(&self, model_id: &str) -> Result<&'static ModelSpec, ProviderError> {
+        registry::find(MODELS, model_id)
+            .ok_or_else(|| ProviderError::Fatal(format!("replicate has no model `{model_id}`")))
+    }
+
+    /// The create's path and body for a request.
+    fn create_call(&self, request: &ProviderRequest) -> Result<(String, Value), ProviderError> {
+        let spec = self.spec(&request.params.model_id)?;
+        let input = spec.input(&request.params).map_err(|problems| {
+            let listed: Vec<String> = problems.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+            ProviderError::Fatal(format!("invalid input for `{}`: {}", spec.id, listed.join("; ")))
+        })?;
+        let mut body = json!({ "input": input });
+        if let Some(webhook) = &request.callback_url {
+            body["webhook"] = json!(webhook);
+            body["webhook_events_filter"] = json!(["completed"]);
+        }
+        let path = match spec.version {
+            Some(version) => {
+                body["version"] = json!(version);
+                "/v1/predictions".to_string()
+            }
+            None => format!("/v1/models/{}/predictions", spec.id),
+        };
+        Ok((path, body))
+    }
+
+    fn own(&self, prediction_id: &str, token: &str) {
+        let mut owners = lock(&self.owners);
+        let window = self.settings.find_window + CLOCK_SKEW;
+        owners.retain(|_, (_, at)| at.elapsed() < window);
+        owners.insert(prediction_id.to_string(), (token.to_string(), Instant::now()));
+    }
+
+    /// Fetches the account's webhook secret (`GET /v1/webhooks/default/secret`) and caches it.
+    async fn fetch_secret(&self, key: &Secret) -> Result<String, ProviderError> {
+        let request = self
+            .http
+            .inner()
+            .get(self.url("/v1/webhooks/default/secret"))
+            .bearer_auth(key.expose());
+        let secret: SigningSecret = self.http.json(request, "replicate webhook secret").await?;
+        lock(&self.secrets).insert(
+            account(Some(key)),
+            CachedSecret {
+                key: secret.key.clone(),
+                fetched: Instant::now(),
+            },
+        );
+        Ok(secret.key)
+    }
+
+    /// Makes sure the webhooks of predictions created with `key` can be checked: with a
+    /// client's key, this is the only time we can fetch its account's secret.
+    async fn remember_secret(&self, key: &Secret) {
+        let fresh = lock(&self.secrets)
+            .get(&account(Some(key)))
+            .is_some_and(|s| s.fetched.elapsed() < SECRET_MAX_AGE);
+        if !fresh {
+            if let Err(e) = self.fetch_secret(key).await {
+                // Its webhook will be refused; polling completes the job all the same.
+                tracing::warn!(error = %e, "could not fetch Replicate's webhook secret");
+            }
+        }
+    }
+
+    /// The configured account's secret fetched again, unless one was fetched moments ago.
+    async fn refetch_secret(&self) -> Result<Option<String>, ProviderError> {
+        let Some(key) = &self.settings.api_key else {
+            return Ok(None);
+        };
+        {
+            let mut last = lock(&self.last_refetch);
+            if last.is_some_and(|t| t.elapsed() < SECRET_REFETCH_EVERY) {
+                return Ok(None);
+            }
+            *last = Some(Instant::now());
+        }
+        self.fetch_secret(key).await.map(Some)
+    }
+
+    fn scan_of(&self, key: &Secret) -> Arc<tokio::sync::Mutex<Scan>> {
+        lock(&self.scans).entry(account(Some(key))).or_default().clone()
+    }
+
+    /// Brings `scan` up to date: lists predictions newest first until it meets one an
+    /// earlier complete scan saw, or one created before `since` (ms).
+    async fn rescan(&self, scan: &mut Scan, key: &Secret, since: i64) -> Result<(), ProviderError> {
+        let began = Instant::now();
+        // An older floor is needed: page down to it without stopping at what was seen.
+        let deeper = scan.floor.is_none_or(|floor| since < floor);
+        let mut found = Vec::new();
+        let mut url = self.url("/v1/predictions");
+        for _ in 0..MAX_FIND_PAGES {
+            let request = self.http.inner().get(&url).bearer_auth(key.expose());
+            let page: Page = self.http.json(request, "replicate list").await?;
+            let mut done = page.next.is_none();
+            for prediction in page.results {
+                let created_ms = prediction
+                    .created_at
+                    .as_deref()
+                    .and_then(parse_iso8601)
+                    .unwrap_or(i64::MAX);
+                if created_ms < since || (!deeper && scan.seen.contains_key(&prediction.id)) {
+                    done = true;
+                    continue;
+                }
+                found.push(Listed { created_ms, prediction });
+            }
+            match page.next {
+                // Our key goes with it: follow only Replicate's own pages.
+                Some(next) if !next.starts_with(&format!("{}/", self.settings.base_url)) => {
+                    return Err(ProviderError::Retryable {
+                        message: "replicate list: a next page on another host".into(),
+                        retry_after: None,
+                    })
+                }
+                Some(next) if !done => url = next,
+                _ => {
+                    // Only a complete scan counts: a partial one would leave a gap below it.
+                    scan.seen
+                        .extend(found.into_iter().map(|l| (l.prediction.id.clone(), l)));
+                    scan.floor = Some(if deeper { since } else { scan.floor.unwrap_or(since) });
+                    scan.began = Some(began);
+                    let horizon = now_ms() - (self.settings.find_window + CLOCK_SKEW).as_millis() as i64;
+                    scan.seen.retain(|_, l| l.created_ms >= horizon);
+                    scan.floor = scan.floor.map(|f| f.max(horizon));
+                    return Ok(());
+                }
+            }
+        }
+        Err(ProviderError::Retryable {
+            message: format!("replicate list: more than {MAX_FIND_PAGES} pages of recent predictions"),
+            retry_after: None,
+        })
+    }
+
+    /// Whether a listed prediction is the one `request` created.
+    fn is_ours(&self, listed: &Prediction, request: &ProviderRequest, spec: &ModelSpec, input: &Value) -> bool {
+        if let Some(webhook) = &listed.webhook {
+            return token_of(webhook) == Some(request.token.as_str());
+        }
+        let same_model = match spec.version {
+            Some(version) => listed.version.as_deref() == Some(version),
+            None => listed.model.as_deref() == Some(spec.id),
+        };
+        let owned_by_other = lock(&self.owners)
+            .get(&listed.id)
+            .is_some_and(|(token, _)| *token != request.token);
+        same_model && !owned_by_other && listed.input.as_ref() == Some(input)
+    }
+}
+
+#[async_trait]
+impl Provider for ReplicateProvider {
+    fn name(&self) -> &str {
+        "replicate"
+    }
+
+    fn models(&self) -> &[ModelInfo] {
+        &self.models
+    }
+
+    /// Its prediction listing is the lookup (`find`'s doc says where it falls short).
+    fn reconciles(&self) -> bool {
+        true
+    }
+
+    fn check_params(&self, params: &ProviderParams) -> Vec<(String, String)> {
+        registry::find(MODELS, &params.model_id)
+            .map(|spec| spec.check(params))
+            .unwrap_or_default()
+    }
+
+    async fn submit(&self, request: ProviderRequest) -> Result<Submission, ProviderError> {
+        let (path, body) = self.create_call(&request)?;
+        let key = self.key(request.api_key.as_ref())?;
+        if request.callback_url.is_some() {
+            self.remember_secret(key).await;
+        }
+        self.creates.take(request.api_key.as_ref())?;
+        let mut call = self
+            .http
+            .inner()
+            .post(self.url(&path))
+            .bearer_auth(key.expose())
+            .json(&body);
+        if let Some(wait) = self.settings.prefer_wait {
+            call = call.header("Prefer", format!("wait={wait}"));
+        }
+        let answer = self.http.answer(call, "replicate create").await?;
+        if !answer.status.is_success() {
+            return Err(match answer.error("replicate create") {
+                ProviderError::RateLimited { retry_after: None } => ProviderError::RateLimited {
+                    retry_after: throttle_wait(&answer.json()),
+                },
+                other => other,
+            });
+        }
+        // Created, but unreadable: a retry's `find` adopts it.
+        let prediction: Prediction = serde_json::from_slice(&answer.body).map_err(|e| ProviderError::Retryable {
+            message: format!("replicate create: unreadable answer: {e}"),
+            retry_after: None,
+        })?;
+        self.own(&prediction.id, &request.token);
+        Ok(Submission {
+            finished: prediction.finished(),
+            provider_job_id: prediction.id,
+        })
+    }
+
+    /// Finds the prediction `request` created, if a create reached Replicate: lists the
+    /// account's predictions newest first and takes the one whose `webhook` carries the
+    /// request's token or, when listings leave webhooks out (unconfirmed), the first of the
+    /// same model with the identical input that no other job of this process owns. The engine
+    /// asks before every submit, so one scan serves concurrent calls and reads only what was
+    /// created since the last: about one list page per batch.
+    ///
+    /// What stays unreconciled:
+    /// - creates older than `find_window` (1 h), or than the execution (its id is a UUIDv7),
+    ///   less a minute for clock skew: they are not looked for;
+    /// - without webhooks in listings: a prediction whose input Replicate already removed (an
+    ///   hour after it ended) is not recognised, and jobs of different processes with
+    ///   identical inputs may both adopt one prediction (same input, equivalent output);
+    /// - a create still on its way when the list is read, which takes a create that our
+    ///   60 s call timeout gave up on and Replicate had not yet received.
+    async fn find(&self, request: &ProviderRequest) -> Result<Option<Submission>, ProviderError> {
+        let called = Instant::now();
+        let spec = self.spec(&request.params.model_id)?;
+        let Ok(input) = self.create_call(request).map(|(_, body)| body["input"].clone()) else {
+            // Its input cannot be made, so it was never created.
+            return Ok(None);
+        };
+        let key = self.key(request.api_key.as_ref())?;
+        let window_start = now_ms() - self.settings.find_window.as_millis() as i64;
+        let execution_start = uuid::Uuid::parse_str(&request.job.execution_id)
+            .ok()
+            .and_then(|id| id.get_timestamp())
+            .map(|ts| ts.to_unix())
+            .map_or(window_start, |(secs, nanos)| {
+                secs as i64 * 1000 + (nanos / 1_000_000) as i64
+            });
+        let since = execution_start.max(window_start) - CLOCK_SKEW.as_millis() as i64;
+        let scan = self.scan_of(key);
+        let mut scan = scan.lock().await;
+        // A scan that began after this call covers every create made before it.
+        let current = scan.began.is_some_and(|b| b >= called) && scan.floor.is_some_and(|f| f <= since);
+        if !current {
+            self.rescan(&mut scan, key, since).await?;
+        }
+        let mut ours: Vec<&Listed> = scan
+            .seen
+            .values()
+            .filter(|l| l.created_ms >= since && self.is_ours(&l.prediction, request, spec, &input))
+            .collect();
+        // The first create, should a retry have made more.
+        ours.sort_by_key(|l| l.created_ms);
+        let Some(found) = ours.first() else {
+            return Ok(None);
+        };
+        self.own(&found.prediction.id, &request.token);
+        Ok(Some(Submission {
+            provider_job_id: found.prediction.id.clone(),
+            finished: found.prediction.finished(),
+        }))
+    }
+
+    async fn status(&self, provider_job_id: &str, key: Option<&Secret>) -> Result<ProviderStatus, ProviderError> {
+        let path = prediction_path(provider_job_id, "")?;
+        let request = self
+            .http
+            .inner()
+            .get(self.url(&path))
+            .bearer_auth(self.key(key)?.expose());
+        let prediction: Prediction = self.http.json(request, "replicate read").await?;
+        Ok(prediction.status())
+    }
+
+    async fn cancel(&self, provider_job_id: &str, key: Option<&Secret>) -> Result<(), ProviderError> {
+        let path = prediction_path(provider_job_id, "/cancel")?;
+        let request = self
+            .http
+            .inner()
+            .post(self.url(&path))
+            .bearer_auth(self.key(key)?.expose());
+        self.http.send(request, "replicate cancel").await.map(|_| ())
+    }
+
+    /// Outputs on `replicate.delivery` need no key; files served by the API itself do. The
+    /// key is never sent to any other host.
+    async fn download(&self, output_url: &str, key: Option<&Secret>) -> Result<ByteStream, ProviderError> {
+        let mut headers = HeaderMap::new();
+        if output_url.starts_with(&format!("{}/", self.settings.base_url)) {
+            let value = HeaderValue::from_str(&format!("Bearer {}", self.key(key)?.expose()))
+                .map_err(|_| ProviderError::Fatal("the Replicate API token is not a valid header value".into()))?;
+            headers.insert(AUTHORIZATION, value);
+        }
+        self.http.download(output_url, headers).await.map_err(|e| match e {
+            ProviderError::Fatal(message) if !output_url.starts_with("data:") => ProviderError::Fatal(format!(
+                "could not copy Replicate's output ({message}); Replicate deletes outputs an hour after a \
+                 prediction ends, so it has most likely expired"
+            )),
+            other => other,
+        })
+    }
+
+    async fn verify_callback(&self, headers: &[(String, String)], body: &[u8]) -> Result<Callback, CallbackError> {
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let (Some(id), Some(timestamp), Some(signatures)) = (
+            header("webhook-id"),
+            header("webhook-timestamp"),
+            header("webhook-signature"),
+        ) else {
+            return Err(CallbackError::Unauthorized(
+                "missing webhook-id, webhook-timestamp or webhook-signature".into(),
+            ));
+        };
+        let now = (now_ms() / 1000, self.settings.webhook_tolerance.as_secs() as i64);
+        let refused = |e: SignatureError| CallbackError::Unauthorized(e.to_string());
+        check_timestamp(timestamp, now.0, now.1).map_err(refused)?;
+        let verify = |secret: &str| verify_standard(secret, id, timestamp, signatures, body, now.0, now.1);
+        let known: Vec<String> = lock(&self.secrets).values().map(|s| s.key.clone()).collect();
+        if !known.iter().any(|secret| verify(secret).is_ok()) {
+            // Never fetched, or rotated since: fetch the configured account's once more.
+            match self.refetch_secret().await {
+                Ok(Some(secret)) => verify(&secret).map_err(refused)?,
+                Ok(None) => return Err(refused(SignatureError::Mismatch)),
+                Err(e) if known.is_empty() => {
+                    return Err(CallbackError::Unavailable(format!(
+                        "cannot fetch the signing secret: {e}"
+                    )))
+                }
+                Err(_) => return Err(refused(SignatureError::Mismatch)),
+            }
+        }
+        let prediction: Prediction = serde_json::from_slice(body)
+            .map_err(|e| CallbackError::Malformed(format!("not a Replicate prediction: {e}")))?;
+        Ok(Callback {
+            status: prediction.status(),
+            provider_job_id: prediction.id,
+        })
+    }
+}
+
+/// `/v1/predictions/{id}{suffix}`, for ids Replicate could have made (never a path of our choosing).
+fn prediction_path(id: &str, suffix: &str) -> Result<String, ProviderError> {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(ProviderError::Fatal(format!("`{id}` is not a Replicate prediction id")));
+    }
+    Ok(format!("/v1/predictions/{id}{suffix}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reelay_core::domain::JobKey;
+    use reelay_core::plan::{AspectRatio, MediaRef};
+
+    fn prediction(value: Value) -> Prediction {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn params(model: &str) -> ProviderParams {
+        ProviderParams {
+            provider: "replicate".into(),
+            model_id: model.into(),
+            prompt: Some("a fox".into()),
+            duration: None,
+            resolution: None,
+            aspect_ratio: None,
+            seed: None,
+            inputs: Default::default(),
+            unified: true,
+            options: Default::default(),
+            api_key: None,
+        }
+    }
+
+    fn request(params: ProviderParams, callback: Option<&str>) -> ProviderRequest {
+        ProviderRequest {
+            job: JobKey {
+                execution_id: "e".into(),
+                job_id: "j".into(),
+            },
+            operation: Operation::Generate,
+            params,
+            token: "t0k".into(),
+            api_key: None,
+            callback_url: callback.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn outputs_of_every_shape() {
+        let done = |output: Value| prediction(json!({"id": "p", "status": "succeeded", "output": output})).status();
+        assert_eq!(
+            done(json!("https://replicate.delivery/x/out.mp4")),
+            ProviderStatus::Succeeded {
+                output_url: "https://replicate.delivery/x/out.mp4".into(),
+                content_type: None
+            }
+        );
+        assert_eq!(
+            done(json!(["https://r.d/1.png", "https://r.d/2.png"])),
+            ProviderStatus::Succeeded {
+                output_url: "https://r.d/1.png".into(),
+                content_type: None
+            }
+        );
+        assert_eq!(
+            done(json!("data:image/png;base64,iVBO")),
+            ProviderStatus::Succeeded {
+                output_url: "data:image/png;base64,iVBO".into(),
+                content_type: Some("image/png".into())
+            }
+        );
+        let ProviderStatus::Succeeded {
+            output_url,
+            content_type,
+        } = done(json!({"transcription": "hello", "segments": []}))
+        else {
+            panic!("an object is an output")
+        };
+        assert_eq!(content_type.as_deref(), Some("application/json"));
+        let b64 = output_url.strip_prefix("data:application/json;base64,").unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&decoded).unwrap(),
+            json!({"transcription": "hello", "segments": []})
+        );
+        assert!(matches!(done(json!([])), ProviderStatus::Failed { .. }));
+        assert!(matches!(done(Value::Null), ProviderStatus::Failed { .. }));
+        let removed = prediction(json!({"id": "p", "status": "succeeded", "output": null, "data_removed": true}));
+        assert!(matches!(removed.status(), ProviderStatus::Failed { message } if message.contains("an hour")));
+    }
+
+    #[test]
+    fn statuses() {
+        let status = |s: &str, error: Value| prediction(json!({"id": "p", "status": s, "error": error})).status();
+        assert_eq!(status("starting", Value::Null), ProviderStatus::Pending);
+        assert_eq!(status("processing", Value::Null), ProviderStatus::Pending);
+        assert_eq!(status("queued-someday", Value::Null), ProviderStatus::Pending);
+        assert_eq!(
+            status("failed", json!("CUDA out of memory")),
+            ProviderStatus::Failed {
+                message: "CUDA out of memory".into()
+            }
+        );
+        assert!(
+            matches!(status("canceled", Value::Null), ProviderStatus::Failed { message } if message.contains("canceled"))
+        );
+        assert!(
+            matches!(status("aborted", Value::Null), ProviderStatus::Failed { message } if message.contains("aborted"))
+        );
+        assert_eq!(prediction(json!({"id": "p", "status": "processing"})).finished(), None);
+    }
+
+    #[test]
+    fn creates_by_model_name_or_by_version() {
+        let provider = ReplicateProvider::new(ReplicateSettings::new(None)).unwrap();
+        let mut p = params("bytedance/seedance-1-pro");
+        p.duration = Some(5.0);
+        p.aspect_ratio = Some(AspectRatio { w: 9, h: 16 });
+        p.inputs
+            .insert("image".into(), MediaRef::Url("https://x/first.png".into()));
+        let (path, body) = provider
+            .create_call(&request(p, Some("https://us/api/webhooks/job/r?token=t0k")))
+            .unwrap();
+        assert_eq!(path, "/v1/models/bytedance/seedance-1-pro/predictions");
+        assert_eq!(
+            body,
+            json!({"input": {"prompt": "a fox", "duration": 5, "aspect_ratio": "9:16", "image": "https://x/first.png"},
+                   "webhook": "https://us/api/webhooks/job/r?token=t0k", "webhook_events_filter": ["completed"]})
+        );
+        let mut p = params("openai/whisper");
+        p.prompt = None;
+        p.inputs.insert("audio".into(), MediaRef::Url("https://x/a.mp3".into()));
+        let (path, body) = provider.create_call(&request(p, None)).unwrap();
+        assert_eq!(path, "/v1/predictions");
+        assert_eq!(body["version"].as_str().unwrap().len(), 64);
+        assert_eq!(body["input"], json!({"audio": "https://x/a.mp3"}));
+        assert!(body.get("webhook").is_none());
+        // Bad input is the job's fault, named field by field.
+        let mut p = params("minimax/video-01");
+        p.duration = Some(6.0);
+        let Err(ProviderError::Fatal(message)) = provider.create_call(&request(p, None)) else {
+            panic!("minimax takes no duration")
+        };
+        assert!(message.contains("duration"), "{message}");
+    }
+
+    #[test]
+    fn a_throttled_answer_names_its_wait() {
+        let wait = |detail: &str| throttle_wait(&json!({ "detail": detail }));
+        assert_eq!(
+            wait("Request was throttled. Expected available in 2 seconds."),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            wait("Request was throttled. Expected available in 1 second."),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(wait("Request was throttled."), None);
+        assert_eq!(throttle_wait(&Value::Null), None);
+    }
+
+    #[test]
+    fn tokens_ride_on_callback_urls() {
+        assert_eq!(token_of("https://us/api/webhooks/job/r?token=abc"), Some("abc"));
+        assert_eq!(token_of("https://us/x?a=1&token=abc&b=2"), Some("abc"));
+        assert_eq!(token_of("https://us/x?a=1"), None);
+        assert_eq!(token_of("https://us/x"), None);
+        assert!(prediction_path("../../v1/account", "").is_err());
+        assert_eq!(
+            prediction_path("ufawqhfynnddngldkgtslldrkq", "/cancel").unwrap(),
+            "/v1/predictions/ufawqhfynnddngldkgtslldrkq/cancel"
+        );
+    }
+
+    #[test]
+    fn keys_stay_out_of_debug_output() {
+        let provider = ReplicateProvider::new(ReplicateSettings::new(Some(Secret::new("r8_secret_value")))).unwrap();
+        assert!(!format!("{provider:?}").contains("r8_secret_value"));
+    }
+
+    #[test]
+    fn every_model_is_well_formed() {
+        for spec in MODELS {
+            for (_, field) in spec.mapping {
+                assert!(spec.fields.iter().any(|f| f.name == *field), "{}: {field}", spec.id);
+            }
+            if let Some(version) = spec.version {
+                assert!(version.len() == 64 && version.chars().all(|c| c.is_ascii_hexdigit()));
+            }
+        }
+    }
+}
