@@ -465,16 +465,6 @@ async fn a_submit_whose_answer_was_lost_is_adopted_from_its_webhook() {
     app.stop().await;
 }
 
-/// The interpreter of the venv `make deps` builds (with `fal-client`).
-fn python() -> std::path::PathBuf {
-    if let Ok(python) = std::env::var("REELAY_TEST_PYTHON") {
-        return python.into();
-    }
-    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(venv.exists(), "{} is missing: run `make deps`", venv.display());
-    venv
-}
-
 /// A webhook as received: headers (lower-case names), body.
 type Hook = (Vec<(String, String)>, Vec<u8>);
 
@@ -504,7 +494,7 @@ async fn the_official_fal_client_drives_the_fake() {
     tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/fal_client.py");
-    let out = tokio::process::Command::new(python())
+    let out = tokio::process::Command::new(support::python())
         .arg(script)
         .args([fake.url.as_str(), "client-key", hook.as_str()])
         .output()

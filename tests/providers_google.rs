@@ -552,16 +552,6 @@ async fn params_outside_the_models_schema_answer_400() {
     app.stop().await;
 }
 
-/// The interpreter of the venv `make deps` builds (with google-genai).
-fn python() -> std::path::PathBuf {
-    if let Ok(python) = std::env::var("REELAY_TEST_PYTHON") {
-        return python.into();
-    }
-    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(venv.exists(), "{} is missing: run `make deps`", venv.display());
-    venv
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn googles_own_client_drives_the_fake() {
     let fake = FakeGoogle::start().await;
@@ -579,7 +569,7 @@ async fn googles_own_client_drives_the_fake() {
     let png = dir.path().join("still.png");
     std::fs::write(&png, fake_google::png().await).unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/google_client.py");
-    let out = tokio::process::Command::new(python())
+    let out = tokio::process::Command::new(support::python())
         .arg(script)
         .args([fake.base.as_str(), KEY])
         .arg(&account)

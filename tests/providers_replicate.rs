@@ -658,16 +658,6 @@ async fn a_thousand_jobs_within_600_a_minute_all_complete_each_created_once() {
     app.stop().await;
 }
 
-/// The interpreter of the venv `make deps` builds (with `replicate`).
-fn python() -> std::path::PathBuf {
-    if let Ok(python) = std::env::var("REELAY_TEST_PYTHON") {
-        return python.into();
-    }
-    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(venv.exists(), "{} is missing: run `make deps`", venv.display());
-    venv
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_client_runs_against_the_fake() {
     let fake = FakeReplicate::start(Knobs {
@@ -680,7 +670,7 @@ async fn the_official_python_client_runs_against_the_fake() {
     .await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/replicate_client.py");
     let base_url = fake.base_url.clone();
-    let out = tokio::process::Command::new(python())
+    let out = tokio::process::Command::new(support::python())
         .arg(&script)
         .arg(&base_url)
         .arg(CONFIGURED)

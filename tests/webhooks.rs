@@ -129,16 +129,6 @@ async fn delivery_until(app: &App, id: &str, what: &str, check: impl Fn(&Value) 
     app.until(ACME, id, what, |s| check(&s["webhook"])).await["webhook"].clone()
 }
 
-/// The interpreter of the venv `make deps` builds (with `standardwebhooks`).
-fn python() -> std::path::PathBuf {
-    if let Ok(python) = std::env::var("REELAY_TEST_PYTHON") {
-        return python.into();
-    }
-    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(venv.exists(), "{} is missing: run `make deps`", venv.display());
-    venv
-}
-
 /// Verifies a received webhook with the `standardwebhooks` package; its verdict.
 fn verified_by_standardwebhooks(hit: &Hit, secret: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
@@ -155,7 +145,7 @@ body = open(sys.argv[1] + "/body", "rb").read()
 headers = json.load(open(sys.argv[1] + "/headers.json"))
 Webhook(sys.argv[2]).verify(body, headers)
 "#;
-    let out = std::process::Command::new(python())
+    let out = std::process::Command::new(support::python())
         .args(["-c", script, dir.path().to_str().unwrap(), secret])
         .output()
         .unwrap();

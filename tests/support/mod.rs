@@ -174,3 +174,14 @@ pub fn failing_image_job(id: &str, reason: &str) -> Value {
 pub fn scene(id: &str) -> Value {
     json!({"id": id, "type": "generate", "params": {"provider": "local", "modelId": "video", "prompt": id, "duration": 1, "aspectRatio": "16:9", "resolution": "240p"}})
 }
+
+/// The interpreter of the venv `make deps` builds (the PyPI packages the tests run against
+/// our output: standardwebhooks and the providers' official clients).
+pub fn python() -> std::path::PathBuf {
+    if let Ok(python) = std::env::var("REELAY_TEST_PYTHON") {
+        return python.into();
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(venv.exists(), "{} is missing: run `make deps`", venv.display());
+    venv
+}
