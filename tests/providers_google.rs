@@ -18,6 +18,7 @@ use fake_google::{FakeGoogle, Outcome};
 use reelay_core::domain::JobKey;
 use reelay_core::plan::{Operation, ProviderParams, Secret};
 use reelay_core::ports::{Provider, ProviderError, ProviderRequest, ProviderStatus};
+use reelay_core::webhooks::address::AddressPolicy;
 use reelay_local::HostedProviders;
 use reelay_providers::google::{GoogleApi, GoogleProvider, GoogleSettings, VertexSettings};
 use support::{spawn_app_with, App, ACME};
@@ -32,7 +33,13 @@ fn gemini(fake_base: &str, key: Option<&str>) -> GoogleSettings {
     settings.api = GoogleApi::Gemini {
         base: format!("{fake_base}/v1beta"),
     };
+    // The fake serves input images on loopback, which production refuses.
+    settings.media_addresses = loopback_allowed();
     settings
+}
+
+fn loopback_allowed() -> AddressPolicy {
+    AddressPolicy::with_allowed("127.0.0.0/8").unwrap()
 }
 
 fn vertex(fake: &FakeGoogle, account: String, storage_uri: Option<&str>) -> GoogleSettings {
@@ -44,6 +51,7 @@ fn vertex(fake: &FakeGoogle, account: String, storage_uri: Option<&str>) -> Goog
         storage_base: fake.base.clone(),
         storage_uri: storage_uri.map(str::to_string),
     });
+    settings.media_addresses = loopback_allowed();
     settings
 }
 
@@ -77,6 +85,35 @@ fn job<'a>(status: &'a Value, id: &str) -> &'a Value {
         .iter()
         .find(|j| j["id"] == id)
         .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_images_at_internal_addresses_are_refused() {
+    let fake = FakeGoogle::start().await;
+    fake.add_api_key(KEY);
+    let image = fake.asset("still.png", fake_google::png().await);
+    let mut settings = gemini(&fake.base, Some(KEY));
+    // Production's policy: a client's URL must not reach our own network.
+    settings.media_addresses = AddressPolicy::strict();
+    let app = app_with(settings).await;
+    for url in [
+        image.clone(),
+        "http://169.254.169.254/latest/meta-data/x.png".to_string(),
+    ] {
+        let mut job = veo_job("veo", GEMINI_MODEL, "a fox");
+        job["params"]["image"] = json!(url);
+        let id = app.submit(ACME, &json!({"jobs": [job]})).await;
+        let status = app.ended(ACME, &id).await;
+        assert_eq!(status["status"], "failed", "{status}");
+        let error = status["error"].as_str().unwrap();
+        assert!(error.contains("refused"), "{url}: {error}");
+    }
+    assert!(
+        fake.calls("GET", "/assets/").is_empty(),
+        "the guard let a fetch through"
+    );
+    assert!(fake.calls("POST", ":predictLongRunning").is_empty());
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use reelay_core::plan::Secret;
 use reelay_core::ports::Provider;
+use reelay_core::webhooks::address::AddressPolicy;
 
 use crate::fal::{FalProvider, FalSettings};
 use crate::google::{GoogleProvider, GoogleSettings};
@@ -27,7 +28,11 @@ pub const VARIABLES: [&str; 10] = [
 
 /// The providers `lookup` (the environment, or a test's map) configures. `REELAY_PROVIDERS`
 /// (comma-separated names, or `none`) picks them; all by default.
-pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Vec<Arc<dyn Provider>>, String> {
+/// `media_addresses`: where providers that fetch a client's input media themselves may reach.
+pub fn from_env(
+    lookup: impl Fn(&str) -> Option<String>,
+    media_addresses: &AddressPolicy,
+) -> Result<Vec<Arc<dyn Provider>>, String> {
     let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
     let secret = |name: &str| var(name).map(Secret::new);
     let chosen = var("REELAY_PROVIDERS").unwrap_or_else(|| "replicate,fal,google-cloud".into());
@@ -78,6 +83,10 @@ pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Vec<Arc<dyn P
                         settings
                     }
                 };
+                let settings = GoogleSettings {
+                    media_addresses: media_addresses.clone(),
+                    ..settings
+                };
                 Arc::new(GoogleProvider::new(settings).map_err(|e| failed(&e))?)
             }
             other => {
@@ -98,7 +107,8 @@ mod tests {
     fn names(env: &[(&str, &str)]) -> Result<Vec<String>, String> {
         let env: std::collections::HashMap<String, String> =
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        from_env(|k| env.get(k).cloned()).map(|ps| ps.iter().map(|p| p.name().to_string()).collect())
+        from_env(|k| env.get(k).cloned(), &AddressPolicy::strict())
+            .map(|ps| ps.iter().map(|p| p.name().to_string()).collect())
     }
 
     #[test]

@@ -22,6 +22,7 @@ use reelay_core::ports::{
     ByteStream, Callback, CallbackError, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus,
     Submission,
 };
+use reelay_core::webhooks::address::AddressPolicy;
 
 use crate::http::HttpClient;
 use crate::rate::{self, RateLimiter};
@@ -70,6 +71,9 @@ pub struct GoogleSettings {
     pub rate: (usize, Duration),
     /// The largest input image fetched and sent inline.
     pub max_image_bytes: usize,
+    /// Which addresses input images may be fetched from (they are client URLs: no internal
+    /// address, unless allowed for development).
+    pub media_addresses: AddressPolicy,
 }
 
 impl GoogleSettings {
@@ -82,6 +86,7 @@ impl GoogleSettings {
             key,
             rate: (10, Duration::from_secs(60)),
             max_image_bytes: 20 * MB,
+            media_addresses: AddressPolicy::strict(),
         }
     }
 
@@ -98,6 +103,7 @@ impl GoogleSettings {
             key: service_account,
             rate: (10, Duration::from_secs(60)),
             max_image_bytes: 20 * MB,
+            media_addresses: AddressPolicy::strict(),
         }
     }
 }
@@ -207,6 +213,8 @@ const TOKEN_AUDIENCE: &str = "https://oauth2.googleapis.com/token";
 pub struct GoogleProvider {
     settings: GoogleSettings,
     http: HttpClient,
+    /// Fetches input images from the URLs clients gave, through the address guard.
+    media: HttpClient,
     models: &'static [ModelSpec],
     infos: Vec<ModelInfo>,
     rate: RateLimiter,
@@ -230,6 +238,7 @@ impl GoogleProvider {
         };
         Ok(GoogleProvider {
             http: HttpClient::new()?,
+            media: HttpClient::guarded(settings.media_addresses.clone())?,
             models,
             infos: models.iter().map(ModelSpec::info).collect(),
             rate: RateLimiter::new(settings.rate.0, settings.rate.1),
@@ -371,7 +380,7 @@ impl GoogleProvider {
     async fn inline_image(&self, field: &str, url: &str) -> Result<Value, ProviderError> {
         let what = format!("input `{field}` download");
         let max = self.settings.max_image_bytes;
-        let mut stream = self.http.fetch(url, HeaderMap::new(), &what).await?;
+        let mut stream = self.media.fetch(url, HeaderMap::new(), &what).await?;
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| ProviderError::Retryable {

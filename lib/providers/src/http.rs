@@ -2,6 +2,7 @@
 //! engine acts on (fatal, retryable, rate-limited), and streaming downloads (`data:` URIs
 //! included), so that an output is never held whole in memory.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -13,6 +14,8 @@ use serde::de::DeserializeOwned;
 
 use reelay_core::ports::{ByteStream, ProviderError};
 use reelay_core::time::parse_retry_after;
+use reelay_core::webhooks::address::AddressPolicy;
+use reelay_webhook_http::GuardedResolver;
 
 /// One HTTP client for a provider (connection pool, timeouts).
 #[derive(Clone)]
@@ -20,6 +23,8 @@ pub struct HttpClient {
     client: reqwest::Client,
     /// Follows no redirect itself: downloads follow them hop by hop (see `fetch`).
     no_redirects: reqwest::Client,
+    /// For URLs a client gave: every hop must be an address this permits.
+    guard: Option<AddressPolicy>,
 }
 
 /// Redirects a download follows.
@@ -29,19 +34,38 @@ const MAX_REDIRECTS: usize = 10;
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl HttpClient {
+    /// A client for the provider's own API.
     pub fn new() -> Result<HttpClient, ProviderError> {
+        Self::build(None)
+    }
+
+    /// A client for URLs a client gave (input media fetched here): it reaches only the
+    /// addresses `policy` permits, checked on the resolved address and on every redirect, and
+    /// ignores proxies (which would resolve past the guard).
+    pub fn guarded(policy: AddressPolicy) -> Result<HttpClient, ProviderError> {
+        Self::build(Some(policy))
+    }
+
+    fn build(guard: Option<AddressPolicy>) -> Result<HttpClient, ProviderError> {
         let build = |redirects: reqwest::redirect::Policy| {
-            reqwest::Client::builder()
+            let mut builder = reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .read_timeout(CALL_TIMEOUT)
                 .user_agent(concat!("reelay/", env!("CARGO_PKG_VERSION")))
-                .redirect(redirects)
+                .redirect(redirects);
+            if let Some(policy) = &guard {
+                builder = builder
+                    .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
+                    .no_proxy();
+            }
+            builder
                 .build()
                 .map_err(|e| ProviderError::Fatal(format!("cannot build an HTTP client: {e}")))
         };
         Ok(HttpClient {
             client: build(reqwest::redirect::Policy::default())?,
             no_redirects: build(reqwest::redirect::Policy::none())?,
+            guard,
         })
     }
 
@@ -100,6 +124,12 @@ impl HttpClient {
         let origin = next.origin();
         let mut hops = 0;
         let response = loop {
+            // A literal address skips the resolver: check every hop's URL too.
+            if let Some(policy) = &self.guard {
+                policy
+                    .check_url(next.as_str())
+                    .map_err(|e| ProviderError::Fatal(format!("{what}: refused: {e}")))?;
+            }
             let mut request = self.no_redirects.get(next.clone());
             if next.origin() == origin {
                 request = request.headers(headers.clone());
@@ -167,6 +197,9 @@ async fn accepted(response: Response, what: &str) -> Result<Response, ProviderEr
 /// (a timeout, a reset): the provider may have acted on it.
 fn transport_error(what: &str, e: &reqwest::Error) -> ProviderError {
     // reqwest's message names the URL, never headers (keys travel in headers).
+    if let Some(why) = reelay_webhook_http::refusal(e) {
+        return ProviderError::Fatal(format!("{what}: refused: {why}"));
+    }
     if e.is_connect() {
         return ProviderError::Retryable {
             message: format!("{what} failed: {e}"),

@@ -90,8 +90,8 @@ fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, TransportError>
 }
 
 fn classify_error(err: reqwest::Error) -> TransportError {
-    if let Some(refusal) = find_source::<NonPublicHost>(&err) {
-        return TransportError::Refused(refusal.to_string());
+    if let Some(why) = refusal(&err) {
+        return TransportError::Refused(why);
     }
     if err.is_timeout() {
         return TransportError::Timeout;
@@ -107,6 +107,12 @@ fn classify_error(err: reqwest::Error) -> TransportError {
     TransportError::Connect(msg)
 }
 
+/// The guard's refusal inside a reqwest error (a host resolving only to forbidden
+/// addresses), as its message: such a failure is final, not a network hiccup.
+pub fn refusal(err: &reqwest::Error) -> Option<String> {
+    find_source::<NonPublicHost>(err).map(|r| r.to_string())
+}
+
 fn find_source<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a E> {
     let mut current = Some(err);
     while let Some(e) = current {
@@ -118,9 +124,19 @@ fn find_source<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> 
     None
 }
 
-/// Resolves with the system resolver and keeps only the addresses the policy permits.
-struct GuardedResolver {
+/// Resolves with the system resolver and keeps only the addresses the policy permits. Any
+/// client that fetches a URL a client gave (webhooks here, input media in the providers)
+/// resolves through it.
+pub struct GuardedResolver {
     policy: Arc<AddressPolicy>,
+}
+
+impl GuardedResolver {
+    pub fn new(policy: AddressPolicy) -> GuardedResolver {
+        GuardedResolver {
+            policy: Arc::new(policy),
+        }
+    }
 }
 
 impl Resolve for GuardedResolver {
@@ -150,7 +166,7 @@ impl fmt::Display for NonPublicHost {
         let addrs: Vec<String> = self.addrs.iter().map(|a| a.ip().to_string()).collect();
         write!(
             f,
-            "webhook host {} resolves only to non-public addresses ({})",
+            "host {} resolves only to non-public addresses ({})",
             self.host,
             addrs.join(", ")
         )
@@ -176,7 +192,7 @@ mod tests {
         assert!(refusal.addrs.iter().all(|a| a.ip().is_loopback()), "{refusal}");
         let msg = refusal.to_string();
         assert!(
-            msg.starts_with("webhook host localhost resolves only to non-public addresses ("),
+            msg.starts_with("host localhost resolves only to non-public addresses ("),
             "{msg}"
         );
         assert!(refusal.addrs.iter().all(|a| msg.contains(&a.ip().to_string())), "{msg}");
