@@ -327,12 +327,11 @@ async fn a_crash_between_release_and_send_is_repaired_by_the_retry_and_by_the_sw
     }
 }
 
-#[tokio::test]
-async fn a_submit_that_reached_the_provider_before_a_crash_is_adopted_not_repeated() {
-    let h = harness(&[]);
+/// A runner claimed job `a`, wrote its intent (as the engine does: a submit may be on its
+/// way), submitted... and died before recording the answer. Its lease then lapses.
+async fn crash_after_submitting(h: &Harness) -> String {
     let id = h.submit(json!({"jobs": [generate("a", &[])]})).await;
     let key = key(&id, "a");
-    // The runner claimed the job, wrote its intent, submitted... and died before recording.
     let queued = h.store.job(&key).await.unwrap().unwrap();
     let mut claimed = queued.clone();
     claimed.status = JobStatus::Running;
@@ -347,7 +346,7 @@ async fn a_submit_that_reached_the_provider_before_a_crash_is_adopted_not_repeat
         polls: 0,
         next_poll_at: None,
         outcome: None,
-        uncertain_since: None,
+        uncertain_since: Some(h.clock.now()),
     });
     let Write::Applied(claimed) = h.store.update_job(&queued, &claimed).await.unwrap() else {
         panic!("claim")
@@ -375,6 +374,13 @@ async fn a_submit_that_reached_the_provider_before_a_crash_is_adopted_not_repeat
     h.queue.retry_later(&d.receipt, Duration::ZERO).await.unwrap();
     h.clock.advance(Duration::from_secs(61));
     h.drain(Delivery::Once).await;
+    id
+}
+
+#[tokio::test]
+async fn a_submit_that_reached_the_provider_before_a_crash_is_adopted_not_repeated() {
+    let h = harness(&[]);
+    let id = crash_after_submitting(&h).await;
     // The status poll finishes the adopted prediction.
     h.clock.advance(Duration::from_secs(10));
     h.engine.poll_due(10).await.unwrap();
@@ -385,6 +391,17 @@ async fn a_submit_that_reached_the_provider_before_a_crash_is_adopted_not_repeat
         jobs["a"].provider.as_ref().unwrap().provider_job_id.as_deref(),
         Some(format!("{id}/a").as_str())
     );
+    h.assert_each_submitted_once(&id, 1);
+}
+
+#[tokio::test]
+async fn a_crash_mid_submit_to_a_provider_that_cannot_be_asked_is_not_paid_twice() {
+    let h = harness(&[]);
+    h.provider.blind();
+    let id = crash_after_submitting(&h).await;
+    let (execution, jobs) = h.execution(&id).await;
+    assert_eq!(execution.status, ExecutionStatus::Failed);
+    assert_eq!(jobs["a"].error.as_ref().unwrap().code, "submission_unknown");
     h.assert_each_submitted_once(&id, 1);
 }
 

@@ -485,14 +485,12 @@ impl Provider for FalProvider {
     /// status or request id: nothing of ours (our token rides only on the webhook URL, which
     /// it does not list), and matching inputs would adopt another job's identical request.
     ///
-    /// What remains: when a submit reached fal but its answer was lost (a timeout, a reset, a
-    /// 5xx from a gateway after fal queued it), the engine's retry submits again, so fal runs
-    /// and bills the job twice, unless fal's webhook came first. A webhook model's request
-    /// calls back with our token in its URL; if that arrives before the retry (the engine's
-    /// retry delay, seconds), `adopt_from_callback` records it and nothing is sent again; if
-    /// it arrives after, it is refused as another provider job and the retry's request is the
-    /// job's. A video takes minutes, so in practice the window is the whole run of the first
-    /// request; a polling model (`fal-ai/flux/schnell`) has no callback at all.
+    /// So `reconciles` is false, and the engine does not repeat a submit that went out
+    /// unanswered (`ProviderError::Uncertain`): a webhook model's job waits for fal's callback,
+    /// whose URL carries our token, to adopt the request (`adopt_from_callback`); a polling
+    /// model's job (`fal-ai/flux/schnell`) fails as `submission_unknown` rather than pay twice.
+    /// What remains: a gateway 5xx after fal had queued the request reads as "not accepted"
+    /// and is submitted again.
     async fn find(&self, _request: &ProviderRequest) -> Result<Option<Submission>, ProviderError> {
         Ok(None)
     }

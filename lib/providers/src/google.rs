@@ -511,11 +511,10 @@ impl Provider for GoogleProvider {
     /// Google's, `predictLongRunning` takes no client-chosen id or idempotency key, and an
     /// operation does not echo its request. So this finds only operations this process
     /// started and got the name of (kept for an hour, by job token), e.g. when recording the
-    /// name failed. Left open: a submit whose answer never arrived (a timeout or a dropped
-    /// connection after Google accepted it), or whose process died before the name was
-    /// recorded, is submitted again and the first operation runs unobserved, and is paid.
-    /// That window is one submit call: from Google accepting the request to the engine
-    /// writing its answer, at most the call timeout (60 s).
+    /// name failed. A submit whose answer never arrived (a timeout, a dropped connection) is
+    /// `ProviderError::Uncertain`, and since `reconciles` is false the engine fails the job
+    /// (`submission_unknown`) rather than submit again. Left open: a process that died after
+    /// Google accepted the request and before the name was recorded; its retry submits again.
     async fn find(&self, request: &ProviderRequest) -> Result<Option<Submission>, ProviderError> {
         let started = self.started.lock().unwrap_or_else(|p| p.into_inner());
         Ok(started.get(&request.token).map(|(name, _)| Submission {

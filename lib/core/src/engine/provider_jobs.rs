@@ -29,6 +29,16 @@ impl From<ProviderError> for WorkError {
     }
 }
 
+/// What became of an attempt to get a job to its provider.
+enum Submitted {
+    /// The provider has it (submitted now, or found from an earlier attempt).
+    Accepted(String, Option<ProviderStatus>),
+    /// The provider answered and did not take it: nothing waits there.
+    Refused(WorkError),
+    /// Anything else (no answer, the inputs, a lookup that failed).
+    Failed(WorkError),
+}
+
 /// How often a job whose submit went unanswered looks again for its adoption by callback.
 const ADOPTION_WAIT: Duration = Duration::from_secs(30);
 
@@ -67,7 +77,8 @@ impl Engine {
                     polls: 0,
                     next_poll_at: None,
                     outcome: None,
-                    uncertain_since: None,
+                    // A submit may be on its way from here on; cleared if the provider refuses.
+                    uncertain_since: Some(self.now()),
                 });
                 match self.store.update_job(job, &next).await? {
                     Write::Applied(job) => job,
@@ -78,24 +89,33 @@ impl Engine {
         let Some(call) = job.provider.clone() else {
             return Ok(None);
         };
+        // Whether an earlier attempt may have reached the provider (before this one re-arms).
+        let earlier_uncertain = if fresh_intent { None } else { call.uncertain_since };
+        let job = if call.provider_job_id.is_none() && call.uncertain_since.is_none() {
+            match self.set_uncertain(&job, Some(self.now())).await? {
+                Some(job) => job,
+                None => return Ok(None),
+            }
+        } else {
+            job
+        };
         let submitted = match &call.provider_job_id {
-            Some(id) => Ok((id.clone(), None)),
-            None => self.reconcile_or_submit(&job, params, &call, fresh_intent).await,
+            Some(id) => Submitted::Accepted(id.clone(), None),
+            None => {
+                self.reconcile_or_submit(&job, params, &call, fresh_intent, earlier_uncertain)
+                    .await
+            }
         };
         let (provider_job_id, finished) = match submitted {
-            Ok(submission) => submission,
-            Err(WorkError::Uncertain { message }) => {
-                // Remembered, so the retry does not submit blindly.
-                let mut next = job.clone();
-                if let Some(c) = next.provider.as_mut() {
-                    c.uncertain_since.get_or_insert(self.now());
+            Submitted::Accepted(id, finished) => (id, finished),
+            // Nothing reached the provider: a retry may submit without asking.
+            Submitted::Refused(e) => {
+                return match self.set_uncertain(&job, None).await? {
+                    Some(job) => self.settle(job, Err(e)).await,
+                    None => Ok(None),
                 }
-                return match self.store.update_job(&job, &next).await? {
-                    Write::Applied(job) => self.settle(job, Err(WorkError::Uncertain { message })).await,
-                    Write::Stale => Ok(None),
-                };
             }
-            Err(e) => return self.settle(job, Err(e)).await,
+            Submitted::Failed(e) => return self.settle(job, Err(e)).await,
         };
         let now = self.now();
         // A webhook model on a server providers cannot call back is a polling model.
@@ -145,26 +165,52 @@ impl Engine {
         }
     }
 
+    /// Records whether a submit may be on its way (`Some`: since when); `None` if the job moved.
+    async fn set_uncertain(&self, job: &Job, since: Option<crate::domain::Millis>) -> Result<Option<Job>, EngineError> {
+        let mut next = job.clone();
+        if let Some(c) = next.provider.as_mut() {
+            c.uncertain_since = since;
+        }
+        Ok(match self.store.update_job(job, &next).await? {
+            Write::Applied(job) => Some(job),
+            Write::Stale => None,
+        })
+    }
+
     async fn reconcile_or_submit(
         &self,
         job: &Job,
         params: &ProviderParams,
         call: &ProviderCall,
         fresh_intent: bool,
-    ) -> Result<(String, Option<ProviderStatus>), WorkError> {
-        let provider = self.provider_of(call)?;
-        let request = self.provider_request(job, params, call).await?;
+        earlier_uncertain: Option<crate::domain::Millis>,
+    ) -> Submitted {
+        let provider = match self.provider_of(call) {
+            Ok(p) => p,
+            Err(e) => return Submitted::Failed(e),
+        };
+        let request = match self.provider_request(job, params, call).await {
+            Ok(r) => r,
+            Err(e) => return Submitted::Failed(e),
+        };
         if !fresh_intent {
-            if let Some(found) = provider.find(&request).await? {
-                tracing::info!(execution = %job.execution_id, job = %job.id(), "adopted a provider job submitted before a crash");
-                return Ok((found.provider_job_id, found.finished));
+            match provider.find(&request).await {
+                Ok(Some(found)) => {
+                    tracing::info!(execution = %job.execution_id, job = %job.id(), "adopted a provider job submitted before a crash");
+                    return Submitted::Accepted(found.provider_job_id, found.finished);
+                }
+                Ok(None) => {}
+                Err(e) => return Submitted::Failed(e.into()),
             }
-            if let Some(since) = call.uncertain_since.filter(|_| !provider.reconciles()) {
-                return Err(self.unanswered_submit(call, since));
+            if let Some(since) = earlier_uncertain.filter(|_| !provider.reconciles()) {
+                return Submitted::Failed(self.unanswered_submit(call, since));
             }
         }
-        let submission = provider.submit(request).await?;
-        Ok((submission.provider_job_id, submission.finished))
+        match provider.submit(request).await {
+            Ok(submission) => Submitted::Accepted(submission.provider_job_id, submission.finished),
+            Err(e @ ProviderError::Uncertain(_)) => Submitted::Failed(e.into()),
+            Err(e) => Submitted::Refused(e.into()),
+        }
     }
 
     /// A submit went unanswered and the provider cannot be asked whether it arrived: submitting
