@@ -305,9 +305,7 @@ async fn provider_callback(
         .collect();
     let token = query.token.unwrap_or_default();
     let recorded = state.engine.provider_callback(&record, &token, &headers, &body).await?;
-    Ok(Json(
-        json!({ "received": true, "recorded": format!("{recorded:?}").to_lowercase() }),
-    ))
+    Ok(Json(json!({ "received": true, "recorded": recorded.name() })))
 }
 
 async fn no_route(uri: axum::http::Uri) -> ApiError {

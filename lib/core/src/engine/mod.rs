@@ -189,6 +189,16 @@ pub enum Recorded {
     Ignored,
 }
 
+impl Recorded {
+    pub fn name(self) -> &'static str {
+        match self {
+            Recorded::Outcome => "outcome",
+            Recorded::Rescheduled => "rescheduled",
+            Recorded::Ignored => "ignored",
+        }
+    }
+}
+
 pub struct Engine {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
