@@ -13,7 +13,7 @@
 //!   ```ignore
 //!   contract_tests!(sqlite, LocalBackend::new,
 //!       [store, executions, watchers, deliveries, keys, queue, queue_strict, blobs]);
-//!   contract_tests!(aws, AwsBackend::from_env, [store, queue, blobs]);
+//!   contract_tests!(aws, AwsBackend::new, [store, executions, watchers, deliveries, keys, queue, blobs]);
 //!   ```
 //!
 //!   `$make` is anything callable as `$make().await` that returns a fresh `Backend`: one
@@ -187,13 +187,13 @@ pub const LONG: Duration = Duration::from_secs(600);
 /// How long a receive that expects a message may wait for it.
 const SOME_WAIT: Duration = Duration::from_secs(5);
 /// A base time for the store cases (they pass time explicitly).
-const T0: Millis = 1_700_000_000_000;
+pub const T0: Millis = 1_700_000_000_000;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------------------
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
 }
 
@@ -225,7 +225,7 @@ fn spec(id: &str, depends_on: &[&str]) -> JobSpec {
 
 /// An execution and its jobs as the engine creates them: roots queued, the rest waiting,
 /// children wired, counters from the statuses.
-fn plan(execution_id: &str, jobs: &[(&str, &[&str])]) -> (Execution, Vec<Job>) {
+pub fn plan(execution_id: &str, jobs: &[(&str, &[&str])]) -> (Execution, Vec<Job>) {
     let specs: Vec<_> = jobs.iter().map(|(id, deps)| spec(id, deps)).collect();
     let out = Job::for_plan(execution_id, &specs, T0);
     let execution = execution_of(execution_id, &out);
@@ -289,7 +289,7 @@ fn provider_call(next_poll_at: Option<Millis>) -> ProviderCall {
     }
 }
 
-fn key(execution_id: &str, job_id: &str) -> JobKey {
+pub fn key(execution_id: &str, job_id: &str) -> JobKey {
     JobKey {
         execution_id: execution_id.to_string(),
         job_id: job_id.to_string(),

@@ -1,0 +1,541 @@
+//! The port contract (`contract/mod.rs`) run against the AWS adapters (`reelay-aws`: DynamoDB
+//! store and key store, SQS queue, S3 blobs) on a moto server, plus what only the AWS adapters
+//! do (multipart uploads, CDN URLs, batches over 10, unreadable bodies, TTL, plan size).
+//!
+//! Each case gets its own moto (`aws/moto.rs`, ~1 s to start, DynamoDB requests serialised so
+//! races have one winner as on AWS) with a fresh table, queue and bucket. Every group runs but
+//! `queue_strict`: SQS standard queues do not promise its ordering and stale receipts.
+
+// `queue_strict`'s cases do not run here.
+#[allow(dead_code)]
+#[path = "contract/mod.rs"]
+mod contract;
+
+#[path = "aws/moto.rs"]
+mod moto;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::config::Credentials;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use contract::Backend;
+use moto::Moto;
+use reelay_aws::{DynamoSettings, DynamoStore, S3Blobs, S3Settings, SqsQueue, SqsSettings};
+use reelay_core::domain::JobKey;
+use reelay_core::ports::{BlobError, Blobs, ByteStream, KeyStore, Message, Queue, Store};
+
+/// One isolated AWS world: a moto server with one table, one queue and one bucket.
+struct AwsBackend {
+    config: SdkConfig,
+    table: String,
+    queue_url: String,
+    bucket: String,
+    clients: Option<Clients>,
+    /// Last, so it is dropped (killed) after the clients.
+    moto: Moto,
+}
+
+struct Clients {
+    store: Arc<DynamoStore>,
+    queue: Arc<SqsQueue>,
+    blobs: Arc<S3Blobs>,
+}
+
+fn name(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+impl AwsBackend {
+    async fn new() -> AwsBackend {
+        let moto = Moto::start();
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+            .load()
+            .await;
+
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&config)
+                .endpoint_url(&moto.url)
+                .build(),
+        );
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(name("reelay-jobs"))
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url()
+            .expect("queue url")
+            .to_string();
+        let bucket = name("reelay-blobs");
+        admin_s3(&config, &moto.url)
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("create bucket");
+
+        let mut backend = AwsBackend {
+            config,
+            table: name("reelay"),
+            queue_url,
+            bucket,
+            clients: None,
+            moto,
+        };
+        backend.connect();
+        backend.dynamo().create_table().await.expect("create table");
+        backend
+    }
+
+    fn dynamo(&self) -> DynamoStore {
+        DynamoStore::new(
+            &self.config,
+            DynamoSettings {
+                table: self.table.clone(),
+                endpoint_url: Some(self.moto.url.clone()),
+                retention: Duration::from_secs(30 * 24 * 3600),
+            },
+        )
+    }
+
+    fn s3_settings(&self) -> S3Settings {
+        S3Settings {
+            bucket: self.bucket.clone(),
+            url_expiry: Duration::from_secs(600),
+            cdn_base: None,
+            endpoint_url: Some(self.moto.url.clone()),
+        }
+    }
+
+    fn connect(&mut self) {
+        let queue = SqsQueue::new(
+            &self.config,
+            SqsSettings {
+                queue_url: self.queue_url.clone(),
+                endpoint_url: Some(self.moto.url.clone()),
+            },
+        );
+        let blobs = S3Blobs::new(&self.config, self.s3_settings());
+        self.clients = Some(Clients {
+            store: Arc::new(self.dynamo()),
+            queue: Arc::new(queue),
+            blobs: Arc::new(blobs),
+        });
+    }
+
+    fn clients(&self) -> &Clients {
+        self.clients.as_ref().expect("clients")
+    }
+
+    fn s3(&self) -> aws_sdk_s3::Client {
+        admin_s3(&self.config, &self.moto.url)
+    }
+}
+
+fn admin_s3(config: &SdkConfig, endpoint: &str) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+#[async_trait]
+impl Backend for AwsBackend {
+    fn store(&self) -> Arc<dyn Store> {
+        self.clients().store.clone()
+    }
+
+    fn keys(&self) -> Arc<dyn KeyStore> {
+        self.clients().store.clone()
+    }
+
+    fn queue(&self) -> Arc<dyn Queue> {
+        self.clients().queue.clone()
+    }
+
+    fn blobs(&self) -> Arc<dyn Blobs> {
+        self.clients().blobs.clone()
+    }
+
+    async fn advance(&self, by: Duration) {
+        // SQS (and moto) run on real time; a little slack for its clock.
+        tokio::time::sleep(by + Duration::from_millis(200)).await;
+    }
+
+    async fn reopen(&mut self) {
+        self.clients = None;
+        self.connect();
+    }
+
+    async fn read_url(&self, url: &str) -> Vec<u8> {
+        let prefix = format!("{}/{}/", self.moto.url, self.bucket);
+        assert!(url.starts_with(&prefix), "{url} is not a path-style URL into {prefix}");
+        assert!(url.contains("X-Amz-Signature="), "{url} is not presigned");
+        let response = reqwest::get(url).await.expect("GET the presigned URL");
+        assert!(response.status().is_success(), "GET {url}: {}", response.status());
+        response.bytes().await.expect("body").to_vec()
+    }
+
+    async fn blob_listing(&self) -> Vec<String> {
+        let s3 = self.s3();
+        let mut keys = Vec::new();
+        let objects = s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .expect("list objects");
+        keys.extend(objects.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        let uploads = s3
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .expect("list multipart uploads");
+        for upload in uploads.uploads() {
+            keys.push(format!(
+                "{} (multipart upload {} in progress)",
+                upload.key().unwrap_or_default(),
+                upload.upload_id().unwrap_or_default()
+            ));
+        }
+        keys.sort();
+        keys
+    }
+
+    // moto's queue is one process: a short poll sees every visible message, so no wait is
+    // needed (real SQS would want about a second here).
+}
+
+contract_tests!(
+    aws,
+    AwsBackend::new,
+    [store, executions, watchers, deliveries, keys, queue, blobs]
+);
+
+// ---------------------------------------------------------------------------------------
+// AWS only
+// ---------------------------------------------------------------------------------------
+
+fn chunks_of(total: usize, chunk: usize) -> (Vec<Bytes>, Vec<u8>) {
+    let all: Vec<u8> = (0..total).map(|i| (i % 251) as u8 ^ (i / 4096) as u8).collect();
+    (all.chunks(chunk).map(Bytes::copy_from_slice).collect(), all)
+}
+
+fn stream_of(chunks: Vec<Result<Bytes, std::io::Error>>) -> ByteStream {
+    Box::pin(futures::stream::iter(chunks))
+}
+
+async fn read_all(mut body: ByteStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        out.extend_from_slice(&chunk.expect("chunk"));
+    }
+    out
+}
+
+fn job(id: &str) -> Message {
+    Message::Job(JobKey {
+        execution_id: "ex".into(),
+        job_id: id.into(),
+    })
+}
+
+/// A body over one part goes up as a multipart upload of 8 MiB parts (the last smaller),
+/// whatever the stream's chunking, and reads back whole with its content type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_s3_large_put_is_a_multipart_upload() {
+    let backend = AwsBackend::new().await;
+    let blobs = backend.blobs();
+    let total = 2 * reelay_aws::blobs::PART_SIZE + 123_457;
+    let (chunks, expected) = chunks_of(total, 1_000_003);
+    let key = "executions/ex/jobs/a/output.mp4";
+    let stored = blobs
+        .put(key, "video/mp4", stream_of(chunks.into_iter().map(Ok).collect()))
+        .await
+        .unwrap();
+    assert_eq!(stored.size, total as u64);
+    assert!(read_all(blobs.get(key).await.unwrap()).await == expected);
+
+    let head = backend
+        .s3()
+        .head_object()
+        .bucket(&backend.bucket)
+        .key(key)
+        .part_number(1)
+        .send()
+        .await
+        .expect("head part 1");
+    assert_eq!(head.parts_count(), Some(3), "three parts");
+    assert_eq!(head.content_length(), Some(reelay_aws::blobs::PART_SIZE as i64));
+    let head = backend
+        .s3()
+        .head_object()
+        .bucket(&backend.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("video/mp4"));
+    assert_eq!(backend.blob_listing().await, [key]);
+}
+
+/// A stream failing after some parts went up aborts the upload: nothing is left, and the
+/// object already under the key is intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_s3_failed_multipart_upload_is_aborted() {
+    let backend = AwsBackend::new().await;
+    let blobs = backend.blobs();
+    let key = "outputs/big.mp4";
+    blobs
+        .put(key, "video/mp4", stream_of(vec![Ok(Bytes::from_static(b"old"))]))
+        .await
+        .unwrap();
+    let (chunks, _) = chunks_of(2 * reelay_aws::blobs::PART_SIZE + 10, 1 << 20);
+    let mut failing: Vec<Result<Bytes, std::io::Error>> = chunks.into_iter().map(Ok).collect();
+    failing.push(Err(std::io::Error::other("the source hung up")));
+    let err = blobs.put(key, "video/mp4", stream_of(failing)).await.unwrap_err();
+    assert!(matches!(err, BlobError::Io(_)), "{err:?}");
+    assert_eq!(read_all(blobs.get(key).await.unwrap()).await, b"old");
+    assert_eq!(backend.blob_listing().await, [key], "the upload was aborted");
+}
+
+/// With a CDN configured, URLs are `{cdn}/{key}`, unsigned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_s3_cdn_urls() {
+    let backend = AwsBackend::new().await;
+    let mut settings = backend.s3_settings();
+    settings.cdn_base = Some("https://cdn.example.com/media/".into());
+    let blobs = S3Blobs::new(&backend.config, settings);
+    assert_eq!(
+        blobs.url("a/b.mp4").await.unwrap(),
+        "https://cdn.example.com/media/a/b.mp4"
+    );
+    assert!(blobs.url("../b.mp4").await.is_err());
+}
+
+/// One send of more than 10 messages goes out in batches; every message arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_sqs_send_batches_beyond_ten() {
+    let backend = AwsBackend::new().await;
+    let queue = backend.queue();
+    let sent: Vec<String> = (0..25).map(|i| format!("m{i:02}")).collect();
+    queue
+        .send(&sent.iter().map(|id| job(id)).collect::<Vec<_>>(), Duration::ZERO)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let batch = queue.receive(10, contract::LONG, Duration::from_secs(1)).await.unwrap();
+        assert!(batch.len() <= 10);
+        got.extend(batch.into_iter().map(|d| match d.message {
+            Message::Job(key) => key.job_id,
+            other => panic!("{other:?}"),
+        }));
+        if got.len() >= sent.len() {
+            break;
+        }
+    }
+    got.sort();
+    assert_eq!(got, sent);
+}
+
+/// A body that is not a message is dropped (deleted) and the readable ones are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_sqs_unreadable_body_is_dropped() {
+    let backend = AwsBackend::new().await;
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&backend.config)
+            .endpoint_url(&backend.moto.url)
+            .build(),
+    );
+    sqs.send_message()
+        .queue_url(&backend.queue_url)
+        .message_body("not json")
+        .send()
+        .await
+        .unwrap();
+    let queue = backend.queue();
+    queue.send(&[job("ok")], Duration::ZERO).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.extend(queue.receive(10, Duration::from_secs(1), Duration::ZERO).await.unwrap());
+        if !got.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(got.iter().map(|d| d.message.clone()).collect::<Vec<_>>(), [job("ok")]);
+    // The unreadable one was deleted: nothing comes back once visibility timeouts end.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let again = queue.receive(10, contract::LONG, Duration::ZERO).await.unwrap();
+    assert_eq!(again.iter().map(|d| d.message.clone()).collect::<Vec<_>>(), [job("ok")]);
+}
+
+/// Queue errors carry the SDK's message, typed as unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_sqs_errors_are_unavailable() {
+    let backend = AwsBackend::new().await;
+    let queue = SqsQueue::new(
+        &backend.config,
+        SqsSettings {
+            queue_url: format!("{}/123456789012/no-such-queue", backend.moto.url),
+            endpoint_url: Some(backend.moto.url.clone()),
+        },
+    );
+    let err = queue.send(&[job("x")], Duration::ZERO).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, reelay_core::ports::QueueError::Unavailable(_)), "{text}");
+    assert!(!text.contains("testing"), "no credentials in errors: {text}");
+}
+
+// ---------------------------------------------------------------------------------------
+// DynamoDB only
+// ---------------------------------------------------------------------------------------
+
+impl AwsBackend {
+    fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&self.config)
+                .endpoint_url(&self.moto.url)
+                .build(),
+        )
+    }
+
+    /// One raw item of the table.
+    async fn raw(&self, pk: &str, sk: &str) -> std::collections::HashMap<String, AttributeValue> {
+        self.dynamodb()
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get item")
+            .item
+            .expect("item exists")
+    }
+}
+
+fn number(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name)
+        .map(|v| v.as_n().expect("a number").parse().expect("an integer"))
+}
+
+/// Finished jobs and executions carry `expires_at` = their end + the retention, in epoch
+/// seconds (DynamoDB's TTL deletes them then); live ones carry none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_dynamodb_finished_records_expire_after_the_retention() {
+    use reelay_core::domain::{ExecutionStatus, JobStatus};
+    let backend = AwsBackend::new().await;
+    let store = backend.store();
+    let (ex, jobs) = contract::plan(&contract::unique("ex"), &[("a", &[])]);
+    store.create_execution(&ex, &jobs, Default::default()).await.unwrap();
+    let pk = format!("EXEC#{}", ex.id);
+    assert_eq!(number(&backend.raw(&pk, "JOB#a").await, "expires_at"), None);
+
+    let ended = contract::T0 + 5_000;
+    let mut done = jobs[0].clone();
+    done.status = JobStatus::Completed;
+    done.completed_at = Some(ended);
+    assert!(matches!(
+        store.update_job(&jobs[0], &done).await.unwrap(),
+        reelay_core::ports::Write::Applied(_)
+    ));
+    let retention = 30 * 24 * 3600;
+    assert_eq!(
+        number(&backend.raw(&pk, "JOB#a").await, "expires_at"),
+        Some(ended / 1000 + retention)
+    );
+    let live = store.execution(&ex.id).await.unwrap().unwrap();
+    assert_eq!(number(&backend.raw(&pk, "#EXEC").await, "expires_at"), None);
+    let mut finished = live.clone();
+    finished.status = ExecutionStatus::Completed;
+    finished.completed_at = Some(ended + 1_000);
+    assert!(matches!(
+        store.update_execution(&live, &finished).await.unwrap(),
+        reelay_core::ports::Write::Applied(_)
+    ));
+    assert_eq!(
+        number(&backend.raw(&pk, "#EXEC").await, "expires_at"),
+        Some((ended + 1_000) / 1000 + retention)
+    );
+    // Ending it freed the tenant's place.
+    let admission = backend.raw(&format!("TENANT#{}", ex.tenant_id), "#ADMISSION").await;
+    assert_eq!(number(&admission, "in_flight"), Some(0));
+}
+
+/// A plan larger than one transaction holds is refused with a clear error, writing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_dynamodb_refuses_a_plan_over_one_transaction() {
+    let backend = AwsBackend::new().await;
+    let store = backend.store();
+    let ids: Vec<String> = (0..=reelay_aws::store::MAX_JOBS).map(|i| format!("j{i}")).collect();
+    let shape: Vec<(&str, &[&str])> = ids.iter().map(|id| (id.as_str(), &[][..])).collect();
+    let (ex, jobs) = contract::plan(&contract::unique("ex"), &shape);
+    let err = store
+        .create_execution(&ex, &jobs, Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("at most {}", reelay_aws::store::MAX_JOBS)),
+        "{err}"
+    );
+    assert!(store.execution(&ex.id).await.unwrap().is_none());
+
+    let (ex, jobs) = contract::plan(&contract::unique("ex"), &shape[..reelay_aws::store::MAX_JOBS]);
+    store.create_execution(&ex, &jobs, Default::default()).await.unwrap();
+    let (_, read) = store.execution_with_jobs(&ex.id).await.unwrap().unwrap();
+    assert_eq!(read.len(), reelay_aws::store::MAX_JOBS);
+}
+
+/// A release removes the edge, then queues the child: a crash between the two steps leaves
+/// the edge gone and the child waiting. The parent's retried release finishes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_dynamodb_retried_release_repairs_a_crash_between_its_steps() {
+    use reelay_core::domain::JobStatus;
+    let backend = AwsBackend::new().await;
+    let store = backend.store();
+    let (ex, jobs) = contract::plan(&contract::unique("ex"), &[("a", &[]), ("b", &["a"])]);
+    store.create_execution(&ex, &jobs, Default::default()).await.unwrap();
+    // The first step alone, as a crashed release would leave it.
+    backend
+        .dynamodb()
+        .update_item()
+        .table_name(&backend.table)
+        .key("pk", AttributeValue::S(format!("EXEC#{}", ex.id)))
+        .key("sk", AttributeValue::S("JOB#b".into()))
+        .update_expression("DELETE pending :a")
+        .expression_attribute_values(":a", AttributeValue::Ss(vec!["a".into()]))
+        .send()
+        .await
+        .unwrap();
+    let child = contract::key(&ex.id, "b");
+    assert_eq!(store.job(&child).await.unwrap().unwrap().status, JobStatus::Waiting);
+
+    let release = store.release_edge(&child, "a", contract::T0 + 10).await.unwrap();
+    assert!(!release.removed, "the edge was already gone");
+    assert_eq!(release.status, JobStatus::Queued);
+    assert_eq!(release.released_by.as_deref(), Some("a"));
+    let queued = store.job(&child).await.unwrap().unwrap();
+    assert_eq!(
+        (queued.status, queued.queued_at),
+        (JobStatus::Queued, Some(contract::T0 + 10))
+    );
+    assert_eq!(
+        store.stale_queued(contract::T0 + 11, 10).await.unwrap(),
+        [contract::key(&ex.id, "a"), child],
+        "the queued child is on the stale sweep's index"
+    );
+}
