@@ -11,34 +11,28 @@
 #[path = "contract/mod.rs"]
 mod contract;
 
-#[path = "aws/moto.rs"]
-mod moto;
+#[allow(dead_code)]
+#[path = "aws/mod.rs"]
+mod moto_aws;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::config::Credentials;
 use bytes::Bytes;
 use futures::StreamExt;
 
 use contract::Backend;
-use moto::Moto;
-use reelay_aws::{DynamoSettings, DynamoStore, S3Blobs, S3Settings, SqsQueue, SqsSettings};
+use moto_aws::world::AwsWorld;
+use reelay_aws::{DynamoStore, S3Blobs, SqsQueue, SqsSettings};
 use reelay_core::domain::JobKey;
 use reelay_core::ports::{BlobError, Blobs, ByteStream, KeyStore, Message, Queue, Store};
 
-/// One isolated AWS world: a moto server with one table, one queue and one bucket.
+/// One isolated AWS world (its own moto) and the adapters on it.
 struct AwsBackend {
-    config: SdkConfig,
-    table: String,
-    queue_url: String,
-    bucket: String,
     clients: Option<Clients>,
-    /// Last, so it is dropped (killed) after the clients.
-    moto: Moto,
+    world: AwsWorld,
 }
 
 struct Clients {
@@ -47,106 +41,27 @@ struct Clients {
     blobs: Arc<S3Blobs>,
 }
 
-fn name(prefix: &str) -> String {
-    format!("{prefix}-{:016x}", rand::random::<u64>())
-}
-
 impl AwsBackend {
     async fn new() -> AwsBackend {
-        let moto = Moto::start();
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-            .load()
-            .await;
-
-        let sqs = aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&config)
-                .endpoint_url(&moto.url)
-                .build(),
-        );
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(name("reelay-jobs"))
-            .send()
-            .await
-            .expect("create queue")
-            .queue_url()
-            .expect("queue url")
-            .to_string();
-        let bucket = name("reelay-blobs");
-        admin_s3(&config, &moto.url)
-            .create_bucket()
-            .bucket(&bucket)
-            .send()
-            .await
-            .expect("create bucket");
-
         let mut backend = AwsBackend {
-            config,
-            table: name("reelay"),
-            queue_url,
-            bucket,
             clients: None,
-            moto,
+            world: AwsWorld::start().await,
         };
         backend.connect();
-        backend.dynamo().create_table().await.expect("create table");
         backend
     }
 
-    fn dynamo(&self) -> DynamoStore {
-        DynamoStore::new(
-            &self.config,
-            DynamoSettings {
-                table: self.table.clone(),
-                endpoint_url: Some(self.moto.url.clone()),
-                retention: Duration::from_secs(30 * 24 * 3600),
-            },
-        )
-    }
-
-    fn s3_settings(&self) -> S3Settings {
-        S3Settings {
-            bucket: self.bucket.clone(),
-            url_expiry: Duration::from_secs(600),
-            cdn_base: None,
-            endpoint_url: Some(self.moto.url.clone()),
-        }
-    }
-
     fn connect(&mut self) {
-        let queue = SqsQueue::new(
-            &self.config,
-            SqsSettings {
-                queue_url: self.queue_url.clone(),
-                endpoint_url: Some(self.moto.url.clone()),
-            },
-        );
-        let blobs = S3Blobs::new(&self.config, self.s3_settings());
         self.clients = Some(Clients {
-            store: Arc::new(self.dynamo()),
-            queue: Arc::new(queue),
-            blobs: Arc::new(blobs),
+            store: Arc::new(self.world.store()),
+            queue: Arc::new(self.world.job_queue()),
+            blobs: Arc::new(self.world.blobs()),
         });
     }
 
     fn clients(&self) -> &Clients {
         self.clients.as_ref().expect("clients")
     }
-
-    fn s3(&self) -> aws_sdk_s3::Client {
-        admin_s3(&self.config, &self.moto.url)
-    }
-}
-
-fn admin_s3(config: &SdkConfig, endpoint: &str) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(config)
-            .endpoint_url(endpoint)
-            .force_path_style(true)
-            .build(),
-    )
 }
 
 #[async_trait]
@@ -178,7 +93,7 @@ impl Backend for AwsBackend {
     }
 
     async fn read_url(&self, url: &str) -> Vec<u8> {
-        let prefix = format!("{}/{}/", self.moto.url, self.bucket);
+        let prefix = format!("{}/{}/", self.world.moto.url, self.world.bucket);
         assert!(url.starts_with(&prefix), "{url} is not a path-style URL into {prefix}");
         assert!(url.contains("X-Amz-Signature="), "{url} is not presigned");
         let response = reqwest::get(url).await.expect("GET the presigned URL");
@@ -187,18 +102,18 @@ impl Backend for AwsBackend {
     }
 
     async fn blob_listing(&self) -> Vec<String> {
-        let s3 = self.s3();
+        let s3 = self.world.s3();
         let mut keys = Vec::new();
         let objects = s3
             .list_objects_v2()
-            .bucket(&self.bucket)
+            .bucket(&self.world.bucket)
             .send()
             .await
             .expect("list objects");
         keys.extend(objects.contents().iter().filter_map(|o| o.key().map(str::to_string)));
         let uploads = s3
             .list_multipart_uploads()
-            .bucket(&self.bucket)
+            .bucket(&self.world.bucket)
             .send()
             .await
             .expect("list multipart uploads");
@@ -268,9 +183,10 @@ async fn aws_s3_large_put_is_a_multipart_upload() {
     assert!(read_all(blobs.get(key).await.unwrap()).await == expected);
 
     let head = backend
+        .world
         .s3()
         .head_object()
-        .bucket(&backend.bucket)
+        .bucket(&backend.world.bucket)
         .key(key)
         .part_number(1)
         .send()
@@ -279,9 +195,10 @@ async fn aws_s3_large_put_is_a_multipart_upload() {
     assert_eq!(head.parts_count(), Some(3), "three parts");
     assert_eq!(head.content_length(), Some(reelay_aws::blobs::PART_SIZE as i64));
     let head = backend
+        .world
         .s3()
         .head_object()
-        .bucket(&backend.bucket)
+        .bucket(&backend.world.bucket)
         .key(key)
         .send()
         .await
@@ -314,9 +231,9 @@ async fn aws_s3_failed_multipart_upload_is_aborted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_s3_cdn_urls() {
     let backend = AwsBackend::new().await;
-    let mut settings = backend.s3_settings();
+    let mut settings = backend.world.s3_settings();
     settings.cdn_base = Some("https://cdn.example.com/media/".into());
-    let blobs = S3Blobs::new(&backend.config, settings);
+    let blobs = S3Blobs::new(&backend.world.config, settings);
     assert_eq!(
         blobs.url("a/b.mp4").await.unwrap(),
         "https://cdn.example.com/media/a/b.mp4"
@@ -354,13 +271,11 @@ async fn aws_sqs_send_batches_beyond_ten() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_sqs_unreadable_body_is_dropped() {
     let backend = AwsBackend::new().await;
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(&backend.config)
-            .endpoint_url(&backend.moto.url)
-            .build(),
-    );
-    sqs.send_message()
-        .queue_url(&backend.queue_url)
+    backend
+        .world
+        .sqs()
+        .send_message()
+        .queue_url(&backend.world.job_queue_url)
         .message_body("not json")
         .send()
         .await
@@ -386,10 +301,10 @@ async fn aws_sqs_unreadable_body_is_dropped() {
 async fn aws_sqs_errors_are_unavailable() {
     let backend = AwsBackend::new().await;
     let queue = SqsQueue::new(
-        &backend.config,
+        &backend.world.config,
         SqsSettings {
-            queue_url: format!("{}/123456789012/no-such-queue", backend.moto.url),
-            endpoint_url: Some(backend.moto.url.clone()),
+            queue_url: format!("{}/123456789012/no-such-queue", backend.world.moto.url),
+            endpoint_url: Some(backend.world.moto.url.clone()),
         },
     );
     let err = queue.send(&[job("x")], Duration::ZERO).await.unwrap_err();
@@ -403,19 +318,12 @@ async fn aws_sqs_errors_are_unavailable() {
 // ---------------------------------------------------------------------------------------
 
 impl AwsBackend {
-    fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&self.config)
-                .endpoint_url(&self.moto.url)
-                .build(),
-        )
-    }
-
     /// One raw item of the table.
     async fn raw(&self, pk: &str, sk: &str) -> std::collections::HashMap<String, AttributeValue> {
-        self.dynamodb()
+        self.world
+            .dynamodb()
             .get_item()
-            .table_name(&self.table)
+            .table_name(&self.world.table)
             .key("pk", AttributeValue::S(pk.into()))
             .key("sk", AttributeValue::S(sk.into()))
             .consistent_read(true)
@@ -511,19 +419,27 @@ async fn aws_dynamodb_retried_release_repairs_a_crash_between_its_steps() {
     store.create_execution(&ex, &jobs, Default::default()).await.unwrap();
     // The first step alone, as a crashed release would leave it.
     backend
+        .world
         .dynamodb()
         .update_item()
-        .table_name(&backend.table)
+        .table_name(&backend.world.table)
         .key("pk", AttributeValue::S(format!("EXEC#{}", ex.id)))
         .key("sk", AttributeValue::S("JOB#b".into()))
-        .update_expression("DELETE pending :a")
+        .update_expression("SET last_released = :parent DELETE pending :a")
         .expression_attribute_values(":a", AttributeValue::Ss(vec!["a".into()]))
+        .expression_attribute_values(":parent", AttributeValue::S("a".into()))
         .send()
         .await
         .unwrap();
     let child = contract::key(&ex.id, "b");
     assert_eq!(store.job(&child).await.unwrap().unwrap().status, JobStatus::Waiting);
 
+    let other = store.release_edge(&child, "x", contract::T0 + 5).await.unwrap();
+    assert_eq!(
+        other.status,
+        JobStatus::Waiting,
+        "only the parent that removed the last edge queues"
+    );
     let release = store.release_edge(&child, "a", contract::T0 + 10).await.unwrap();
     assert!(!release.removed, "the edge was already gone");
     assert_eq!(release.status, JobStatus::Queued);

@@ -313,8 +313,13 @@ impl DynamoStore {
         if let Some(endpoint) = &settings.endpoint_url {
             builder = builder.endpoint_url(endpoint);
         }
+        DynamoStore::from_client(Client::from_conf(builder.build()), settings)
+    }
+
+    /// On a client built elsewhere (its endpoint wins over `settings.endpoint_url`).
+    pub fn from_client(client: Client, settings: DynamoSettings) -> DynamoStore {
         DynamoStore {
-            client: Client::from_conf(builder.build()),
+            client,
             table: settings.table,
             retention: settings.retention,
         }
@@ -940,13 +945,14 @@ impl Store for DynamoStore {
 
     async fn release_edge(&self, child: &JobKey, parent: &str, now: Millis) -> Result<EdgeRelease, StoreError> {
         let item_key = key(exec_pk(&child.execution_id), &job_sk(&child.job_id));
-        // Step 1, the gate: removes the edge once; a repeat fails the condition.
+        // Step 1, the gate: removes the edge once (a repeat fails the condition) and notes who
+        // removed last.
         let removed = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(item_key.clone()))
-            .update_expression("DELETE pending :parent")
+            .update_expression("SET last_released = :p DELETE pending :parent")
             .condition_expression("attribute_exists(pk) AND contains(pending, :p)")
             .expression_attribute_values(":parent", AttributeValue::Ss(vec![parent.to_string()]))
             .expression_attribute_values(":p", s(parent))
@@ -973,9 +979,11 @@ impl Store for DynamoStore {
         };
         let job = Item::new(&item);
         let status = job.job()?;
-        // Step 2: the last edge gone and the child still waiting, it is queued. Run on a
-        // repeat too, so a crash between the steps is repaired by the parent's retry.
-        if job.has_pending() || status.status != JobStatus::Waiting {
+        // Step 2: the last edge gone and the child still waiting, the parent that removed it
+        // queues the child. Its repeat may too, so a crash between the steps is repaired by
+        // that parent's retry; nobody else's release does it.
+        let last = job.opt_s("last_released") == Some(parent);
+        if job.has_pending() || status.status != JobStatus::Waiting || !last {
             return Ok(EdgeRelease {
                 removed,
                 status: status.status,
@@ -991,7 +999,7 @@ impl Store for DynamoStore {
             .update_expression(
                 "SET #status = :queued, queued_at = :now, released_by = :parent, sched_pk = :kind, sched_at = :now ADD version :one",
             )
-            .condition_expression("attribute_not_exists(pending) AND #status = :waiting")
+            .condition_expression("attribute_not_exists(pending) AND #status = :waiting AND last_released = :parent")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":queued", s(JobStatus::Queued.name()))
             .expression_attribute_values(":waiting", s(JobStatus::Waiting.name()))
