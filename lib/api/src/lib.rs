@@ -7,5 +7,5 @@ mod view;
 
 pub use error::ApiError;
 pub use reelay_core::time::iso8601;
-pub use routes::{router, routes, ApiState};
+pub use routes::{callback_router, reread_while_waiting, router, routes, ApiState};
 pub use view::{status_view, StatusView};

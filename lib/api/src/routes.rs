@@ -55,24 +55,48 @@ pub fn routes(state: ApiState) -> (Router, Vec<(Method, &'static str)>) {
     authed = add(authed, Method::GET, "/api/executions", get(list));
     authed = add(authed, Method::POST, "/api/executions/{id}/cancel", post(cancel));
     let mut public = add(Router::new(), Method::GET, "/api/openapi.json", get(openapi));
-    // Providers authenticate with the job's token and their own signature, not an API key.
-    public = add(
-        public,
-        Method::POST,
-        "/api/webhooks/job/{record}",
-        post(provider_callback),
-    );
+    public = add(public, Method::POST, CALLBACK_PATH, post(provider_callback));
     let router = authed
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
-        .merge(public)
-        .fallback(no_route)
-        .method_not_allowed_fallback(wrong_method)
-        .with_state(state);
-    (router, served)
+        .merge(public);
+    (finish(router, state), served)
 }
 
 pub fn router(state: ApiState) -> Router {
     routes(state).0
+}
+
+/// Where providers call back. They authenticate with the job's token and their own
+/// signature, not an API key.
+const CALLBACK_PATH: &str = "/api/webhooks/job/{record}";
+
+/// The provider callback route alone (the provider-webhook Lambda serves only this).
+pub fn callback_router(state: ApiState) -> Router {
+    finish(Router::new().route(CALLBACK_PATH, post(provider_callback)), state)
+}
+
+/// What every router answers for unknown paths and methods.
+fn finish(router: Router<ApiState>, state: ApiState) -> Router {
+    router
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(state)
+}
+
+/// How a status call's `?wait=` behaves when set on the router by [`reread_while_waiting`].
+#[derive(Debug, Clone, Copy)]
+struct Reread {
+    every: Duration,
+    longest: Duration,
+}
+
+/// Makes `?wait=` re-read the store every `every` as well as listen to the engine's events,
+/// and wait `longest` at most (then answer the status as it stands, as when a wait runs out):
+/// for deployments where other processes (the AWS functions) move executions on, so this
+/// process's engine sees no event, behind a gateway that cuts requests short. Without it a
+/// wait only listens (no store polling) for up to 30 s.
+pub fn reread_while_waiting(router: Router, every: Duration, longest: Duration) -> Router {
+    router.layer(Extension(Reread { every, longest }))
 }
 
 async fn require_key(State(state): State<ApiState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
@@ -136,6 +160,7 @@ async fn status(
     State(state): State<ApiState>,
     Extension(Tenant(tenant)): Extension<Tenant>,
     Path(id): Path<String>,
+    reread: Option<Extension<Reread>>,
     query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let wait = match query {
@@ -157,6 +182,10 @@ async fn status(
     };
     // Listen before the first read, so an end between the read and the wait is not missed.
     let mut events = state.engine.subscribe();
+    let wait = match reread {
+        Some(Extension(Reread { longest, .. })) => wait.min(longest),
+        None => wait,
+    };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let store = state.engine.store();
@@ -169,7 +198,8 @@ async fn status(
             let deliveries = store.deliveries(&id).await?;
             return Ok(Json(status_view(&execution, &jobs, &deliveries)));
         }
-        // Sleep until this execution ends (or the deadline); a lagging receiver re-reads.
+        // Sleep until this execution ends (or the deadline); a lagging receiver re-reads, and
+        // so does a set re-read period when it passes.
         let ended = async {
             loop {
                 match events.recv().await {
@@ -180,7 +210,19 @@ async fn status(
                 }
             }
         };
-        let _ = tokio::time::timeout_at(deadline, ended).await;
+        let period = async {
+            match reread {
+                Some(Extension(Reread { every, .. })) => tokio::time::sleep(every).await,
+                None => std::future::pending().await,
+            }
+        };
+        let woken = async {
+            tokio::select! {
+                () = ended => {}
+                () = period => {}
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, woken).await;
     }
 }
 

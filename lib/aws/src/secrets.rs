@@ -38,7 +38,7 @@ pub enum SecretsError {
     NotJson(String),
     #[error("the secret has no `serverKey`")]
     MissingServerKey,
-    #[error("the secret's `{0}` must be a non-empty string")]
+    #[error("the secret's `{0}` must be a string")]
     NotText(String),
     #[error("the secret's `serverKey` must be 32 bytes, base64-encoded")]
     BadServerKey,
@@ -96,7 +96,9 @@ impl ServerSecrets {
         let text_field = |name: &str| -> Result<Option<&str>, SecretsError> {
             match fields.get(name) {
                 None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.as_str())),
+                // Blank counts as absent (a template's placeholder left empty).
+                Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.as_str())),
                 Some(_) => Err(SecretsError::NotText(name.to_string())),
             }
         };
@@ -163,13 +165,13 @@ mod tests {
     #[test]
     fn errors_name_fields_never_values() {
         let cases = [
-            ("not json at all r8_secret", "malformed JSON at line 1 column 1"),
+            ("not json at all r8_secret", "malformed JSON at line 1"),
             (r#"["r8_secret"]"#, "not an object"),
             (r#"{"FAL_KEY":"fal_secret"}"#, "no `serverKey`"),
             (r#"{"serverKey":"c2hvcnQ="}"#, "`serverKey` must be 32 bytes"),
             (
                 &format!(r#"{{"serverKey":"{KEY}","GEMINI_API_KEY":["g_secret"]}}"#),
-                "`GEMINI_API_KEY` must be a non-empty string",
+                "`GEMINI_API_KEY` must be a string",
             ),
         ];
         for (text, expected) in cases {
@@ -180,6 +182,9 @@ mod tests {
         }
         let secrets = ServerSecrets::parse(&format!(r#"{{"serverKey":"{KEY}","FAL_KEY":"fal_secret"}}"#)).unwrap();
         let debug = format!("{secrets:?}");
-        assert!(debug.contains("FAL_KEY") && !debug.contains("fal_secret") && !debug.contains(KEY), "{debug}");
+        assert!(
+            debug.contains("FAL_KEY") && !debug.contains("fal_secret") && !debug.contains(KEY),
+            "{debug}"
+        );
     }
 }

@@ -57,14 +57,20 @@ impl Default for WorkerSettings {
     }
 }
 
+/// The wait before a message whose handling failed comes back: 2, 4, … 64 s by receive count,
+/// so a failing store is not hammered.
+pub fn backoff(receive_count: u32) -> Duration {
+    Duration::from_secs(1u64 << receive_count.min(6))
+}
+
 /// Handles one delivery and tells the queue what became of it.
 pub async fn process(handler: &dyn MessageHandler, queue: &dyn Queue, delivery: &Delivery) {
     let outcome = match handler.handle(&delivery.message).await {
         Ok(Handled::Done) => queue.ack(&delivery.receipt).await,
         Ok(Handled::RetryAfter(delay)) => queue.retry_later(&delivery.receipt, delay).await,
         Err(e) => {
-            // The queue keeps the message; back off so a failing store is not hammered.
-            let delay = Duration::from_secs(1u64 << delivery.receive_count.min(6));
+            // The queue keeps the message, and brings it back after the backoff.
+            let delay = backoff(delivery.receive_count);
             tracing::warn!(error = %e, ?delay, "message handling failed; will retry");
             queue.retry_later(&delivery.receipt, delay).await
         }
@@ -137,5 +143,17 @@ pub async fn run_timer(
             _ = interval.tick() => tick(&engine, &dispatcher).await,
             _ = shutdown.changed() => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_then_stays() {
+        assert_eq!(backoff(1), Duration::from_secs(2));
+        assert_eq!(backoff(3), Duration::from_secs(8));
+        assert_eq!(backoff(40), Duration::from_secs(64));
     }
 }

@@ -1,27 +1,158 @@
 //! The engine's `Media` port: runs a `MediaTask` with ffmpeg in a scratch folder and hands
 //! the result back as a stream that deletes the scratch folder when it is dropped.
+//!
+//! Inputs are `file://` URLs (the embedded stack's blobs) and, once enabled with
+//! [`FfmpegMedia::with_http`], http(s) URLs (presigned S3 URLs on AWS), which are streamed into
+//! the task's scratch folder before ffmpeg reads them. Other schemes are refused.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
 use reelay_core::plan::{MediaKind, ReframeMode as PlanReframeMode};
 use reelay_core::ports::{Artifact, Media, MediaError as PortError, MediaInfo, MediaTask};
+use reelay_core::webhooks::address::AddressPolicy;
+use reelay_webhook_http::GuardedResolver;
 
 use crate::{merge, probe, reframe, ItemKind, MediaError, MergeItem, ReframeMode, Transition, TransitionKind};
 
 pub struct FfmpegMedia {
     scratch: PathBuf,
+    /// Fetches http(s) inputs; `None`: `file://` inputs only.
+    http: Option<Fetcher>,
 }
+
+/// Redirects an input download follows.
+const MAX_REDIRECTS: usize = 10;
 
 impl FfmpegMedia {
     /// `scratch`: where work folders are made (one per task, removed after).
     pub fn new(scratch: impl Into<PathBuf>) -> Self {
         FfmpegMedia {
             scratch: scratch.into(),
+            http: None,
         }
+    }
+
+    /// Also reads http(s) inputs. Input URLs may come from clients, so a download reaches only
+    /// the addresses `policy` permits, checked on the resolved address and on every redirect
+    /// (and ignores proxies, which would resolve past the check).
+    pub fn with_http(mut self, policy: AddressPolicy) -> Result<Self, MediaError> {
+        let policy = Arc::new(policy);
+        let hops = policy.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else if let Err(e) = hops.check_url(attempt.url().as_str()) {
+                attempt.error(e)
+            } else {
+                attempt.follow()
+            }
+        });
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver::new(policy.as_ref().clone())))
+            .no_proxy()
+            .redirect(redirects)
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("reelay-media/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| MediaError::Invalid(format!("cannot build the input download client: {e}")))?;
+        self.http = Some(Fetcher { client, policy });
+        Ok(self)
+    }
+
+    /// A fresh work folder in the scratch folder, removed when dropped.
+    async fn task_dir(&self) -> Result<tempfile::TempDir, PortError> {
+        tokio::fs::create_dir_all(&self.scratch)
+            .await
+            .map_err(|e| PortError::Failed(e.to_string()))?;
+        tempfile::Builder::new()
+            .prefix("task-")
+            .tempdir_in(&self.scratch)
+            .map_err(|e| PortError::Failed(e.to_string()))
+    }
+
+    /// A local file for input `url`: its path, or (http) a download into `dir` named `name`.
+    async fn input(&self, url: &str, dir: &Path, name: &str) -> Result<PathBuf, PortError> {
+        if let Some(path) = url.strip_prefix("file://") {
+            return Ok(PathBuf::from(path));
+        }
+        let is_http = url.starts_with("http://") || url.starts_with("https://");
+        match &self.http {
+            Some(fetcher) if is_http => fetcher.download(url, dir, name).await,
+            _ => Err(PortError::Invalid(format!(
+                "cannot read input {}: this media worker reads {} only",
+                redacted(url),
+                if self.http.is_some() {
+                    "file and http(s) URLs"
+                } else {
+                    "blob-store files"
+                }
+            ))),
+        }
+    }
+}
+
+struct Fetcher {
+    client: reqwest::Client,
+    policy: Arc<AddressPolicy>,
+}
+
+impl Fetcher {
+    /// Streams `url` into `dir/name` (keeping the URL's extension, which some demuxers use).
+    async fn download(&self, url: &str, dir: &Path, name: &str) -> Result<PathBuf, PortError> {
+        let shown = redacted(url);
+        let invalid = |why: String| PortError::Invalid(format!("cannot read input {shown}: {why}"));
+        // A literal address skips the resolver: check the URL too.
+        self.policy.check_url(url).map_err(|e| invalid(e.to_string()))?;
+        // reqwest's errors name the URL, query (signature, session token) included: strip it.
+        let failed = |e: reqwest::Error| match reelay_webhook_http::refusal(&e) {
+            Some(why) => invalid(why),
+            None => PortError::Failed(format!("cannot read input {shown}: {}", e.without_url())),
+        };
+        let response = self.client.get(url).send().await.map_err(failed)?;
+        let status = response.status();
+        if !status.is_success() {
+            let why = format!("the server answered {status}");
+            // A missing or forbidden input stays so; a server error may pass.
+            return Err(if status.is_client_error() {
+                invalid(why)
+            } else {
+                PortError::Failed(format!("cannot read input {shown}: {why}"))
+            });
+        }
+        let path = dir.join(format!("{name}{}", extension(url)));
+        let write_failed = |e: std::io::Error| PortError::Failed(format!("cannot store input {shown}: {e}"));
+        let mut file = tokio::fs::File::create(&path).await.map_err(write_failed)?;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            file.write_all(&chunk.map_err(failed)?).await.map_err(write_failed)?;
+        }
+        file.flush().await.map_err(write_failed)?;
+        Ok(path)
+    }
+}
+
+/// A URL as shown in errors: without its query, which may carry a signature and credentials.
+fn redacted(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// The URL path's extension (`.mp4`), if it is a short plain one.
+fn extension(url: &str) -> String {
+    let path = redacted(url);
+    let last = path.rsplit('/').next().unwrap_or("");
+    match last.rsplit_once('.') {
+        Some((_, ext)) if (1..=5).contains(&ext.len()) && ext.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            format!(".{ext}")
+        }
+        _ => String::new(),
     }
 }
 
@@ -34,48 +165,31 @@ impl From<MediaError> for PortError {
     }
 }
 
-/// A local path for a URL ffmpeg should read. Blob URLs of the embedded stack are `file://`.
-fn local_path(url: &str) -> Result<PathBuf, PortError> {
-    match url.strip_prefix("file://") {
-        Some(path) => Ok(PathBuf::from(path)),
-        None => Err(PortError::Invalid(format!(
-            "cannot read input {url}: this media worker reads blob-store files only"
-        ))),
-    }
-}
-
 #[async_trait]
 impl Media for FfmpegMedia {
     async fn run(&self, task: MediaTask) -> Result<Artifact, PortError> {
-        tokio::fs::create_dir_all(&self.scratch)
-            .await
-            .map_err(|e| PortError::Failed(e.to_string()))?;
-        let dir = tempfile::Builder::new()
-            .prefix("task-")
-            .tempdir_in(&self.scratch)
-            .map_err(|e| PortError::Failed(e.to_string()))?;
+        let dir = self.task_dir().await?;
         let out = dir.path().join("output.mp4");
         match task {
             MediaTask::Merge { items, transition } => {
-                let items = items
-                    .iter()
-                    .map(|item| {
-                        Ok(MergeItem {
-                            path: local_path(&item.url)?,
-                            kind: match item.kind {
-                                MediaKind::Image => ItemKind::Image,
-                                MediaKind::Audio => ItemKind::Audio,
-                                MediaKind::Video => ItemKind::Video,
-                                MediaKind::Transcript => {
-                                    return Err(PortError::Invalid("a transcript cannot be merged".into()))
-                                }
-                            },
-                            duration: item.duration,
-                            offset: item.offset,
-                            volume: item.volume,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, PortError>>()?;
+                let mut merged = Vec::with_capacity(items.len());
+                for (n, item) in items.iter().enumerate() {
+                    let kind = match item.kind {
+                        MediaKind::Image => ItemKind::Image,
+                        MediaKind::Audio => ItemKind::Audio,
+                        MediaKind::Video => ItemKind::Video,
+                        MediaKind::Transcript => {
+                            return Err(PortError::Invalid("a transcript cannot be merged".into()))
+                        }
+                    };
+                    merged.push(MergeItem {
+                        path: self.input(&item.url, dir.path(), &format!("input-{n}")).await?,
+                        kind,
+                        duration: item.duration,
+                        offset: item.offset,
+                        volume: item.volume,
+                    });
+                }
                 let transition = match transition {
                     None => None,
                     Some(t) => Some(Transition {
@@ -84,7 +198,7 @@ impl Media for FfmpegMedia {
                         duration: t.duration,
                     }),
                 };
-                let report = merge(&items, transition, &out).await?;
+                let report = merge(&merged, transition, &out).await?;
                 tracing::debug!(stream_copied = report.stream_copied, "merged");
             }
             MediaTask::Reframe {
@@ -97,7 +211,8 @@ impl Media for FfmpegMedia {
                     PlanReframeMode::Crop => ReframeMode::Crop,
                     PlanReframeMode::Pad => ReframeMode::Pad,
                 };
-                reframe(&local_path(&input)?, width, height, mode, &out).await?;
+                let input = self.input(&input, dir.path(), "input").await?;
+                reframe(&input, width, height, mode, &out).await?;
             }
         }
         let info = info_of(&out).await?;
@@ -118,7 +233,8 @@ impl Media for FfmpegMedia {
     }
 
     async fn probe(&self, url: &str) -> Result<MediaInfo, PortError> {
-        info_of(&local_path(url)?).await
+        let dir = self.task_dir().await?;
+        info_of(&self.input(url, dir.path(), "probed").await?).await
     }
 }
 
@@ -130,4 +246,122 @@ async fn info_of(path: &Path) -> Result<MediaInfo, PortError> {
         height: p.height,
         size_bytes: p.size_bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use reelay_core::ports::ResolvedItem;
+
+    use crate::render_video;
+
+    /// Serves `clip` at `/clip.mp4` (any query), 404 at `/missing.mp4`, 500 at `/broken.mp4`,
+    /// on a loopback port; returns the base URL.
+    async fn serve(clip: Vec<u8>) -> String {
+        let app = axum::Router::new()
+            .route("/clip.mp4", get(move || async move { clip.clone() }))
+            .route("/missing.mp4", get(|| async { StatusCode::NOT_FOUND }))
+            .route("/broken.mp4", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    }
+
+    fn loopback() -> AddressPolicy {
+        AddressPolicy::with_allowed("127.0.0.0/8").unwrap()
+    }
+
+    #[tokio::test]
+    async fn http_inputs_are_downloaded_then_probed_and_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let clip = dir.path().join("clip.mp4");
+        render_video("served", 1.0, 160, 90, &clip).await.unwrap();
+        let base = serve(std::fs::read(&clip).unwrap()).await;
+        let scratch = dir.path().join("scratch");
+        let media = FfmpegMedia::new(&scratch).with_http(loopback()).unwrap();
+        // As a presigned URL: the query is the server's business.
+        let url = format!("{base}/clip.mp4?X-Amz-Signature=abc");
+
+        let info = media.probe(&url).await.unwrap();
+        assert!((info.duration.unwrap() - 1.0).abs() < 0.15, "{info:?}");
+        assert_eq!((info.width, info.height), (Some(160), Some(90)));
+
+        let item = |url: &str| ResolvedItem {
+            url: url.to_string(),
+            kind: MediaKind::Video,
+            duration: None,
+            offset: None,
+            volume: None,
+        };
+        let file_url = format!("file://{}", clip.display());
+        let artifact = media
+            .run(MediaTask::Merge {
+                items: vec![item(&url), item(&file_url)],
+                transition: None,
+            })
+            .await
+            .unwrap();
+        assert!(
+            (artifact.info.duration.unwrap() - 2.0).abs() < 0.15,
+            "{:?}",
+            artifact.info
+        );
+        drop(artifact);
+        // Downloads live in the task's folder, gone with it.
+        assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn other_inputs_are_refused_and_errors_hide_queries() {
+        let base = serve(b"not a video".to_vec()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("{base}/clip.mp4?X-Amz-Security-Token=session-token");
+
+        // Without `with_http`, as before: blob-store files only.
+        let files_only = FfmpegMedia::new(dir.path());
+        let err = files_only.probe(&url).await.unwrap_err();
+        assert!(
+            matches!(&err, PortError::Invalid(m) if m.contains("blob-store files")),
+            "{err:?}"
+        );
+
+        // Loopback is not public: refused unless allowed, whatever the answer would be.
+        let strict = FfmpegMedia::new(dir.path()).with_http(AddressPolicy::strict()).unwrap();
+        let err = strict.probe(&url).await.unwrap_err();
+        assert!(matches!(&err, PortError::Invalid(_)), "{err:?}");
+        assert!(!err.to_string().contains("session-token"), "{err}");
+        let named = url.replace("127.0.0.1", "localhost");
+        let err = strict.probe(&named).await.unwrap_err();
+        assert!(matches!(&err, PortError::Invalid(_)), "{err:?}");
+
+        let media = FfmpegMedia::new(dir.path()).with_http(loopback()).unwrap();
+        let err = media.probe("ftp://127.0.0.1/clip.mp4").await.unwrap_err();
+        assert!(
+            matches!(&err, PortError::Invalid(m) if m.contains("file and http(s)")),
+            "{err:?}"
+        );
+        let err = media.probe(&format!("{base}/missing.mp4?t=secret")).await.unwrap_err();
+        assert!(
+            matches!(&err, PortError::Invalid(m) if m.contains("404") && !m.contains("secret")),
+            "{err:?}"
+        );
+        let err = media.probe(&format!("{base}/broken.mp4")).await.unwrap_err();
+        assert!(matches!(&err, PortError::Failed(m) if m.contains("500")), "{err:?}");
+        // Downloaded, but not media: ffprobe's verdict.
+        assert!(media.probe(&url).await.is_err());
+    }
+
+    #[test]
+    fn extensions_come_from_the_path_only() {
+        assert_eq!(
+            extension("https://b.s3.amazonaws.com/x/output.mp4?X-Amz-Date=1.2"),
+            ".mp4"
+        );
+        assert_eq!(extension("https://h/x/noext?a=b.c"), "");
+        assert_eq!(extension("https://h/x.tar/y"), "");
+        assert_eq!(redacted("https://h/p.mp4?sig=1#f"), "https://h/p.mp4");
+    }
 }

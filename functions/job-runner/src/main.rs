@@ -1,0 +1,14 @@
+//! `job-runner`: the job queue's SQS batches through the engine.
+
+use lambda_runtime::{service_fn, Error};
+use reelay_lambda::sqs::BatchHandler;
+use reelay_lambda::AwsNode;
+
+fn main() -> Result<(), Error> {
+    let settings = reelay_lambda::start()?;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let node = AwsNode::load(&settings, reelay_lambda::env).await?;
+        let runner = BatchHandler::new(node.engine().clone(), node.job_queue().clone());
+        lambda_runtime::run(service_fn(|event| runner.handle(event))).await
+    })
+}

@@ -1,0 +1,302 @@
+//! The functions' settings, read once from their environment (`lookup`: the process's
+//! environment, or a test's map). Each error names the variable at fault.
+//!
+//! | variable                        | meaning                                       | default     |
+//! |---------------------------------|-----------------------------------------------|-------------|
+//! | `REELAY_TABLE`                  | the DynamoDB table                            | required    |
+//! | `REELAY_JOB_QUEUE_URL`          | the job queue                                 | required    |
+//! | `REELAY_WEBHOOK_QUEUE_URL`      | the client-webhook queue                      | required    |
+//! | `REELAY_BUCKET`                 | the S3 bucket of outputs                      | required    |
+//! | `REELAY_SECRETS_ID`             | the Secrets Manager secret (server key, provider keys) | required |
+//! | `REELAY_OUTPUT_URL_EXPIRY_SECS` | how long presigned output URLs stay valid     | 86400       |
+//! | `REELAY_CDN_BASE_URL`           | outputs served from a CDN instead             | unset       |
+//! | `REELAY_RETENTION_DAYS`         | finished records expire after                 | 30          |
+//! | `REELAY_PUBLIC_URL`             | the API's base URL, where providers call back | unset: poll |
+//! | `REELAY_MAX_IN_FLIGHT`          | executions a tenant may have running (0: any) | 100         |
+//! | `REELAY_MAX_PER_MINUTE`         | submissions per tenant and minute (0: any)    | 120         |
+//! | `REELAY_WEBHOOK_ALLOW`          | non-public addresses webhooks and input downloads may reach | none |
+//! | `REELAY_WEBHOOK_RETRIES`        | client-webhook retry delays, `5s,30s,2m,…`    | about a day |
+//! | `REELAY_POLLER_RUN_FOR_SECS`    | how long one poller invocation keeps ticking  | 50          |
+//! | `REELAY_POLLER_TICK_SECS`       | between the poller's ticks                    | 5           |
+//! | `REELAY_FFMPEG_DIR`             | where the ffmpeg layer puts ffmpeg/ffprobe    | /opt/bin    |
+//! | `AWS_ENDPOINT_URL`              | another AWS endpoint for every client (moto)  | AWS's       |
+//!
+//! The providers' own variables (`REELAY_PROVIDERS`, base URLs) are read by
+//! `reelay_providers::config`; their keys come from the secret.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reelay_core::ports::Admission;
+use reelay_core::webhooks::address::AddressPolicy;
+use reelay_core::webhooks::schedule::RetrySchedule;
+use reelay_core::webhooks::DispatchSettings;
+use reelay_core::EngineSettings;
+
+/// Why the settings cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// How the poller function runs: EventBridge starts it at most once a minute, so one
+/// invocation ticks `run_for`, every `tick` (once when `run_for` is zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollerSettings {
+    pub run_for: Duration,
+    pub tick: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub table: String,
+    pub job_queue_url: String,
+    pub webhook_queue_url: String,
+    pub bucket: String,
+    /// The secret holding the server key and the provider keys.
+    pub secrets_id: String,
+    pub output_url_expiry: Duration,
+    pub cdn_base_url: Option<String>,
+    pub retention: Duration,
+    /// Another endpoint for every AWS client (moto); `None` for AWS's.
+    pub endpoint_url: Option<String>,
+    pub ffmpeg_dir: PathBuf,
+    /// Where media work, downloads and the `local` provider's files go (Lambda: `/tmp`).
+    pub scratch_dir: PathBuf,
+    pub poller: PollerSettings,
+    /// Admission limits, the webhook address policy and the callback base, from the variables
+    /// above; the rest are the engine's defaults.
+    pub engine: EngineSettings,
+    pub dispatch: DispatchSettings,
+}
+
+/// The longest presigned URL S3 signs (7 days).
+const MAX_URL_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+
+impl AwsSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, SettingsError> {
+        let var = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let required = |name: &'static str| var(name).ok_or(SettingsError::Missing(name));
+        let number = |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| match var(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse::<u64>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| SettingsError::Invalid {
+                    name,
+                    reason: format!(
+                        "`{raw}` is not a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                }),
+        };
+        let limit = |name: &'static str, default: u64| {
+            number(name, default, 0..=u64::from(u32::MAX)).map(|n| (n > 0).then_some(n as u32))
+        };
+
+        let mut engine = EngineSettings {
+            admission: Admission {
+                max_in_flight: limit("REELAY_MAX_IN_FLIGHT", 100)?,
+                max_per_minute: limit("REELAY_MAX_PER_MINUTE", 120)?,
+            },
+            webhook_addresses: AddressPolicy::with_allowed(&var("REELAY_WEBHOOK_ALLOW").unwrap_or_default()).map_err(
+                |e| SettingsError::Invalid {
+                    name: "REELAY_WEBHOOK_ALLOW",
+                    reason: e.to_string(),
+                },
+            )?,
+            callback_base: var("REELAY_PUBLIC_URL")
+                .map(|url| base_url("REELAY_PUBLIC_URL", &url))
+                .transpose()?,
+            ..EngineSettings::default()
+        };
+        // DynamoDB creates an execution and its jobs in one transaction: a bigger plan is a 400.
+        engine.limits.max_jobs = engine.limits.max_jobs.min(reelay_aws::store::MAX_JOBS);
+        let mut dispatch = DispatchSettings::default();
+        if let Some(list) = var("REELAY_WEBHOOK_RETRIES") {
+            dispatch.schedule = RetrySchedule::parse(&list).map_err(|reason| SettingsError::Invalid {
+                name: "REELAY_WEBHOOK_RETRIES",
+                reason,
+            })?;
+        }
+        Ok(AwsSettings {
+            table: required("REELAY_TABLE")?,
+            job_queue_url: required("REELAY_JOB_QUEUE_URL")?,
+            webhook_queue_url: required("REELAY_WEBHOOK_QUEUE_URL")?,
+            bucket: required("REELAY_BUCKET")?,
+            secrets_id: required("REELAY_SECRETS_ID")?,
+            output_url_expiry: Duration::from_secs(number(
+                "REELAY_OUTPUT_URL_EXPIRY_SECS",
+                86_400,
+                1..=MAX_URL_EXPIRY_SECS,
+            )?),
+            cdn_base_url: var("REELAY_CDN_BASE_URL")
+                .map(|url| base_url("REELAY_CDN_BASE_URL", &url))
+                .transpose()?,
+            retention: Duration::from_secs(number("REELAY_RETENTION_DAYS", 30, 1..=3650)? * 86_400),
+            endpoint_url: var("AWS_ENDPOINT_URL")
+                .map(|url| base_url("AWS_ENDPOINT_URL", &url))
+                .transpose()?,
+            ffmpeg_dir: PathBuf::from(var("REELAY_FFMPEG_DIR").unwrap_or_else(|| "/opt/bin".into())),
+            scratch_dir: PathBuf::from("/tmp/reelay"),
+            poller: PollerSettings {
+                run_for: Duration::from_secs(number("REELAY_POLLER_RUN_FOR_SECS", 50, 0..=900)?),
+                tick: Duration::from_secs(number("REELAY_POLLER_TICK_SECS", 5, 1..=900)?),
+            },
+            engine,
+            dispatch,
+        })
+    }
+}
+
+/// An absolute http(s) URL, without a trailing `/` (paths are appended to it).
+fn base_url(name: &'static str, raw: &str) -> Result<String, SettingsError> {
+    let invalid = |reason: String| SettingsError::Invalid { name, reason };
+    let url = url::Url::parse(raw).map_err(|e| invalid(format!("`{raw}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid(format!("`{raw}` is not an http(s) URL")));
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const REQUIRED: [(&str, &str); 5] = [
+        ("REELAY_TABLE", "reelay"),
+        ("REELAY_JOB_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/jobs"),
+        (
+            "REELAY_WEBHOOK_QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/1/webhooks",
+        ),
+        ("REELAY_BUCKET", "reelay-outputs"),
+        ("REELAY_SECRETS_ID", "reelay/server"),
+    ];
+
+    fn read(extra: &[(&str, &str)]) -> Result<AwsSettings, SettingsError> {
+        let env: HashMap<String, String> = REQUIRED
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        AwsSettings::from_env(|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_to_what_is_not_set() {
+        let s = read(&[]).unwrap();
+        assert_eq!(s.table, "reelay");
+        assert_eq!(s.job_queue_url, REQUIRED[1].1);
+        assert_eq!(s.webhook_queue_url, REQUIRED[2].1);
+        assert_eq!(
+            (s.bucket.as_str(), s.secrets_id.as_str()),
+            ("reelay-outputs", "reelay/server")
+        );
+        assert_eq!(s.output_url_expiry, Duration::from_secs(86_400));
+        assert_eq!(s.retention, Duration::from_secs(30 * 86_400));
+        assert_eq!((s.cdn_base_url, s.endpoint_url), (None, None));
+        assert_eq!(s.ffmpeg_dir, PathBuf::from("/opt/bin"));
+        assert_eq!(
+            s.poller,
+            PollerSettings {
+                run_for: Duration::from_secs(50),
+                tick: Duration::from_secs(5)
+            }
+        );
+        assert_eq!(
+            s.engine.admission,
+            Admission {
+                max_in_flight: Some(100),
+                max_per_minute: Some(120)
+            }
+        );
+        assert_eq!(s.engine.webhook_addresses, AddressPolicy::strict());
+        assert_eq!(s.engine.callback_base, None);
+        assert_eq!(s.engine.limits.max_jobs, reelay_aws::store::MAX_JOBS);
+        assert_eq!(s.dispatch.schedule, RetrySchedule::default());
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let s = read(&[
+            ("REELAY_OUTPUT_URL_EXPIRY_SECS", "600"),
+            ("REELAY_CDN_BASE_URL", "https://cdn.example.com/"),
+            ("REELAY_RETENTION_DAYS", "7"),
+            ("REELAY_PUBLIC_URL", "https://api.example.com/"),
+            ("REELAY_MAX_IN_FLIGHT", "0"),
+            ("REELAY_MAX_PER_MINUTE", "10"),
+            ("REELAY_WEBHOOK_ALLOW", "127.0.0.0/8"),
+            ("REELAY_WEBHOOK_RETRIES", "1s,2s"),
+            ("REELAY_POLLER_RUN_FOR_SECS", "0"),
+            ("REELAY_POLLER_TICK_SECS", "2"),
+            ("REELAY_FFMPEG_DIR", "/opt/ffmpeg/bin"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ])
+        .unwrap();
+        assert_eq!(s.output_url_expiry, Duration::from_secs(600));
+        assert_eq!(s.cdn_base_url.as_deref(), Some("https://cdn.example.com"));
+        assert_eq!(s.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.engine.callback_base.as_deref(), Some("https://api.example.com"));
+        assert_eq!(
+            s.engine.admission,
+            Admission {
+                max_in_flight: None,
+                max_per_minute: Some(10)
+            }
+        );
+        assert!(s.engine.webhook_addresses.permits("127.0.0.1".parse().unwrap()));
+        assert_eq!(
+            s.dispatch.schedule.delays,
+            [Duration::from_secs(1), Duration::from_secs(2)]
+        );
+        assert_eq!(s.poller.run_for, Duration::ZERO);
+        assert_eq!(s.poller.tick, Duration::from_secs(2));
+        assert_eq!(s.ffmpeg_dir, PathBuf::from("/opt/ffmpeg/bin"));
+        assert_eq!(s.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (name, _) in REQUIRED {
+            let env: HashMap<&str, &str> = REQUIRED.iter().copied().filter(|(k, _)| *k != name).collect();
+            let err = AwsSettings::from_env(|k| env.get(k).map(|v| v.to_string())).unwrap_err();
+            assert_eq!(err, SettingsError::Missing(name));
+            assert_eq!(err.to_string(), format!("{name} is not set"));
+        }
+        // Blank counts as unset.
+        assert_eq!(
+            read(&[("REELAY_TABLE", "  ")]).unwrap_err(),
+            SettingsError::Missing("REELAY_TABLE")
+        );
+        let bad = [
+            ("REELAY_OUTPUT_URL_EXPIRY_SECS", "0"),
+            ("REELAY_OUTPUT_URL_EXPIRY_SECS", "604801"),
+            ("REELAY_RETENTION_DAYS", "a month"),
+            ("REELAY_MAX_IN_FLIGHT", "-1"),
+            ("REELAY_MAX_PER_MINUTE", "99999999999"),
+            ("REELAY_POLLER_RUN_FOR_SECS", "1.5"),
+            ("REELAY_POLLER_TICK_SECS", "0"),
+            ("REELAY_PUBLIC_URL", "api.example.com"),
+            ("REELAY_CDN_BASE_URL", "ftp://cdn.example.com"),
+            ("AWS_ENDPOINT_URL", "localhost:5000"),
+            ("REELAY_WEBHOOK_ALLOW", "not-a-cidr"),
+            ("REELAY_WEBHOOK_RETRIES", "5 fortnights"),
+        ];
+        for (name, value) in bad {
+            let err = read(&[(name, value)]).unwrap_err();
+            assert!(
+                matches!(&err, SettingsError::Invalid { name: n, .. } if *n == name),
+                "{name}={value}: {err:?}"
+            );
+            assert!(err.to_string().starts_with(&format!("{name} is invalid: ")), "{err}");
+        }
+    }
+}
