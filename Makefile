@@ -6,8 +6,19 @@ PYTHON ?= python3
 VENV := .venv
 # ffmpeg and ffprobe from Debian's packages (the local provider and the media jobs use them).
 FFMPEG_OK := $(shell command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 && echo yes)
+# Deploying (make build, make deploy; CI needs neither): cargo-lambda, which brings zig, goes into
+# the venv; the SAM CLI into a venv of its own, because it pins boto3, click and pydantic to
+# versions the tests' packages do not want.
+CARGO_LAMBDA_VERSION := 1.9.2
+SAM_CLI_VERSION := 1.170.0
+SAM_VENV := $(VENV)/sam
+FUNCTIONS := execute-api job-runner provider-webhook poller webhook-sender
+# sam build's output (under target/, so that git ignores it).
+SAM_BUILD := target/sam
+# The venv's bin first: cargo finds cargo-lambda there, and cargo-lambda finds zig.
+WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: demo test bench deps lint fmt build-cli
+.PHONY: demo test bench aws-figures deps lint fmt build-cli build deploy
 
 ## demo: the two-scene plan on the embedded stack (no AWS): prints the MP4's path and probe
 demo: deps build-cli
@@ -25,10 +36,15 @@ test: deps
 bench: deps
 	$(CARGO) run --release --quiet -- bench
 
-## lint: formatting and clippy, warnings as errors
-lint:
+## aws-figures: AWS requests per execution and S3 upload memory, on moto (tests/aws_figures.rs)
+aws-figures: deps
+	$(CARGO) test --test aws_figures -- --ignored --nocapture --test-threads 1
+
+## lint: formatting and clippy, warnings as errors; cfn-lint on template.yaml
+lint: $(VENV)/installed
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint template.yaml
 
 fmt:
 	$(CARGO) fmt --all
@@ -36,9 +52,32 @@ fmt:
 build-cli:
 	$(CARGO) build --quiet --bin reelay
 
-$(VENV)/installed: tests/requirements.txt
+$(VENV)/installed: tests/requirements.txt infra/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt -r infra/requirements.txt
+	touch $@
+
+## build: the five Lambda functions for arm64 with cargo-lambda (target/lambda/<name>/bootstrap)
+build: $(VENV)/cargo-lambda-$(CARGO_LAMBDA_VERSION)
+	rustup target add aarch64-unknown-linux-gnu
+	$(WITH_VENV) $(CARGO) lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS))
+
+## deploy: sam build and sam deploy (--guided the first time, which writes samconfig.toml)
+deploy: build $(SAM_VENV)/installed-$(SAM_CLI_VERSION)
+	$(WITH_VENV) SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --beta-features --build-dir $(SAM_BUILD)
+	@if [ -f samconfig.toml ]; then \
+		$(WITH_VENV) SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --template-file $(SAM_BUILD)/template.yaml; \
+	else \
+		$(WITH_VENV) SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --guided --template-file $(SAM_BUILD)/template.yaml; \
+	fi
+
+$(VENV)/cargo-lambda-$(CARGO_LAMBDA_VERSION): $(VENV)/installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda==$(CARGO_LAMBDA_VERSION)
+	touch $@
+
+$(SAM_VENV)/installed-$(SAM_CLI_VERSION):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION)
 	touch $@
 
 deps: $(VENV)/installed
