@@ -1,15 +1,27 @@
-//! `reelay keys`: API keys of the data folder's store. A key is printed once, when made;
-//! only its hash is kept. Works while `reelay serve` runs (SQLite takes turns).
+//! `reelay keys`: API keys of the data folder's store, or of a deployment's DynamoDB table
+//! (`--aws-table`). A key is printed once, when made; only its hash is kept. Works while
+//! `reelay serve` runs (SQLite takes turns).
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
+use reelay_aws::{DynamoSettings, DynamoStore};
 use reelay_core::clock::SystemClock;
 use reelay_core::ports::{Clock, KeyStore};
 use reelay_core::tenants::new_key;
 use reelay_core::time::iso8601;
 use reelay_local::{Db, Durability, SqliteStore};
+
+#[derive(Args)]
+pub struct KeysArgs {
+    /// The DynamoDB table of a deployment (its `TableName` output) instead of the data folder,
+    /// reached with the AWS CLI's configuration (`AWS_PROFILE`, `AWS_REGION`, …).
+    #[arg(long)]
+    aws_table: Option<String>,
+    #[command(subcommand)]
+    command: KeysCommand,
+}
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -43,12 +55,27 @@ pub async fn create(store: &dyn KeyStore, name: &str, tenant: &str) -> anyhow::R
     Ok(key)
 }
 
-pub async fn run(data_dir: &std::path::Path, command: KeysCommand) -> anyhow::Result<ExitCode> {
-    let store = open_store(data_dir)?;
-    match command {
+pub async fn run(data_dir: &std::path::Path, args: KeysArgs) -> anyhow::Result<ExitCode> {
+    let store: Box<dyn KeyStore> = match args.aws_table {
+        Some(table) => {
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Box::new(DynamoStore::new(
+                &config,
+                DynamoSettings {
+                    table,
+                    endpoint_url: None,
+                    // Keys never expire by TTL; the retention applies to finished executions.
+                    retention: std::time::Duration::ZERO,
+                },
+            ))
+        }
+        None => Box::new(open_store(data_dir)?),
+    };
+    let store = store.as_ref();
+    match args.command {
         KeysCommand::Create { name, tenant } => {
             let tenant = tenant.unwrap_or_else(|| name.clone());
-            let key = create(&store, &name, &tenant).await?;
+            let key = create(store, &name, &tenant).await?;
             eprintln!("API key for tenant `{tenant}` (shown once; store it now):");
             println!("{key}");
         }

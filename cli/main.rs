@@ -63,8 +63,7 @@ enum Command {
     /// Measure the engine on the persistent store over standard DAG shapes.
     Bench(bench::BenchArgs),
     /// Manage API keys (each acts for one tenant).
-    #[command(subcommand)]
-    Keys(keys::KeysCommand),
+    Keys(keys::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -169,6 +168,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { addr } => serve::serve(settings, &addr).await,
         Command::Bench(args) => bench::run(args).await,
-        Command::Keys(command) => keys::run(&cli.data_dir, command).await,
+        Command::Keys(args) => keys::run(&cli.data_dir, args).await,
     }
 }

@@ -1,7 +1,7 @@
-//! Counts the AWS requests an SDK client makes, by service and operation, and the DynamoDB
-//! capacity each reports (asked for with `ReturnConsumedCapacity: TOTAL`, which this adds to
-//! every DynamoDB request). Attached to clients as an interceptor; the adapters know nothing
-//! of it.
+//! Counts the AWS requests (HTTP attempts) an SDK client makes, by service and operation (a DynamoDB query of
+//! an index as `Query(index)`), and the DynamoDB capacity each reports (asked for with
+//! `ReturnConsumedCapacity: TOTAL`, which this adds to every DynamoDB request). Attached to
+//! clients as an interceptor; the adapters know nothing of it.
 //!
 //! moto reports a nominal capacity per request (it does not size items), so the capacity
 //! figures are a floor: AWS charges by the KB.
@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    AfterDeserializationInterceptorContextRef, BeforeSerializationInterceptorContextRef,
-    BeforeTransmitInterceptorContextMut,
+    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
 };
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
@@ -47,12 +46,22 @@ impl RequestCounts {
 
     fn entry(&self, cfg: &ConfigBag, f: impl FnOnce(&mut Count)) {
         if let Some(meta) = cfg.load::<Metadata>() {
+            let operation = match cfg.load::<IndexName>() {
+                Some(IndexName(index)) => format!("{}({index})", meta.name()),
+                None => meta.name().to_string(),
+            };
             let mut counts = self.counts.lock().unwrap();
-            f(counts
-                .entry((meta.service().to_string(), meta.name().to_string()))
-                .or_default());
+            f(counts.entry((meta.service().to_string(), operation)).or_default());
         }
     }
+}
+
+/// The index a DynamoDB request reads, noted while its body is at hand.
+#[derive(Debug, Clone)]
+struct IndexName(String);
+
+impl aws_smithy_types::config_bag::Storable for IndexName {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
 }
 
 fn is_dynamodb(cfg: &ConfigBag) -> bool {
@@ -77,25 +86,27 @@ impl Intercept for RequestCounts {
         "RequestCounts"
     }
 
-    fn read_before_execution(
-        &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.entry(cfg, |c| c.calls += 1);
-        Ok(())
-    }
-
     fn modify_before_signing(
         &self,
         context: &mut BeforeTransmitInterceptorContextMut<'_>,
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        // Counted per HTTP request (a retried call counts each attempt, as AWS bills them).
         if !is_dynamodb(cfg) {
+            self.entry(cfg, |c| c.calls += 1);
             return Ok(());
         }
         let request = context.request_mut();
+        let index = request
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .and_then(|json| json.get("IndexName")?.as_str().map(str::to_string));
+        if let Some(index) = index {
+            cfg.interceptor_state().store_put(IndexName(index));
+        }
+        self.entry(cfg, |c| c.calls += 1);
         let Some(body) = request.body().bytes() else {
             return Ok(());
         };

@@ -1,0 +1,203 @@
+//! The five Lambda handlers wired as on AWS and driven by a harness that plays Lambda
+//! (`lambda/harness.rs`): once on the embedded adapters, once on the AWS adapters against
+//! moto (DynamoDB, SQS, S3, Secrets Manager). The two-scene example runs to completion with
+//! the `local` provider, its video is read back through its URL, and the client webhook
+//! arrives signed.
+
+#[path = "lambda/harness.rs"]
+mod harness;
+#[allow(dead_code)]
+#[path = "aws/mod.rs"]
+mod moto_aws;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::http::{Method, StatusCode};
+use serde_json::Value;
+
+use harness::{receiver, two_scenes, Functions, Hooks, SERVER_KEY};
+use moto_aws::world::AwsWorld;
+use reelay_aws::secrets::ServerSecrets;
+use reelay_core::clock::SystemClock;
+use reelay_core::ports::{Clock, KeyStore, Store};
+use reelay_core::tenants::new_key;
+use reelay_core::webhooks::signature::{body_signature, verify_standard};
+use reelay_lambda::{Adapters, AwsNode, HostedProviders};
+use reelay_local::{Db, Durability, FileBlobs, SqliteQueue, SqliteStore};
+
+const HOOK_SECRET: &str = "whsec_dGVzdC1zZWNyZXQ=";
+
+/// The one webhook: the ended execution's, signed both ways with our secret.
+fn assert_signed_webhook(hooks: &Hooks, id: &str, status: &str) {
+    let hooks = hooks.lock().unwrap();
+    assert_eq!(hooks.len(), 1, "one webhook");
+    let (headers, body) = &hooks[0];
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert_eq!(header("x-webhook-signature"), body_signature(HOOK_SECRET, body));
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    verify_standard(
+        HOOK_SECRET,
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+        body,
+        now,
+        300,
+    )
+    .expect("a valid Standard Webhooks signature");
+    let body: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body["executionId"], id, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+}
+
+async fn submit(functions: &Functions, key: &str, hook_url: &str) -> String {
+    let (status, body) = functions
+        .call(
+            Method::POST,
+            "/api/execute",
+            key,
+            Some(two_scenes(hook_url, HOOK_SECRET)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body["executionId"].as_str().unwrap().to_string()
+}
+
+/// The final video's URL from a status answer.
+fn result_url(status: &Value) -> String {
+    status["result"]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no result url: {status}"))
+        .to_string()
+}
+
+/// An MP4: `ftyp` at offset 4.
+fn assert_mp4(bytes: &[u8]) {
+    assert!(
+        bytes.len() > 1000 && &bytes[4..8] == b"ftyp",
+        "not an MP4 ({} bytes)",
+        bytes.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scenes_run_through_the_handlers_on_the_embedded_adapters() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = harness::env(&[]);
+    let settings = harness::settings(&env, &dir.path().join("scratch"));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let db = Db::open(&dir.path().join("reelay.db"), Durability::Process).unwrap();
+    let store = Arc::new(SqliteStore::new(db.clone()));
+    let adapters = Adapters {
+        store: store.clone(),
+        keys: store.clone(),
+        job_queue: Arc::new(SqliteQueue::new(db.clone(), clock.clone())),
+        webhook_queue: Arc::new(SqliteQueue::webhooks(db, clock)),
+        blobs: Arc::new(FileBlobs::new(dir.path().join("blobs")).unwrap()),
+    };
+    let secrets = ServerSecrets::parse(&format!(r#"{{"serverKey":"{SERVER_KEY}"}}"#)).unwrap();
+    let providers = HostedProviders::from_env(|k| env.get(k).cloned(), &secrets, &settings).unwrap();
+    let node = AwsNode::new(adapters, &settings, secrets.sealer().clone(), providers).unwrap();
+    let functions = Functions::new(&node);
+    let (key, record) = new_key("acme", "test", 1);
+    store.create_key(&record).await.unwrap();
+
+    let (hook_url, hooks) = receiver().await;
+    let id = submit(&functions, &key, &hook_url).await;
+    // The schedule's payload means nothing: an EventBridge event works as well as Scheduler's `{}`.
+    functions
+        .tick(harness::fixture("eventbridge-scheduled-event.json"))
+        .await;
+    let status = functions.run_to_end(&id, &key, &hooks).await;
+    assert_eq!(status["status"], "completed", "{status}");
+    let url = result_url(&status);
+    let path = url.strip_prefix("file://").unwrap_or_else(|| panic!("{url}"));
+    assert_mp4(&std::fs::read(path).unwrap());
+    assert_signed_webhook(&hooks, &id, "completed");
+}
+
+/// `reelay keys --aws-table <world's table> <args>` with AWS's usual environment pointed at
+/// moto; its standard output.
+async fn reelay_keys(world: &AwsWorld, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_reelay"))
+        .args(["keys", "--aws-table", &world.table])
+        .args(args)
+        .env("AWS_ENDPOINT_URL", &world.moto.url)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .await
+        .expect("run reelay keys");
+    assert!(
+        out.status.success(),
+        "reelay keys {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scenes_run_through_the_handlers_on_aws() {
+    let world = AwsWorld::start().await;
+    let secret_id = "reelay-test";
+    aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&world.config)
+            .endpoint_url(&world.moto.url)
+            .build(),
+    )
+    .create_secret()
+    .name(secret_id)
+    .secret_string(format!(r#"{{"serverKey":"{SERVER_KEY}"}}"#))
+    .send()
+    .await
+    .expect("create the secret");
+    let dir = tempfile::tempdir().unwrap();
+    let env = harness::env(&[
+        ("REELAY_TABLE", &world.table),
+        ("REELAY_JOB_QUEUE_URL", &world.job_queue_url),
+        ("REELAY_WEBHOOK_QUEUE_URL", &world.webhook_queue_url),
+        ("REELAY_BUCKET", &world.bucket),
+        ("REELAY_SECRETS_ID", secret_id),
+        ("AWS_ENDPOINT_URL", &world.moto.url),
+    ]);
+    let settings = harness::settings(&env, &dir.path().join("scratch"));
+    // As a function starts: the secret, the adapters, the providers, all from the settings.
+    let node = AwsNode::connect(&world.config, &settings, |k| env.get(k).cloned())
+        .await
+        .expect("a node on moto");
+    let functions = Functions::new(&node);
+    // The deployment's first key, made as an operator would: `reelay keys --aws-table`.
+    let key = reelay_keys(&world, &["create", "--name", "e2e", "--tenant", "acme"]).await;
+    let listed = reelay_keys(&world, &["list"]).await;
+    assert!(
+        listed.contains("tenant=acme") && listed.contains(&key[..12]),
+        "{listed}"
+    );
+
+    let (hook_url, hooks) = receiver().await;
+    let id = submit(&functions, &key, &hook_url).await;
+    let status = functions.run_to_end(&id, &key, &hooks).await;
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_signed_webhook(&hooks, &id, "completed");
+
+    // The video is in the bucket, and its URL (presigned, path-style on moto) serves it.
+    let url = result_url(&status);
+    assert!(
+        url.starts_with(&format!("{}/{}/", world.moto.url, world.bucket)) && url.contains("X-Amz-Signature="),
+        "{url}"
+    );
+    let video = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    assert_mp4(&video);
+    let objects = world.s3().list_objects_v2().bucket(&world.bucket).send().await.unwrap();
+    let keys: Vec<&str> = objects.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(keys.len() >= 4, "every job's output is stored: {keys:?}");
+    // Every record of the execution is in DynamoDB: one query reads it with its jobs.
+    let (execution, jobs) = world.store().execution_with_jobs(&id).await.unwrap().unwrap();
+    assert_eq!((execution.completed_jobs, jobs.len()), (4, 4));
+}
