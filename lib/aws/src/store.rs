@@ -599,41 +599,31 @@ impl DynamoStore {
         let item = Item::new(&item);
         let version = item.opt_i64("version")?;
         let in_flight = item.opt_i64("in_flight")?.unwrap_or(0);
-        if let Some(max) = admission.max_in_flight {
-            if in_flight >= i64::from(max) {
-                return Err(StoreError::LimitReached {
-                    reason: format!("{in_flight} executions are in flight; the limit is {max}"),
-                    retry_after: Duration::from_secs(5),
-                });
-            }
-        }
-        // Submissions of the last minute, oldest first.
-        let window_start = execution.created_at - 60_000;
-        let mut recent: Vec<i64> = match item.attrs.get("recent") {
-            Some(AttributeValue::Ns(values)) => values.iter().filter_map(|v| v.parse().ok()).collect(),
+        // Submissions of the last minute, as (millisecond, entry), oldest first. A number set
+        // holds each value once: same-millisecond submissions are told apart by a fraction.
+        let mut recent: Vec<(i64, String)> = match item.attrs.get("recent") {
+            Some(AttributeValue::Ns(values)) => values
+                .iter()
+                .filter_map(|v| Some((v.split('.').next()?.parse().ok()?, v.clone())))
+                .collect(),
             _ => Vec::new(),
         };
-        recent.retain(|at| *at > window_start);
+        recent.retain(|(at, _)| *at > execution.created_at - 60_000);
         recent.sort_unstable();
-        if let Some(max) = admission.max_per_minute {
-            if recent.len() >= max as usize {
-                let wait = recent.first().map_or(60_000, |at| at - window_start).max(1000);
-                return Err(StoreError::LimitReached {
-                    reason: format!(
-                        "{} executions were submitted in the last minute; the limit is {max}",
-                        recent.len()
-                    ),
-                    retry_after: Duration::from_millis(wait as u64),
-                });
-            }
+        if let Some(refusal) = admission.refusal(
+            in_flight.max(0) as u64,
+            recent.len() as u64,
+            recent.first().map(|(at, _)| *at),
+            execution.created_at,
+        ) {
+            return Err(refusal);
         }
-        // A number set holds each value once: same-millisecond submissions get distinct
-        // entries by the sub-millisecond fraction of their place.
-        let mut entries: Vec<String> = recent.iter().map(i64::to_string).collect();
+        let mut entries: Vec<String> = recent.into_iter().map(|(_, entry)| entry).collect();
         let mut mine = execution.created_at.to_string();
         let mut bump = 1;
         while entries.contains(&mine) {
-            mine = format!("{}.{bump:04}", execution.created_at);
+            // Ends in 1: no trailing zero for DynamoDB to normalise into another's value.
+            mine = format!("{}.{bump}1", execution.created_at);
             bump += 1;
         }
         entries.push(mine);
@@ -659,6 +649,46 @@ impl DynamoStore {
             .await?
             .map(|item| Item::new(&item).job())
             .transpose()
+    }
+
+    /// The items at `keys` (consistent reads, 100 keys a request, unprocessed keys retried);
+    /// missing ones are left out, in no particular order.
+    async fn batch_get(
+        &self,
+        keys: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let mut pending = chunk.to_vec();
+            while !pending.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(unavailable)?;
+                let result = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                items.extend(
+                    result
+                        .responses
+                        .unwrap_or_default()
+                        .remove(&self.table)
+                        .unwrap_or_default(),
+                );
+                if let Some(left) = result.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                    pending = left.keys;
+                    if !pending.is_empty() {
+                        backoff(1).await;
+                    }
+                }
+            }
+        }
+        Ok(items)
     }
 
     /// Runs one conditional update alone; `None` if its condition failed, else the item as
@@ -861,50 +891,23 @@ impl Store for DynamoStore {
     }
 
     async fn jobs(&self, execution_id: &str, job_ids: &[String]) -> Result<Vec<Job>, StoreError> {
-        let mut out = Vec::with_capacity(job_ids.len());
         let mut unique: Vec<&String> = Vec::new();
         for id in job_ids {
             if !unique.contains(&id) {
                 unique.push(id);
             }
         }
-        for chunk in unique.chunks(100) {
-            let mut keys: Vec<HashMap<String, AttributeValue>> =
-                chunk.iter().map(|id| key(exec_pk(execution_id), &job_sk(id))).collect();
-            let mut found: HashMap<String, Job> = HashMap::new();
-            while !keys.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut keys)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(unavailable)?;
-                let result = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                for item in result
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    let job = Item::new(&item).job()?;
-                    found.insert(job.id().to_string(), job);
-                }
-                if let Some(left) = result.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
-                    keys = left.keys;
-                    if !keys.is_empty() {
-                        backoff(1).await;
-                    }
-                }
-            }
-            // In the order asked.
-            out.extend(chunk.iter().filter_map(|id| found.remove(id.as_str())));
+        let keys = unique
+            .iter()
+            .map(|id| key(exec_pk(execution_id), &job_sk(id)))
+            .collect();
+        let mut found: HashMap<String, Job> = HashMap::new();
+        for item in self.batch_get(keys).await? {
+            let job = Item::new(&item).job()?;
+            found.insert(job.id().to_string(), job);
         }
-        Ok(out)
+        // In the order asked.
+        Ok(unique.iter().filter_map(|id| found.remove(id.as_str())).collect())
     }
 
     async fn update_job(&self, prev: &Job, next: &Job) -> Result<Write<Job>, StoreError> {
@@ -1252,38 +1255,13 @@ impl Store for DynamoStore {
             .iter()
             .filter_map(|p| Item::new(p).opt_s("sk")?.strip_prefix("DELIVERY#").map(str::to_string))
             .collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(100) {
-            let mut keys: Vec<_> = chunk.iter().map(|id| key(delivery_pk(id), DELIVERY_SK)).collect();
-            while !keys.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut keys)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(unavailable)?;
-                let result = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                for item in result
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    out.push(delivery_of(&item)?);
-                }
-                if let Some(left) = result.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
-                    keys = left.keys;
-                    if !keys.is_empty() {
-                        backoff(1).await;
-                    }
-                }
-            }
-        }
+        let keys = ids.iter().map(|id| key(delivery_pk(id), DELIVERY_SK)).collect();
+        let mut out = self
+            .batch_get(keys)
+            .await?
+            .iter()
+            .map(delivery_of)
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }

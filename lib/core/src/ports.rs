@@ -38,6 +38,34 @@ pub struct Admission {
     pub max_per_minute: Option<u32>,
 }
 
+impl Admission {
+    /// The refusal of a new execution at `now` for a tenant with `in_flight` executions in
+    /// flight and `recent` created in the minute before, the oldest of them at `oldest`; `None`
+    /// if it is admitted. Adapters count; this decides, so that both say the same.
+    pub fn refusal(&self, in_flight: u64, recent: u64, oldest: Option<Millis>, now: Millis) -> Option<StoreError> {
+        if let Some(max) = self.max_in_flight {
+            if in_flight >= u64::from(max) {
+                return Some(StoreError::LimitReached {
+                    reason: format!("{in_flight} executions are in flight; the limit is {max}"),
+                    retry_after: Duration::from_secs(5),
+                });
+            }
+        }
+        if let Some(max) = self.max_per_minute {
+            if recent >= u64::from(max) {
+                // The window has room again when its oldest submission leaves it.
+                let window_start = now - 60_000;
+                let wait = oldest.map_or(60_000, |at| at - window_start).max(1000);
+                return Some(StoreError::LimitReached {
+                    reason: format!("{recent} executions were submitted in the last minute; the limit is {max}"),
+                    retry_after: Duration::from_millis(wait as u64),
+                });
+            }
+        }
+        None
+    }
+}
+
 /// Where a page of executions ends: the next page starts after it (newest first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageCursor {

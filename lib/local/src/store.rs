@@ -4,8 +4,6 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use std::time::Duration;
-
 use reelay_core::domain::{CounterDelta, Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis, WebhookDelivery};
 use reelay_core::ports::{Admission, ApiKeyRecord, EdgeRelease, KeyStore, PageCursor, Store, StoreError, Write};
 
@@ -614,40 +612,25 @@ impl KeyStore for SqliteStore {
 /// Refuses a new execution over the tenant's limits; runs inside the creating transaction,
 /// so concurrent submissions are counted one after another.
 fn admit(tx: &Transaction<'_>, execution: &Execution, admission: Admission) -> Result<(), StoreError> {
-    if let Some(max) = admission.max_in_flight {
-        let in_flight: i64 = tx
-            .prepare_cached(
-                "SELECT COUNT(*) FROM executions WHERE tenant_id = ?1 AND status IN ('pending', 'processing')",
-            )
-            .map_err(unavailable)?
-            .query_row([&execution.tenant_id], |r| r.get(0))
-            .map_err(unavailable)?;
-        if in_flight >= i64::from(max) {
-            return Err(StoreError::LimitReached {
-                reason: format!("{in_flight} executions are in flight; the limit is {max}"),
-                retry_after: Duration::from_secs(5),
-            });
-        }
+    if admission == Admission::default() {
+        return Ok(());
     }
-    if let Some(max) = admission.max_per_minute {
-        let window_start = execution.created_at - 60_000;
-        let (count, oldest): (i64, Option<i64>) = tx
-            .prepare_cached("SELECT COUNT(*), MIN(created_at) FROM executions WHERE tenant_id = ?1 AND created_at > ?2")
-            .map_err(unavailable)?
-            .query_row(params![execution.tenant_id, window_start], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(unavailable)?;
-        if count >= i64::from(max) {
-            // The window has room again when its oldest submission leaves it.
-            let wait = oldest.map_or(60_000, |at| at - window_start).max(1000);
-            return Err(StoreError::LimitReached {
-                reason: format!("{count} executions were submitted in the last minute; the limit is {max}"),
-                retry_after: Duration::from_millis(wait as u64),
-            });
-        }
+    let in_flight: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM executions WHERE tenant_id = ?1 AND status IN ('pending', 'processing')")
+        .map_err(unavailable)?
+        .query_row([&execution.tenant_id], |r| r.get(0))
+        .map_err(unavailable)?;
+    let (recent, oldest): (i64, Option<i64>) = tx
+        .prepare_cached("SELECT COUNT(*), MIN(created_at) FROM executions WHERE tenant_id = ?1 AND created_at > ?2")
+        .map_err(unavailable)?
+        .query_row(params![execution.tenant_id, execution.created_at - 60_000], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(unavailable)?;
+    match admission.refusal(in_flight as u64, recent as u64, oldest, execution.created_at) {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn keys(conn: &rusqlite::Connection, sql: &str, at: Millis, limit: usize) -> Result<Vec<JobKey>, StoreError> {
