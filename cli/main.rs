@@ -111,8 +111,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     settings.engine.callback_base = cli.public_url.clone();
     settings.providers = reelay_local::HostedProviders(
-        reelay_providers::config::from_env(|name| std::env::var(name).ok(), &settings.engine.webhook_addresses)
-            .map_err(|e| anyhow::anyhow!(e))?,
+        reelay_providers::config::from_env(
+            |name| std::env::var(name).ok(),
+            &settings.engine.webhook_addresses,
+            // One process: its own count is the account's.
+            std::sync::Arc::new(reelay_providers::InProcessBudget::default()),
+        )
+        .map_err(|e| anyhow::anyhow!(e))?,
     );
     // Only from the environment: a flag would land in shell history and process lists.
     settings.secret_key = std::env::var("REELAY_SECRET_KEY").ok().filter(|k| !k.is_empty());

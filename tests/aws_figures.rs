@@ -89,9 +89,11 @@ async fn figure_aws_requests_per_execution() {
         job_queue: Arc::new(world.job_queue()),
         webhook_queue: Arc::new(world.webhook_queue()),
         blobs: Arc::new(world.blobs()),
+        budget: store.clone(),
     };
     let secrets = ServerSecrets::parse(&format!(r#"{{"serverKey":"{SERVER_KEY}"}}"#)).unwrap();
-    let providers = HostedProviders::from_env(|k| env.get(k).cloned(), &secrets, &settings).unwrap();
+    let providers =
+        HostedProviders::from_env(|k| env.get(k).cloned(), &secrets, &settings, adapters.budget.clone()).unwrap();
     let node = AwsNode::new(adapters, &settings, secrets.sealer().clone(), providers).unwrap();
     let functions = Functions::new(&node);
     let (key, record) = new_key("acme", "figures", 1);

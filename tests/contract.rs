@@ -15,8 +15,9 @@ use async_trait::async_trait;
 
 use contract::Backend;
 use reelay_core::clock::ManualClock;
-use reelay_core::ports::{Blobs, KeyStore, Message, Queue, Store};
+use reelay_core::ports::{Blobs, KeyStore, Message, Queue, RateBudget, Store};
 use reelay_local::{Db, Durability, FileBlobs, SqliteQueue, SqliteStore};
+use reelay_providers::InProcessBudget;
 
 /// One isolated embedded stack in a temporary folder: `db.sqlite` and `data/blobs/`.
 struct LocalBackend {
@@ -29,6 +30,7 @@ struct Clients {
     store: Arc<SqliteStore>,
     queue: Arc<SqliteQueue>,
     blobs: Arc<FileBlobs>,
+    budget: Arc<InProcessBudget>,
 }
 
 impl LocalBackend {
@@ -45,6 +47,7 @@ impl LocalBackend {
             store: Arc::new(SqliteStore::new(db.clone())),
             queue: Arc::new(SqliteQueue::new(db, clock.clone())),
             blobs: Arc::new(FileBlobs::new(Self::blob_root(dir)).expect("blob root")),
+            budget: Arc::new(InProcessBudget::default()),
         }
     }
 
@@ -87,6 +90,10 @@ impl Backend for LocalBackend {
 
     fn blobs(&self) -> Arc<dyn Blobs> {
         self.clients().blobs.clone()
+    }
+
+    fn budget(&self) -> Arc<dyn RateBudget> {
+        self.clients().budget.clone()
     }
 
     async fn advance(&self, by: Duration) {
@@ -136,6 +143,7 @@ contract_tests!(
         watchers,
         deliveries,
         keys,
+        rate,
         queue,
         queue_strict,
         blobs

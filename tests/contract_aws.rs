@@ -27,7 +27,7 @@ use contract::Backend;
 use moto_aws::world::AwsWorld;
 use reelay_aws::{DynamoStore, S3Blobs, SqsQueue, SqsSettings};
 use reelay_core::domain::JobKey;
-use reelay_core::ports::{BlobError, Blobs, ByteStream, KeyStore, Message, Queue, Store};
+use reelay_core::ports::{BlobError, Blobs, ByteStream, KeyStore, Message, Queue, RateBudget, Store};
 
 /// One isolated AWS world (its own moto) and the adapters on it.
 struct AwsBackend {
@@ -80,6 +80,10 @@ impl Backend for AwsBackend {
 
     fn blobs(&self) -> Arc<dyn Blobs> {
         self.clients().blobs.clone()
+    }
+
+    fn budget(&self) -> Arc<dyn RateBudget> {
+        self.clients().store.clone()
     }
 
     async fn advance(&self, by: Duration) {
@@ -135,7 +139,7 @@ impl Backend for AwsBackend {
 contract_tests!(
     aws,
     AwsBackend::new,
-    [store, executions, watchers, deliveries, keys, queue, blobs]
+    [store, executions, watchers, deliveries, keys, rate, queue, blobs]
 );
 
 // ---------------------------------------------------------------------------------------
@@ -454,4 +458,28 @@ async fn aws_dynamodb_retried_release_repairs_a_crash_between_its_steps() {
         [contract::key(&ex.id, "a"), child],
         "the queued child is on the stale sweep's index"
     );
+}
+
+/// Two functions (two clients of the table) share one provider budget: racing together, they
+/// are admitted the limit between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_dynamodb_rate_budget_is_shared_by_every_process() {
+    use reelay_core::ports::RateBudget;
+    const LIMIT: u32 = 6;
+    let backend = AwsBackend::new().await;
+    let (one, two): (Arc<dyn RateBudget>, Arc<dyn RateBudget>) =
+        (Arc::new(backend.world.store()), Arc::new(backend.world.store()));
+    let scope = contract::unique("replicate/creates");
+    let takers: Vec<_> = (0..3 * LIMIT)
+        .map(|i| {
+            let budget = if i % 2 == 0 { one.clone() } else { two.clone() };
+            let scope = scope.clone();
+            tokio::spawn(async move { budget.take(&scope, LIMIT, Duration::from_secs(60)).await.unwrap() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for taker in takers {
+        admitted += u32::from(taker.await.unwrap().is_ok());
+    }
+    assert_eq!(admitted, LIMIT);
 }

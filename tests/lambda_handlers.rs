@@ -25,6 +25,7 @@ use reelay_core::tenants::new_key;
 use reelay_core::webhooks::signature::{body_signature, verify_standard};
 use reelay_lambda::{Adapters, AwsNode, HostedProviders};
 use reelay_local::{Db, Durability, FileBlobs, SqliteQueue, SqliteStore};
+use reelay_providers::InProcessBudget;
 
 const HOOK_SECRET: &str = "whsec_dGVzdC1zZWNyZXQ=";
 
@@ -98,9 +99,11 @@ async fn two_scenes_run_through_the_handlers_on_the_embedded_adapters() {
         job_queue: Arc::new(SqliteQueue::new(db.clone(), clock.clone())),
         webhook_queue: Arc::new(SqliteQueue::webhooks(db, clock)),
         blobs: Arc::new(FileBlobs::new(dir.path().join("blobs")).unwrap()),
+        budget: Arc::new(InProcessBudget::default()),
     };
     let secrets = ServerSecrets::parse(&format!(r#"{{"serverKey":"{SERVER_KEY}"}}"#)).unwrap();
-    let providers = HostedProviders::from_env(|k| env.get(k).cloned(), &secrets, &settings).unwrap();
+    let providers =
+        HostedProviders::from_env(|k| env.get(k).cloned(), &secrets, &settings, adapters.budget.clone()).unwrap();
     let node = AwsNode::new(adapters, &settings, secrets.sealer().clone(), providers).unwrap();
     let functions = Functions::new(&node);
     let (key, record) = new_key("acme", "test", 1);

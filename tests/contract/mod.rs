@@ -20,7 +20,8 @@
 //!   per test. The groups: `store` (executions and jobs: creation, conditional writes,
 //!   counters, edges, the engine's scans), `executions` (tenant admission limits and
 //!   listing), `watchers` (jobs waiting on a base execution's jobs), `deliveries` (client
-//!   webhook messages), `keys` (API keys), `queue`, `blobs`, and `queue_strict` (exact
+//!   webhook messages), `keys` (API keys), `rate` (provider rate budgets), `queue`, `blobs`,
+//!   and `queue_strict` (exact
 //!   ordering and stale-receipt behaviour the SQLite queue promises but SQS standard queues
 //!   only do best-effort).
 //!
@@ -50,7 +51,7 @@ use reelay_core::domain::{
 use reelay_core::plan::{JobSpec, MediaKind, MediaRef, Operation, Params, ProviderParams, Secret};
 use reelay_core::ports::{
     Admission, ApiKeyRecord, BlobError, Blobs, ByteStream, Delivery, EdgeRelease, KeyStore, Message, PageCursor, Queue,
-    Store, StoreError, StoredBlob, Write,
+    RateBudget, Store, StoreError, StoredBlob, Write,
 };
 use reelay_core::secrets::Sealer;
 use reelay_core::tenants::{hash_key, new_key};
@@ -64,6 +65,8 @@ pub trait Backend: Send + Sync + 'static {
     fn keys(&self) -> Arc<dyn KeyStore>;
     fn queue(&self) -> Arc<dyn Queue>;
     fn blobs(&self) -> Arc<dyn Blobs>;
+    /// The provider rate budget (per process locally, shared on AWS).
+    fn budget(&self) -> Arc<dyn RateBudget>;
     /// Moves the queue's time on by `by` (a manual clock locally; a real sleep on SQS, with
     /// whatever slack its clock needs).
     async fn advance(&self, by: Duration);
@@ -132,6 +135,12 @@ macro_rules! contract_tests {
             store_due_deliveries_lists_only_due_pending_ones_soonest_first,
             store_concurrent_delivery_creates_and_updates_one_wins,
             store_deliveries_survive_reopen,
+        );
+    };
+    (@group rate, $make:expr) => {
+        $crate::contract_tests!(@cases $make;
+            rate_budget_admits_exactly_the_limit_to_racing_takers,
+            rate_budget_says_how_long_and_admits_after_that,
         );
     };
     (@group keys, $make:expr) => {
@@ -2429,4 +2438,51 @@ pub async fn blobs_survive_reopen<B: Backend>(mut backend: B) {
     backend.reopen().await;
     let blobs = backend.blobs();
     assert_eq!(read_all(blobs.get("keep/me.bin").await.unwrap()).await, b"kept");
+}
+
+// ---------------------------------------------------------------------------------------
+// Rate budgets
+// ---------------------------------------------------------------------------------------
+
+/// Twice the limit asked for at once (well within one window): exactly the limit is admitted,
+/// and another scope has its own budget.
+pub async fn rate_budget_admits_exactly_the_limit_to_racing_takers<B: Backend>(backend: B) {
+    const LIMIT: u32 = 8;
+    let window = Duration::from_secs(60);
+    let budget = backend.budget();
+    let scope = unique("replicate/creates");
+    let takers: Vec<_> = (0..2 * LIMIT)
+        .map(|_| {
+            let (budget, scope) = (budget.clone(), scope.clone());
+            tokio::spawn(async move { budget.take(&scope, LIMIT, window).await.unwrap() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for taker in takers {
+        match taker.await.unwrap() {
+            Ok(()) => admitted += 1,
+            Err(wait) => assert!(wait > Duration::ZERO && wait <= 2 * window, "{wait:?}"),
+        }
+    }
+    assert_eq!(admitted, LIMIT, "racing takers share one budget");
+    let other = unique("replicate/creates");
+    assert_eq!(budget.take(&other, LIMIT, window).await.unwrap(), Ok(()));
+}
+
+/// A spent budget names a wait no longer than two windows, and a call fits once it has passed.
+pub async fn rate_budget_says_how_long_and_admits_after_that<B: Backend>(backend: B) {
+    let window = Duration::from_millis(1500);
+    let budget = backend.budget();
+    let scope = unique("fal/submits");
+    let mut wait = None;
+    for _ in 0..10 {
+        if let Err(w) = budget.take(&scope, 3, window).await.unwrap() {
+            wait = Some(w);
+            break;
+        }
+    }
+    let wait = wait.expect("a budget of 3 is spent within 10 calls");
+    assert!(wait > Duration::ZERO && wait <= 2 * window, "{wait:?}");
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    assert_eq!(budget.take(&scope, 3, window).await.unwrap(), Ok(()), "after {wait:?}");
 }

@@ -142,6 +142,16 @@ pub trait Store: Send + Sync {
     async fn due_deliveries(&self, now: Millis, limit: usize) -> Result<Vec<String>, StoreError>;
 }
 
+/// A request budget that every process calling one provider account shares: at most `limit`
+/// calls in any `window` per scope (an account of a provider). Locally one process owns it;
+/// on AWS the functions share it through DynamoDB.
+#[async_trait]
+pub trait RateBudget: Send + Sync {
+    /// Takes one call from `scope`'s budget (`Ok(Ok)`), or says how long until one frees
+    /// (`Ok(Err(wait))`).
+    async fn take(&self, scope: &str, limit: u32, window: Duration) -> Result<Result<(), Duration>, StoreError>;
+}
+
 /// An API key as stored: only its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyRecord {

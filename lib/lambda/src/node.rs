@@ -17,7 +17,7 @@ use reelay_api::ApiState;
 use reelay_aws::secrets::{SecretsError, ServerSecrets};
 use reelay_aws::{DynamoSettings, DynamoStore, S3Blobs, S3Settings, SqsQueue, SqsSettings};
 use reelay_core::clock::SystemClock;
-use reelay_core::ports::{Blobs, Clock, KeyStore, Provider, Queue, Store};
+use reelay_core::ports::{Blobs, Clock, KeyStore, Provider, Queue, RateBudget, Store};
 use reelay_core::secrets::Sealer;
 use reelay_core::webhooks::Dispatcher;
 use reelay_core::{Engine, Ports, Providers, Via};
@@ -45,6 +45,8 @@ pub struct Adapters {
     pub job_queue: Arc<dyn Queue>,
     pub webhook_queue: Arc<dyn Queue>,
     pub blobs: Arc<dyn Blobs>,
+    /// Where provider rate limits are counted, shared by every function.
+    pub budget: Arc<dyn RateBudget>,
 }
 
 impl Adapters {
@@ -70,7 +72,8 @@ impl Adapters {
         };
         Adapters {
             store: store.clone(),
-            keys: store,
+            keys: store.clone(),
+            budget: store,
             job_queue: queue(&settings.job_queue_url),
             webhook_queue: queue(&settings.webhook_queue_url),
             blobs: Arc::new(S3Blobs::new(
@@ -103,6 +106,7 @@ impl HostedProviders {
         lookup: impl Fn(&str) -> Option<String>,
         secrets: &ServerSecrets,
         settings: &AwsSettings,
+        budget: Arc<dyn RateBudget>,
     ) -> Result<HostedProviders, NodeError> {
         let failed = |e: &dyn std::fmt::Display| NodeError::Providers(e.to_string());
         let named = lookup("REELAY_PROVIDERS").filter(|v| !v.trim().is_empty());
@@ -136,8 +140,8 @@ impl HostedProviders {
                 .map(|secret| secret.expose().to_string())
                 .or_else(|| lookup(key)),
         };
-        let mut providers =
-            reelay_providers::config::from_env(lookup, &settings.engine.webhook_addresses).map_err(|e| failed(&e))?;
+        let mut providers = reelay_providers::config::from_env(lookup, &settings.engine.webhook_addresses, budget)
+            .map_err(|e| failed(&e))?;
         let mut local_webhooks = None;
         if with_local {
             let delay = match lookup("REELAY_PROVIDER_DELAY_MS") {
@@ -212,13 +216,9 @@ impl AwsNode {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<AwsNode, NodeError> {
         let secrets = ServerSecrets::load(config, &settings.secrets_id, settings.endpoint_url.as_deref()).await?;
-        let providers = HostedProviders::from_env(lookup, &secrets, settings)?;
-        AwsNode::new(
-            Adapters::connect(config, settings),
-            settings,
-            secrets.sealer().clone(),
-            providers,
-        )
+        let adapters = Adapters::connect(config, settings);
+        let providers = HostedProviders::from_env(lookup, &secrets, settings, adapters.budget.clone())?;
+        AwsNode::new(adapters, settings, secrets.sealer().clone(), providers)
     }
 
     /// A node on the given pieces. Call it within a Tokio runtime: the `local` provider's
@@ -323,6 +323,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use reelay_providers::InProcessBudget;
 
     const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -344,7 +345,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let secrets = ServerSecrets::parse(secret).unwrap();
-        let hosted = HostedProviders::from_env(|k| env.get(k).cloned(), &secrets, &settings(dir.path()))?;
+        let hosted = HostedProviders::from_env(
+            |k| env.get(k).cloned(),
+            &secrets,
+            &settings(dir.path()),
+            Arc::new(InProcessBudget::default()),
+        )?;
         assert_eq!(
             hosted.local_webhooks.is_some(),
             hosted.providers.iter().any(|p| p.name() == "local")
@@ -384,8 +390,13 @@ mod tests {
             ("REELAY_VERTEX_LOCATION", "us-central1"),
         ]
         .into();
-        let hosted =
-            HostedProviders::from_env(|k| env.get(k).map(|v| v.to_string()), &secrets, &settings(dir.path())).unwrap();
+        let hosted = HostedProviders::from_env(
+            |k| env.get(k).map(|v| v.to_string()),
+            &secrets,
+            &settings(dir.path()),
+            Arc::new(InProcessBudget::default()),
+        )
+        .unwrap();
         assert_eq!(hosted.providers.len(), 1);
         let file = dir.path().join("google-service-account.json");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), r#"{"type":"service_account"}"#);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use reelay_core::plan::Secret;
-use reelay_core::ports::Provider;
+use reelay_core::ports::{Provider, RateBudget};
 use reelay_core::webhooks::address::AddressPolicy;
 
 use crate::fal::{FalProvider, FalSettings};
@@ -29,9 +29,11 @@ pub const VARIABLES: [&str; 10] = [
 /// The providers `lookup` (the environment, or a test's map) configures. `REELAY_PROVIDERS`
 /// (comma-separated names, or `none`) picks them; all by default.
 /// `media_addresses`: where providers that fetch a client's input media themselves may reach.
+/// `budget`: where their rate limits are counted (shared by all processes on AWS).
 pub fn from_env(
     lookup: impl Fn(&str) -> Option<String>,
     media_addresses: &AddressPolicy,
+    budget: Arc<dyn RateBudget>,
 ) -> Result<Vec<Arc<dyn Provider>>, String> {
     let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
     let secret = |name: &str| var(name).map(Secret::new);
@@ -49,7 +51,11 @@ pub fn from_env(
                 if let Some(base) = var("REELAY_REPLICATE_BASE_URL") {
                     settings.base_url = base;
                 }
-                Arc::new(ReplicateProvider::new(settings).map_err(|e| failed(&e))?)
+                Arc::new(
+                    ReplicateProvider::new(settings)
+                        .map_err(|e| failed(&e))?
+                        .with_budget(budget.clone()),
+                )
             }
             "fal" => {
                 let mut settings = FalSettings::new(secret("FAL_KEY"));
@@ -59,7 +65,11 @@ pub fn from_env(
                 if let Some(jwks) = var("REELAY_FAL_JWKS_URL") {
                     settings.jwks_url = jwks;
                 }
-                Arc::new(FalProvider::new(settings).map_err(|e| failed(&e))?)
+                Arc::new(
+                    FalProvider::new(settings)
+                        .map_err(|e| failed(&e))?
+                        .with_budget(budget.clone()),
+                )
             }
             "google-cloud" => {
                 let settings = match var("REELAY_VERTEX_LOCATION") {
@@ -87,7 +97,11 @@ pub fn from_env(
                     media_addresses: media_addresses.clone(),
                     ..settings
                 };
-                Arc::new(GoogleProvider::new(settings).map_err(|e| failed(&e))?)
+                Arc::new(
+                    GoogleProvider::new(settings)
+                        .map_err(|e| failed(&e))?
+                        .with_budget(budget.clone()),
+                )
             }
             other => {
                 return Err(format!(
@@ -107,8 +121,12 @@ mod tests {
     fn names(env: &[(&str, &str)]) -> Result<Vec<String>, String> {
         let env: std::collections::HashMap<String, String> =
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        from_env(|k| env.get(k).cloned(), &AddressPolicy::strict())
-            .map(|ps| ps.iter().map(|p| p.name().to_string()).collect())
+        from_env(
+            |k| env.get(k).cloned(),
+            &AddressPolicy::strict(),
+            Arc::new(crate::InProcessBudget::default()),
+        )
+        .map(|ps| ps.iter().map(|p| p.name().to_string()).collect())
     }
 
     #[test]

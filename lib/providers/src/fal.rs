@@ -9,6 +9,7 @@
 //! under the app without the model's endpoint path, and `status` is given the id alone. fal's
 //! webhook names the request id alone, hence `is_same_job`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -23,7 +24,7 @@ use reelay_core::domain::Completion;
 use reelay_core::plan::{MediaKind, Operation, ProviderParams, Secret};
 use reelay_core::ports::{
     ByteStream, Callback, CallbackError, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus,
-    Submission, DEFAULT_DEADLINE,
+    RateBudget, Submission, DEFAULT_DEADLINE,
 };
 
 use crate::http::{error_message, HttpClient};
@@ -235,13 +236,19 @@ struct Jwk {
 }
 
 impl FalProvider {
+    /// Counts the submit limit, if any, in `budget` (shared by every process using the account).
+    pub fn with_budget(mut self, budget: Arc<dyn RateBudget>) -> Self {
+        self.limiter = self.limiter.map(|l| l.shared(budget));
+        self
+    }
+
     pub fn new(settings: FalSettings) -> Result<FalProvider, ProviderError> {
         Ok(FalProvider {
             http: HttpClient::new()?,
             models: MODELS.iter().map(ModelSpec::info).collect(),
             limiter: settings
                 .rate_limit
-                .map(|(limit, window)| RateLimiter::new(limit, window)),
+                .map(|(limit, window)| RateLimiter::new("fal/submits", limit, window)),
             signing_keys: Default::default(),
             settings,
         })
@@ -451,7 +458,7 @@ impl Provider for FalProvider {
         })?;
         let key = self.key(request.api_key.as_ref())?;
         if let Some(limiter) = &self.limiter {
-            limiter.take(request.api_key.as_ref())?;
+            limiter.take(request.api_key.as_ref()).await?;
         }
         let base = self.settings.queue_base.trim_end_matches('/');
         let mut call = self

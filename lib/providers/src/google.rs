@@ -5,7 +5,7 @@
 //! copied) or a `gs://` object (Vertex with `storage_uri`, read through the GCS JSON API).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -20,7 +20,7 @@ use reelay_core::domain::Completion;
 use reelay_core::plan::{MediaKind, Operation, ProviderParams, Secret};
 use reelay_core::ports::{
     ByteStream, Callback, CallbackError, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus,
-    Submission,
+    RateBudget, Submission,
 };
 use reelay_core::webhooks::address::AddressPolicy;
 
@@ -231,6 +231,12 @@ struct Token {
 }
 
 impl GoogleProvider {
+    /// Counts the prediction limit in `budget` (shared by every process using the account).
+    pub fn with_budget(mut self, budget: Arc<dyn RateBudget>) -> Self {
+        self.rate = self.rate.shared(budget);
+        self
+    }
+
     pub fn new(settings: GoogleSettings) -> Result<GoogleProvider, ProviderError> {
         let models = match settings.api {
             GoogleApi::Gemini { .. } => GEMINI_MODELS,
@@ -241,7 +247,7 @@ impl GoogleProvider {
             media: HttpClient::guarded(settings.media_addresses.clone())?,
             models,
             infos: models.iter().map(ModelSpec::info).collect(),
-            rate: RateLimiter::new(settings.rate.0, settings.rate.1),
+            rate: RateLimiter::new("google/predictions", settings.rate.0, settings.rate.1),
             tokens: tokio::sync::Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
             settings,
@@ -478,7 +484,7 @@ impl Provider for GoogleProvider {
         })?;
         let key = self.key(request.api_key.as_ref())?;
         let body = self.request_body(input).await?;
-        self.rate.take(request.api_key.as_ref())?;
+        self.rate.take(request.api_key.as_ref()).await?;
         let url = match &self.settings.api {
             GoogleApi::Gemini { .. } => format!("{}/models/{}:predictLongRunning", self.api_base(), model.id),
             GoogleApi::Vertex(v) => format!(

@@ -14,3 +14,4 @@ pub mod registry;
 pub mod replicate;
 
 pub use local::{LocalProvider, LocalProviderSettings, ProviderWebhook};
+pub use rate::InProcessBudget;

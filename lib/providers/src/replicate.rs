@@ -28,7 +28,7 @@ use reelay_core::domain::Completion;
 use reelay_core::plan::{MediaKind, Operation, ProviderParams, Secret};
 use reelay_core::ports::{
     ByteStream, Callback, CallbackError, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus,
-    Submission,
+    RateBudget, Submission,
 };
 use reelay_core::time::parse_iso8601;
 use reelay_core::webhooks::signature::{check_timestamp, verify_standard, SignatureError};
@@ -380,11 +380,17 @@ fn now_ms() -> i64 {
 }
 
 impl ReplicateProvider {
+    /// Counts the create limit in `budget` (shared by every process using the account).
+    pub fn with_budget(mut self, budget: Arc<dyn RateBudget>) -> Self {
+        self.creates = self.creates.shared(budget);
+        self
+    }
+
     pub fn new(mut settings: ReplicateSettings) -> Result<Self, ProviderError> {
         settings.base_url = settings.base_url.trim_end_matches('/').to_string();
         settings.prefer_wait = settings.prefer_wait.map(|w| w.clamp(1, 50));
         Ok(ReplicateProvider {
-            creates: RateLimiter::new(settings.create_limit.0, settings.create_limit.1),
+            creates: RateLimiter::new("replicate/creates", settings.create_limit.0, settings.create_limit.1),
             models: MODELS.iter().map(ModelSpec::info).collect(),
             http: HttpClient::new()?,
             settings,
@@ -586,7 +592,7 @@ impl Provider for ReplicateProvider {
         if request.callback_url.is_some() {
             self.remember_secret(key).await;
         }
-        self.creates.take(request.api_key.as_ref())?;
+        self.creates.take(request.api_key.as_ref()).await?;
         let mut call = self
             .http
             .inner()
