@@ -197,6 +197,14 @@ async fn two_scenes_run_through_the_handlers_on_aws() {
     );
     let video = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
     assert_mp4(&video);
+    // Each read signs its URLs anew (a stored signature would lapse with its credentials).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_, again) = functions
+        .call(Method::GET, &format!("/api/status/{id}"), &key, None)
+        .await;
+    let fresh = result_url(&again);
+    assert_ne!(fresh, url, "signed at read time");
+    assert_eq!(fresh.split('?').next(), url.split('?').next(), "the same object");
     let objects = world.s3().list_objects_v2().bucket(&world.bucket).send().await.unwrap();
     let keys: Vec<&str> = objects.contents().iter().filter_map(|o| o.key()).collect();
     assert!(keys.len() >= 4, "every job's output is stored: {keys:?}");

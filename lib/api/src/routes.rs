@@ -190,12 +190,13 @@ async fn status(
     loop {
         let store = state.engine.store();
         let found = store.execution_with_jobs(&id).await?;
-        let (execution, jobs) = match found {
+        let (mut execution, mut jobs) = match found {
             Some((execution, jobs)) if execution.tenant_id == tenant => (execution, jobs),
             _ => return Err(ApiError::NotFound(id)),
         };
         if execution.status.is_terminal() || tokio::time::Instant::now() >= deadline {
             let deliveries = store.deliveries(&id).await?;
+            state.engine.fresh_urls(&mut execution, &mut jobs).await?;
             return Ok(Json(status_view(&execution, &jobs, &deliveries)));
         }
         // Sleep until this execution ends (or the deadline); a lagging receiver re-reads, and

@@ -19,7 +19,7 @@ pub use registry::Providers;
 
 pub use cancel::{CancelError, Cancelled};
 
-use crate::domain::{ExecutionStatus, Job, JobKey, JobStatus, Millis};
+use crate::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis};
 use crate::plan::{Params, PlanError, PlanLimits};
 use crate::ports::{
     Admission, BlobError, Blobs, Clock, Media, Message, ProviderStatus, Queue, QueueError, Store, StoreError,
@@ -254,6 +254,20 @@ impl Engine {
 
     pub fn providers(&self) -> &Providers {
         &self.providers
+    }
+
+    /// Signs the outputs' URLs anew for a reader: a presigned URL made when a job ended lapses
+    /// with it, or earlier with the temporary credentials that signed it.
+    pub async fn fresh_urls(&self, execution: &mut Execution, jobs: &mut [Job]) -> Result<(), EngineError> {
+        let outputs = execution
+            .result
+            .iter_mut()
+            .chain(execution.outputs.values_mut())
+            .chain(jobs.iter_mut().filter_map(|j| j.output.as_mut()));
+        for output in outputs {
+            output.url = self.blobs.url(&output.key).await?;
+        }
+        Ok(())
     }
 
     pub fn settings(&self) -> &EngineSettings {
