@@ -413,7 +413,8 @@ async fn aws_dynamodb_refuses_a_plan_over_one_transaction() {
 }
 
 /// A release removes the edge, then queues the child: a crash between the two steps leaves
-/// the edge gone and the child waiting. The parent's retried release finishes the job.
+/// the edge gone and the child waiting. The parent's retried release finishes the job and
+/// reports it as done now, so the engine sends the child's message at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_dynamodb_retried_release_repairs_a_crash_between_its_steps() {
     use reelay_core::domain::JobStatus;
@@ -445,7 +446,10 @@ async fn aws_dynamodb_retried_release_repairs_a_crash_between_its_steps() {
         "only the parent that removed the last edge queues"
     );
     let release = store.release_edge(&child, "a", contract::T0 + 10).await.unwrap();
-    assert!(!release.removed, "the edge was already gone");
+    assert!(
+        release.removed,
+        "the repair reports the release as its own, so its message is sent"
+    );
     assert_eq!(release.status, JobStatus::Queued);
     assert_eq!(release.released_by.as_deref(), Some("a"));
     let queued = store.job(&child).await.unwrap().unwrap();
@@ -482,4 +486,66 @@ async fn aws_dynamodb_rate_budget_is_shared_by_every_process() {
         admitted += u32::from(taker.await.unwrap().is_ok());
     }
     assert_eq!(admitted, LIMIT);
+}
+
+/// A conditional write whose answer was lost is retried by the SDK, and then fails its own
+/// version condition: the store tells that apart from a lost race and reports it applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_dynamodb_a_write_that_landed_unanswered_is_applied_not_stale() {
+    use reelay_core::domain::JobStatus;
+    use reelay_core::ports::Write;
+    let backend = AwsBackend::new().await;
+    let store = backend.store();
+    let (ex, jobs) = contract::plan(&contract::unique("ex"), &[("a", &[])]);
+    store.create_execution(&ex, &jobs, Default::default()).await.unwrap();
+    let mut running = jobs[0].clone();
+    running.status = JobStatus::Running;
+    running.lease_until = Some(contract::T0 + 60_000);
+    // The first try lands...
+    let Write::Applied(landed) = store.update_job(&jobs[0], &running).await.unwrap() else {
+        panic!("the first write applies");
+    };
+    // ...and its retry (same update) sees its own result: applied, as the engine must think.
+    let Write::Applied(again) = store.update_job(&jobs[0], &running).await.unwrap() else {
+        panic!("a retry of a landed write is not a lost race");
+    };
+    assert_eq!(again, landed);
+    // Someone else's write at the same version is still a lost race.
+    let mut other = jobs[0].clone();
+    other.status = JobStatus::Cancelled;
+    assert!(matches!(
+        store.update_job(&jobs[0], &other).await.unwrap(),
+        Write::Stale
+    ));
+}
+
+/// Without a per-minute limit, a tenant's concurrent submissions do not race each other:
+/// all are admitted up to the in-flight limit, and exactly that many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_dynamodb_concurrent_submissions_are_admitted_up_to_the_in_flight_limit() {
+    use reelay_core::ports::{Admission, StoreError};
+    let backend = AwsBackend::new().await;
+    let store = backend.store();
+    let admission = Admission {
+        max_in_flight: Some(12),
+        max_per_minute: None,
+    };
+    let creates: Vec<_> = (0..30)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (ex, jobs) = contract::plan(&contract::unique("ex"), &[("a", &[])]);
+                store.create_execution(&ex, &jobs, admission).await
+            })
+        })
+        .collect();
+    let (mut admitted, mut limited) = (0, 0);
+    for create in creates {
+        match create.await.unwrap() {
+            Ok(()) => admitted += 1,
+            Err(StoreError::LimitReached { .. }) => limited += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((admitted, limited), (12, 18));
 }

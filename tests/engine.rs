@@ -318,6 +318,9 @@ async fn a_crash_between_release_and_send_is_repaired_by_the_retry_and_by_the_sw
                 assert_eq!(h.engine.sweep_stale(100).await.unwrap(), 0, "not stale yet");
                 h.clock.advance(h.settings.stale_queued_after + Duration::from_secs(1));
                 assert_eq!(h.engine.sweep_stale(100).await.unwrap(), 1);
+                // Re-sent once: the next ticks leave it alone until it is stale again.
+                h.clock.advance(Duration::from_secs(5));
+                assert_eq!(h.engine.sweep_stale(100).await.unwrap(), 0, "sent once per period");
             }
         }
         h.drain(Delivery::Once).await;

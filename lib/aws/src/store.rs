@@ -278,7 +278,8 @@ fn classify(err: SdkError<TransactWriteItemsError>) -> Result<Cancelled, StoreEr
 
 /// A short randomised pause before retrying a lost race.
 async fn backoff(attempt: usize) {
-    let cap = 5u64 << attempt.min(5);
+    // 5 ms doubling to about a second: enough for a few dozen racing writers to take turns.
+    let cap = 5u64 << attempt.min(8);
     tokio::time::sleep(Duration::from_millis(1 + rand_below(cap))).await;
 }
 
@@ -560,38 +561,48 @@ impl DynamoStore {
 
     /// The update that moves an execution's counters by `delta`; with `start`, it also
     /// leaves `pending` (and is then conditional on still being pending).
-    fn counters_update(
-        &self,
-        execution_id: &str,
-        delta: CounterDelta,
-        started_at: Option<Millis>,
-        start: bool,
-    ) -> Result<Update, StoreError> {
-        let mut builder = Update::builder()
+    /// The update that moves an execution's counters by `delta`.
+    fn counters_update(&self, execution_id: &str, delta: CounterDelta) -> Result<Update, StoreError> {
+        Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(exec_pk(execution_id), EXEC_SK)))
+            .update_expression("ADD open_jobs :open, completed_jobs :completed")
+            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":open", n(delta.open))
-            .expression_attribute_values(":completed", n(delta.completed));
-        builder = if start {
-            builder
-                .update_expression(
-                    "ADD open_jobs :open, completed_jobs :completed, version :one SET #status = :processing, started_at = :started",
-                )
-                .condition_expression("#status = :pending")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":processing", s(ExecutionStatus::Processing.name()))
-                .expression_attribute_values(":pending", s(ExecutionStatus::Pending.name()))
-                .expression_attribute_values(
-                    ":started",
-                    started_at.map_or(AttributeValue::Null(true), n),
-                )
-        } else {
-            builder
-                .update_expression("ADD open_jobs :open, completed_jobs :completed")
-                .condition_expression("attribute_exists(pk)")
-        };
-        builder.build().map_err(unavailable)
+            .expression_attribute_values(":completed", n(delta.completed))
+            .build()
+            .map_err(unavailable)
+    }
+
+    /// The execution leaves `pending` when its first job starts. Not in the job's write: every
+    /// later start would fail that condition and cancel the transaction. Monotonic and
+    /// repeated by each start, so a crash between the two writes is repaired by the next
+    /// (or made moot by the execution's end).
+    async fn start_execution(&self, execution_id: &str, started_at: Option<Millis>) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(exec_pk(execution_id), EXEC_SK)))
+            .update_expression("SET #status = :processing, started_at = :started ADD version :one")
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":processing", s(ExecutionStatus::Processing.name()))
+            .expression_attribute_values(":pending", s(ExecutionStatus::Pending.name()))
+            .expression_attribute_values(":started", started_at.map_or(AttributeValue::Null(true), n))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// Reads the tenant's admission record and refuses over a limit; returns the update that
@@ -602,6 +613,24 @@ impl DynamoStore {
         let item = Item::new(&item);
         let version = item.opt_i64("version")?;
         let in_flight = item.opt_i64("in_flight")?.unwrap_or(0);
+        if admission.max_per_minute.is_none() {
+            // Only a count: conditional on its value, not on the record's version, so that
+            // concurrent submissions do not race each other.
+            if let Some(refusal) = admission.refusal(in_flight.max(0) as u64, 0, None, execution.created_at) {
+                return Err(refusal);
+            }
+            let mut builder = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(pk, ADMISSION_SK)))
+                .update_expression("ADD in_flight :one")
+                .expression_attribute_values(":one", n(1));
+            if let Some(max) = admission.max_in_flight {
+                builder = builder
+                    .condition_expression("attribute_not_exists(in_flight) OR in_flight < :max")
+                    .expression_attribute_values(":max", n(max));
+            }
+            return builder.build().map_err(unavailable);
+        }
         // Submissions of the last minute, as (millisecond, entry), oldest first. A number set
         // holds each value once: same-millisecond submissions are told apart by a fraction.
         let mut recent: Vec<(i64, String)> = match item.attrs.get("recent") {
@@ -695,7 +724,9 @@ impl DynamoStore {
     }
 
     /// Runs one conditional update alone; `None` if its condition failed, else the item as
-    /// written.
+    /// written. An update the SDK retried after its first try was applied (the answer was
+    /// lost) fails its own version condition: the item already holding this update's
+    /// `:version` and `:record` counts as applied.
     async fn apply(&self, update: &Update) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let result = self
             .client
@@ -707,17 +738,21 @@ impl DynamoStore {
             .set_expression_attribute_names(update.expression_attribute_names.clone())
             .set_expression_attribute_values(update.expression_attribute_values.clone())
             .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => match e.into_service_error() {
+                aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(f) => {
+                    let ours = |name: &str| {
+                        let value = update.expression_attribute_values.as_ref().and_then(|v| v.get(name));
+                        value.is_some() && f.item.as_ref().and_then(|i| i.get(&name[1..])) == value
+                    };
+                    Ok((ours(":version") && ours(":record")).then(|| f.item.clone().unwrap_or_default()))
+                }
+                other => Err(unavailable(other)),
+            },
         }
     }
 
@@ -732,6 +767,23 @@ impl DynamoStore {
             Ok(_) => Ok(Ok(())),
             Err(e) => classify(e).map(Err),
         }
+    }
+}
+
+impl DynamoStore {
+    /// `transact`, tried again while it only conflicts with other transactions; the index of
+    /// the item whose condition failed, if one did.
+    async fn transact_patiently(&self, items: Vec<TransactWriteItem>) -> Result<Result<(), usize>, StoreError> {
+        for attempt in 0..RACE_ATTEMPTS {
+            match self.transact(items.clone()).await? {
+                Ok(()) => return Ok(Ok(())),
+                Err(Cancelled::Condition(i)) => return Ok(Err(i)),
+                Err(Cancelled::Conflict) => backoff(attempt).await,
+            }
+        }
+        Err(StoreError::Unavailable(
+            "a write kept conflicting with others; try again".into(),
+        ))
     }
 }
 
@@ -825,7 +877,13 @@ impl Store for DynamoStore {
                 .key_condition_expression("tenant_pk = :tenant")
                 .expression_attribute_values(":tenant", s(tenant_pk.clone()))
                 .scan_index_forward(false)
-                .limit((limit - found.len()).clamp(1, 100) as i32)
+                // DynamoDB limits before it filters: a filtered listing reads large pages (the
+                // cursor is rebuilt from the last execution returned, so the rest is not lost).
+                .limit(if status.is_some() {
+                    500
+                } else {
+                    (limit - found.len()).clamp(1, 100) as i32
+                })
                 .set_exclusive_start_key(start.take());
             if let Some(status) = status {
                 query = query
@@ -918,35 +976,33 @@ impl Store for DynamoStore {
         stored.version = prev.version + 1;
         let update = self.job_update(&stored, prev.version)?;
         let delta = CounterDelta::between(prev.status, stored.status);
-        let mut start = delta.start;
-        loop {
-            if delta.open == 0 && delta.completed == 0 && !start {
-                return Ok(match self.apply(&update).await? {
-                    Some(_) => Write::Applied(stored),
-                    None => Write::Stale,
-                });
-            }
-            let counters = self.counters_update(&stored.execution_id, delta, stored.started_at, start)?;
+        let applied = if delta.open == 0 && delta.completed == 0 {
+            self.apply(&update).await?.is_some()
+        } else {
             let items = vec![
-                TransactWriteItem::builder().update(update.clone()).build(),
-                TransactWriteItem::builder().update(counters).build(),
+                TransactWriteItem::builder().update(update).build(),
+                TransactWriteItem::builder()
+                    .update(self.counters_update(&stored.execution_id, delta)?)
+                    .build(),
             ];
-            match self.transact(items).await? {
-                Ok(()) => return Ok(Write::Applied(stored)),
-                Err(Cancelled::Condition(0)) => return Ok(Write::Stale),
-                // The execution already left `pending`: only the counters move.
-                Err(Cancelled::Condition(_)) if start => start = false,
-                Err(Cancelled::Condition(_)) => {
+            match self.transact_patiently(items).await? {
+                Ok(()) => true,
+                Err(0) => false,
+                Err(_) => {
                     return Err(StoreError::Corrupt {
                         key: stored.execution_id.clone(),
                         message: "a job of an execution that does not exist".into(),
                     })
                 }
-                // Only this job's writers touch it, and they are versioned: a conflict is
-                // one of them, or a counter write of a sibling; the retry settles which.
-                Err(Cancelled::Conflict) => backoff(0).await,
             }
+        };
+        if !applied {
+            return Ok(Write::Stale);
         }
+        if delta.start {
+            self.start_execution(&stored.execution_id, stored.started_at).await?;
+        }
+        Ok(Write::Applied(stored))
     }
 
     async fn release_edge(&self, child: &JobKey, parent: &str, now: Millis) -> Result<EdgeRelease, StoreError> {
@@ -987,7 +1043,8 @@ impl Store for DynamoStore {
         let status = job.job()?;
         // Step 2: the last edge gone and the child still waiting, the parent that removed it
         // queues the child. Its repeat may too, so a crash between the steps is repaired by
-        // that parent's retry; nobody else's release does it.
+        // that parent's retry; nobody else's release does it. A repeat that queues the child
+        // reports the release as its own (`removed`), so that the engine sends its message.
         let last = job.opt_s("last_released") == Some(parent);
         if job.has_pending() || status.status != JobStatus::Waiting || !last {
             return Ok(EdgeRelease {
@@ -1017,19 +1074,19 @@ impl Store for DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        let item = match queued {
-            Ok(out) => out.attributes.unwrap_or_default(),
+        let (queued_here, item) = match queued {
+            Ok(out) => (true, out.attributes.unwrap_or_default()),
             Err(e) => match e.into_service_error() {
                 // Another release queued it (or the job moved on) meanwhile: report it as it is.
                 aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(f) => {
-                    f.item.unwrap_or_default()
+                    (false, f.item.unwrap_or_default())
                 }
                 other => return Err(unavailable(other)),
             },
         };
         let job = Item::new(&item).job()?;
         Ok(EdgeRelease {
-            removed,
+            removed: removed || queued_here,
             status: job.status,
             released_by: job.released_by,
             queued_at: job.queued_at,
@@ -1068,11 +1125,12 @@ impl Store for DynamoStore {
         // Leaving flight frees a place in the tenant's admission count, in the same write.
         let leaves_flight = !prev.status.is_terminal() && stored.status.is_terminal();
         if leaves_flight {
+            // Unconditional: a tenant without an admission record (a table older than them)
+            // must still end its executions.
             let admission = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(format!("TENANT#{}", stored.tenant_id), ADMISSION_SK)))
                 .update_expression("ADD in_flight :minus")
-                .condition_expression("attribute_exists(pk)")
                 .expression_attribute_values(":minus", n(-1))
                 .build()
                 .map_err(unavailable)?;
@@ -1080,18 +1138,8 @@ impl Store for DynamoStore {
                 TransactWriteItem::builder().update(update).build(),
                 TransactWriteItem::builder().update(admission).build(),
             ];
-            loop {
-                match self.transact(items.clone()).await? {
-                    Ok(()) => break,
-                    Err(Cancelled::Condition(0)) => return Ok(Write::Stale),
-                    Err(Cancelled::Condition(_)) => {
-                        return Err(StoreError::Corrupt {
-                            key: stored.id.clone(),
-                            message: format!("tenant {} has no admission record", stored.tenant_id),
-                        })
-                    }
-                    Err(Cancelled::Conflict) => backoff(0).await,
-                }
+            if self.transact_patiently(items).await?.is_err() {
+                return Ok(Write::Stale);
             }
             // The counters job writes moved are what the stored record shows.
             return match self.execution(&stored.id).await? {
@@ -1192,14 +1240,7 @@ impl Store for DynamoStore {
             TransactWriteItem::builder().put(put(record)?).build(),
             TransactWriteItem::builder().put(put(pointer)?).build(),
         ];
-        for attempt in 0..RACE_ATTEMPTS {
-            match self.transact(items.clone()).await? {
-                Ok(()) => return Ok(true),
-                Err(Cancelled::Condition(_)) => return Ok(false),
-                Err(Cancelled::Conflict) => backoff(attempt).await,
-            }
-        }
-        Err(StoreError::Unavailable(format!("delivery {} kept racing", delivery.id)))
+        Ok(self.transact_patiently(items).await?.is_ok())
     }
 
     async fn delivery(&self, id: &str) -> Result<Option<WebhookDelivery>, StoreError> {
@@ -1370,14 +1411,7 @@ impl KeyStore for DynamoStore {
                 .update(revoke(format!("APIKEY#{}", record.hash), KEY_SK)?)
                 .build(),
         ];
-        for attempt in 0..RACE_ATTEMPTS {
-            match self.transact(items.clone()).await? {
-                Ok(()) => return Ok(true),
-                Err(Cancelled::Condition(_)) => return Ok(false),
-                Err(Cancelled::Conflict) => backoff(attempt).await,
-            }
-        }
-        Err(StoreError::Unavailable(format!("key {id} kept racing")))
+        Ok(self.transact_patiently(items).await?.is_ok())
     }
 }
 

@@ -179,7 +179,8 @@ pub trait KeyStore: Send + Sync {
 /// The child of a released edge, as it stands after the release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeRelease {
-    /// This call removed the edge (false: it was already gone).
+    /// This call released the edge (false: an earlier call did). A store whose release takes
+    /// two writes reports a repeat that finishes a crashed release as the release.
     pub removed: bool,
     pub status: JobStatus,
     pub released_by: Option<String>,

@@ -33,6 +33,9 @@ use reelay_core::webhooks::schedule::RetrySchedule;
 use reelay_core::webhooks::DispatchSettings;
 use reelay_core::EngineSettings;
 
+/// How long a job runner's claim holds: its function's timeout (900 s) and a margin.
+pub const JOB_RUNNER_LEASE: Duration = Duration::from_secs(960);
+
 /// Why the settings cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
@@ -117,6 +120,9 @@ impl AwsSettings {
         };
         // DynamoDB creates an execution and its jobs in one transaction: a bigger plan is a 400.
         engine.limits.max_jobs = engine.limits.max_jobs.min(reelay_aws::store::MAX_JOBS);
+        // A claim outlives the job runner's longest invocation (its 900 s timeout), so a
+        // duplicate message never takes over a job whose runner is still at work.
+        engine.lease = JOB_RUNNER_LEASE;
         let mut dispatch = DispatchSettings::default();
         if let Some(list) = var("REELAY_WEBHOOK_RETRIES") {
             dispatch.schedule = RetrySchedule::parse(&list).map_err(|reason| SettingsError::Invalid {

@@ -3,11 +3,13 @@
 //!
 //! Per record, in its own span (message id, receive count):
 //! * `Handled::Done`: success; the event source mapping deletes the message.
-//! * `Handled::RetryAfter(d)`: the message's visibility becomes `d`
-//!   (`ChangeMessageVisibility` through the queue port), and the record is reported failed so
-//!   that it is kept.
-//! * a handler error: the same with a backoff growing with the receive count (as the embedded
-//!   workers do), so a failing store is not hammered.
+//! * `Handled::RetryAfter(d)` (a rate limit, a job held elsewhere, a retry's backoff): the
+//!   message is sent again with delay `d` and the record reported done. A fresh message
+//!   starts a fresh receive count, so a job that waits often never reaches the dead-letter
+//!   queue. (Should the send fail, the record's visibility becomes `d` and it is kept.)
+//! * a handler error: the record's visibility becomes a backoff growing with the receive
+//!   count (as the embedded workers wait), and it is kept: a message that fails every time
+//!   ends in the dead-letter queue.
 //! * a body that is no [`Message`]: reported failed, untouched: the queue's redrive policy
 //!   moves it to the dead-letter queue after its receives, where it can be looked at.
 //!
@@ -90,7 +92,13 @@ impl BatchHandler {
             };
             let delay = match self.handler.handle(&message).await {
                 Ok(Handled::Done) => return false,
-                Ok(Handled::RetryAfter(delay)) => delay,
+                Ok(Handled::RetryAfter(delay)) => match self.queue.send(std::slice::from_ref(&message), delay).await {
+                    Ok(()) => return false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not send the message again; delaying it instead");
+                        delay
+                    }
+                },
                 Err(e) => {
                     let delay = backoff(receive_count);
                     tracing::warn!(error = %e, ?delay, "message handling failed; will retry");
@@ -148,16 +156,23 @@ mod tests {
         }
     }
 
-    /// Records what the handler asked of the queue.
+    /// Records what the handler asked of the queue; sends fail when `sends_fail`.
     #[derive(Default)]
     struct FakeQueue {
+        sends_fail: bool,
+        sent: Mutex<Vec<(Message, Duration)>>,
         delayed: Mutex<Vec<(String, Duration)>>,
     }
 
     #[async_trait]
     impl Queue for FakeQueue {
-        async fn send(&self, _: &[Message], _: Duration) -> Result<(), QueueError> {
-            unreachable!("the batch handler sends nothing")
+        async fn send(&self, messages: &[Message], delay: Duration) -> Result<(), QueueError> {
+            if self.sends_fail {
+                return Err(QueueError::Unavailable("SQS is down".into()));
+            }
+            let mut sent = self.sent.lock().unwrap();
+            sent.extend(messages.iter().map(|m| (m.clone(), delay)));
+            Ok(())
         }
         async fn receive(&self, _: usize, _: Duration, _: Duration) -> Result<Vec<Delivery>, QueueError> {
             unreachable!("Lambda receives")
@@ -176,8 +191,14 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
     }
 
-    async fn run(event: SqsEvent) -> (HashSet<String>, Vec<(String, Duration)>) {
-        let queue = Arc::new(FakeQueue::default());
+    type Outcome = (HashSet<String>, Vec<(String, Duration)>, Vec<(Message, Duration)>);
+
+    /// The records reported failed, the visibility changes and the messages sent again.
+    async fn run_with(event: SqsEvent, sends_fail: bool) -> Outcome {
+        let queue = Arc::new(FakeQueue {
+            sends_fail,
+            ..FakeQueue::default()
+        });
         let handler = BatchHandler::new(Arc::new(FakeHandler), queue.clone()).with_concurrency(2);
         let response = handler
             .handle(LambdaEvent::new(event, Default::default()))
@@ -190,34 +211,50 @@ mod tests {
             .collect();
         let mut delayed = queue.delayed.lock().unwrap().clone();
         delayed.sort();
-        (failed, delayed)
+        let sent = queue.sent.lock().unwrap().clone();
+        (failed, delayed, sent)
+    }
+
+    async fn run(event: SqsEvent) -> Outcome {
+        run_with(event, false).await
     }
 
     #[tokio::test]
     async fn only_the_records_not_done_are_reported_failed() {
-        let (failed, delayed) = run(fixture("sqs-job-batch.json")).await;
-        assert_eq!(
-            failed,
-            HashSet::from(["malformed-2".to_string(), "later-3".into(), "broken-4".into()])
+        let (failed, delayed, sent) = run(fixture("sqs-job-batch.json")).await;
+        assert_eq!(failed, HashSet::from(["malformed-2".to_string(), "broken-4".into()]));
+        // The error's backoff (receive count 3: 8 s) sets the visibility; the unreadable body is
+        // left as it is, for the dead-letter queue.
+        assert_eq!(delayed, [("receipt-broken".to_string(), Duration::from_secs(8))]);
+        // Retry-after is a fresh message, delayed: its receive count starts again.
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(
+            matches!(&sent[0], (Message::Job(k), d) if k.job_id == "later" && *d == Duration::from_secs(30)),
+            "{sent:?}"
         );
-        // Retry-after and the backoff (receive count 3: 8 s) set the visibility; the unreadable
-        // body is left as it is, for the dead-letter queue.
-        assert_eq!(
-            delayed,
-            [
-                ("receipt-broken".to_string(), Duration::from_secs(8)),
-                ("receipt-later".to_string(), Duration::from_secs(30)),
-            ]
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_that_cannot_be_sent_delays_the_record_instead() {
+        let (failed, delayed, sent) = run_with(fixture("sqs-job-batch.json"), true).await;
+        assert!(sent.is_empty());
+        assert!(failed.contains("later-3"), "{failed:?}");
+        assert!(
+            delayed.contains(&("receipt-later".to_string(), Duration::from_secs(30))),
+            "{delayed:?}"
         );
     }
 
     #[tokio::test]
     async fn a_fully_handled_batch_reports_nothing() {
-        let (failed, delayed) = run(fixture("sqs-webhook-batch.json")).await;
-        assert!(failed.is_empty() && delayed.is_empty(), "{failed:?} {delayed:?}");
+        let (failed, delayed, sent) = run(fixture("sqs-webhook-batch.json")).await;
+        assert!(
+            failed.is_empty() && delayed.is_empty() && sent.is_empty(),
+            "{failed:?} {delayed:?}"
+        );
         let mut event = fixture("sqs-job-batch.json");
         event.records.retain(|r| r.message_id.as_deref() == Some("done-1"));
-        let (failed, _) = run(event).await;
+        let (failed, _, _) = run(event).await;
         assert!(failed.is_empty(), "{failed:?}");
     }
 

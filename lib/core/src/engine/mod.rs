@@ -22,7 +22,7 @@ pub use cancel::{CancelError, Cancelled};
 use crate::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis};
 use crate::plan::{Params, PlanError, PlanLimits};
 use crate::ports::{
-    Admission, BlobError, Blobs, Clock, Media, Message, ProviderStatus, Queue, QueueError, Store, StoreError,
+    Admission, BlobError, Blobs, Clock, Media, Message, ProviderStatus, Queue, QueueError, Store, StoreError, Write,
 };
 use crate::secrets::Sealer;
 use crate::webhooks::address::AddressPolicy;
@@ -383,11 +383,27 @@ impl Engine {
         self.poll_due_jobs(limit).await
     }
 
-    /// Re-sends messages for jobs released long ago and never claimed (a lost send).
+    /// Re-sends messages for jobs released long ago and never claimed (a lost send). Each is
+    /// marked re-sent first (its `queued_at` moves to now), so under a backlog a job is sent
+    /// again once per `stale_queued_after`, not at every tick.
     pub async fn sweep_stale(&self, limit: usize) -> Result<usize, EngineError> {
-        let before = self.now() - self.settings.stale_queued_after.as_millis() as i64;
-        let keys = self.store.stale_queued(before, limit).await?;
-        let messages: Vec<Message> = keys.into_iter().map(Message::Job).collect();
+        let now = self.now();
+        let before = now - self.settings.stale_queued_after.as_millis() as i64;
+        let mut messages = Vec::new();
+        for key in self.store.stale_queued(before, limit).await? {
+            let Some(job) = self.store.job(&key).await? else {
+                continue;
+            };
+            if job.status != JobStatus::Queued || job.queued_at.is_none_or(|at| at >= before) {
+                continue;
+            }
+            let mut resent = job.clone();
+            resent.queued_at = Some(now);
+            // Stale: it moved meanwhile, and whoever moved it carries on.
+            if let Write::Applied(_) = self.store.update_job(&job, &resent).await? {
+                messages.push(Message::Job(key));
+            }
+        }
         self.queue.send(&messages, Duration::ZERO).await?;
         Ok(messages.len())
     }
