@@ -387,29 +387,126 @@ async fn aws_dynamodb_finished_records_expire_after_the_retention() {
     assert_eq!(number(&admission, "in_flight"), Some(0));
 }
 
-/// A plan larger than one transaction holds is refused with a clear error, writing nothing.
+/// A plan larger than one transaction (300 jobs) is created whole: its jobs read back, its
+/// roots are queued, and a refusal by the tenant's limits writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aws_dynamodb_refuses_a_plan_over_one_transaction() {
+async fn aws_dynamodb_creates_a_plan_larger_than_one_transaction() {
+    use reelay_core::ports::{Admission, StoreError};
     let backend = AwsBackend::new().await;
     let store = backend.store();
-    let ids: Vec<String> = (0..=reelay_aws::store::MAX_JOBS).map(|i| format!("j{i}")).collect();
-    let shape: Vec<(&str, &[&str])> = ids.iter().map(|id| (id.as_str(), &[][..])).collect();
+    // 150 roots, each with one child.
+    let ids: Vec<(String, String)> = (0..150).map(|i| (format!("r{i:03}"), format!("c{i:03}"))).collect();
+    let parents: Vec<[&str; 1]> = ids.iter().map(|(r, _)| [r.as_str()]).collect();
+    let mut shape: Vec<(&str, &[&str])> = Vec::new();
+    for ((root, child), parent) in ids.iter().zip(&parents) {
+        shape.push((root, &[]));
+        shape.push((child, &parent[..]));
+    }
     let (ex, jobs) = contract::plan(&contract::unique("ex"), &shape);
-    let err = store
-        .create_execution(&ex, &jobs, Default::default())
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains(&format!("at most {}", reelay_aws::store::MAX_JOBS)),
-        "{err}"
-    );
-    assert!(store.execution(&ex.id).await.unwrap().is_none());
+    let one = Admission {
+        max_in_flight: Some(1),
+        max_per_minute: None,
+    };
+    store.create_execution(&ex, &jobs, one).await.unwrap();
+    let (read, read_jobs) = store.execution_with_jobs(&ex.id).await.unwrap().unwrap();
+    assert_eq!((read.total_jobs, read_jobs.len()), (300, 300));
+    let child = contract::key(&ex.id, "c042");
+    let release = store.release_edge(&child, "r042", contract::T0 + 1).await.unwrap();
+    assert!(release.removed);
 
-    let (ex, jobs) = contract::plan(&contract::unique("ex"), &shape[..reelay_aws::store::MAX_JOBS]);
-    store.create_execution(&ex, &jobs, Default::default()).await.unwrap();
-    let (_, read) = store.execution_with_jobs(&ex.id).await.unwrap().unwrap();
-    assert_eq!(read.len(), reelay_aws::store::MAX_JOBS);
+    // The tenant is now at its limit: another large plan is refused before anything is written.
+    let (refused, jobs) = contract::plan(&contract::unique("ex"), &shape);
+    let err = store.create_execution(&refused, &jobs, one).await.unwrap_err();
+    assert!(matches!(err, StoreError::LimitReached { .. }), "{err}");
+    let items = backend
+        .world
+        .dynamodb()
+        .query()
+        .table_name(&backend.world.table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("EXEC#{}", refused.id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(items.count(), 0, "nothing of the refused plan is stored");
+}
+
+/// Jobs written ahead of an execution that was never created (the process died half-way)
+/// are left alone for an hour, then the stale sweep deletes them, never reporting them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_dynamodb_the_remains_of_a_creation_that_died_are_swept() {
+    let backend = AwsBackend::new().await;
+    let store = backend.store();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let live = contract::plan(&contract::unique("ex"), &[("a", &[])]);
+    store
+        .create_execution(&live.0, &live.1, Default::default())
+        .await
+        .unwrap();
+    // The remains: a root and its child, as written ahead, with no execution.
+    let orphan = contract::unique("ex");
+    let put = |job: &str, queued_at: Option<i64>| {
+        let mut request = backend
+            .world
+            .dynamodb()
+            .put_item()
+            .table_name(&backend.world.table)
+            .item("pk", AttributeValue::S(format!("EXEC#{orphan}")))
+            .item("sk", AttributeValue::S(format!("JOB#{job}")));
+        if let Some(at) = queued_at {
+            request = request
+                .item("sched_pk", AttributeValue::S("QUEUED".into()))
+                .item("sched_at", AttributeValue::N(at.to_string()))
+                .item("queued_at", AttributeValue::N(at.to_string()));
+        }
+        request
+    };
+    let (_, template) = contract::plan(&orphan, &[("a", &[]), ("b", &["a"])]);
+    let record = |i: usize| AttributeValue::S(serde_json::to_string(&template[i]).unwrap());
+    let recent = now - 10 * 60 * 1000;
+    for (i, (job, queued)) in [("a", Some(recent)), ("b", None)].into_iter().enumerate() {
+        put(job, queued)
+            .item(
+                "status",
+                AttributeValue::S(if queued.is_some() { "queued" } else { "waiting" }.into()),
+            )
+            .item("version", AttributeValue::N("0".into()))
+            .item("record", record(i))
+            .send()
+            .await
+            .unwrap();
+    }
+    let stale = store.stale_queued(now, 10).await.unwrap();
+    assert_eq!(stale, [contract::key(&live.0.id, "a")], "remains are never reported");
+    assert_eq!(
+        store
+            .job(&contract::key(&orphan, "b"))
+            .await
+            .unwrap()
+            .map(|j| j.id().to_string())
+            .as_deref(),
+        Some("b"),
+        "an hour's grace"
+    );
+
+    // An hour later (its root queued long ago), the sweep deletes every job of it.
+    let long_ago = now - 2 * 60 * 60 * 1000;
+    put("a", Some(long_ago))
+        .item("status", AttributeValue::S("queued".into()))
+        .item("version", AttributeValue::N("0".into()))
+        .item("record", record(0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        store.stale_queued(now, 10).await.unwrap(),
+        [contract::key(&live.0.id, "a")]
+    );
+    assert!(store.job(&contract::key(&orphan, "a")).await.unwrap().is_none());
+    assert!(store.job(&contract::key(&orphan, "b")).await.unwrap().is_none());
 }
 
 /// A release removes the edge, then queues the child: a crash between the two steps leaves

@@ -32,8 +32,11 @@
 //! Finished records carry `expires_at` (epoch seconds) and DynamoDB's TTL deletes them
 //! `retention` after they end.
 //!
-//! Limits: an execution and its jobs are created in one transaction of at most
-//! [`MAX_TRANSACTION_ITEMS`] items, so a plan has at most [`MAX_JOBS`] jobs here. The
+//! Creating an execution: the tenant's admission record, the execution and up to
+//! [`JOBS_WITH_EXECUTION`] jobs go in one transaction. A larger plan's other jobs are written
+//! first, in transactions of [`MAX_TRANSACTION_ITEMS`]: until the execution exists nothing
+//! reads them, and if its creation fails they are deleted, or, should the process die
+//! half-way, found by the stale sweep (its roots are queued) and deleted an hour later. The
 //! `schedule` index keeps each kind in one partition: past ~1,000 due writes a second it
 //! would need sharding. GSI reads (listing, due items) are eventually consistent: a listing
 //! may show a status a moment old, and a tick may see an item a moment late.
@@ -45,9 +48,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -62,9 +65,12 @@ use crate::sdk_message;
 
 /// DynamoDB's most items in one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
-/// The most jobs one execution may have on this store: its transaction also writes the
-/// execution and the tenant's admission record.
-pub const MAX_JOBS: usize = MAX_TRANSACTION_ITEMS - 2;
+/// The most jobs created in the execution's own transaction, which also writes the execution
+/// and the tenant's admission record. A larger plan's other jobs are written first.
+pub const JOBS_WITH_EXECUTION: usize = MAX_TRANSACTION_ITEMS - 2;
+/// How long jobs without their execution are left alone before they count as the remains of
+/// a creation that died half-way (creating even the largest plan takes seconds).
+const ORPHAN_AFTER_MS: i64 = 60 * 60 * 1000;
 /// How often a write that lost a race on a shared record (the tenant's admission) tries again.
 const RACE_ATTEMPTS: usize = 20;
 
@@ -771,6 +777,120 @@ impl DynamoStore {
 }
 
 impl DynamoStore {
+    /// The execution's own transaction: the tenant's admission (counted again if another
+    /// submission of the tenant counted first), the execution, and `jobs`.
+    async fn create_with_admission(
+        &self,
+        execution: &Execution,
+        admission: Admission,
+        execution_put: &TransactWriteItem,
+        jobs: &[TransactWriteItem],
+    ) -> Result<(), StoreError> {
+        for attempt in 0..RACE_ATTEMPTS {
+            let admission_update = self.admission_update(execution, admission).await?;
+            let mut items = vec![
+                TransactWriteItem::builder().update(admission_update).build(),
+                execution_put.clone(),
+            ];
+            items.extend(jobs.iter().cloned());
+            match self.transact(items).await? {
+                Ok(()) => return Ok(()),
+                Err(Cancelled::Condition(0)) | Err(Cancelled::Conflict) => backoff(attempt).await,
+                Err(Cancelled::Condition(_)) => return Err(StoreError::AlreadyExists(execution.id.clone())),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "tenant {}'s submissions kept racing; try again",
+            execution.tenant_id
+        )))
+    }
+
+    /// Writes a large plan's jobs ahead of its execution, a transaction at a time; how many
+    /// were written. On a failure, deletes those and fails.
+    async fn write_jobs_ahead(&self, puts: &[TransactWriteItem]) -> Result<usize, StoreError> {
+        let mut written = 0;
+        for chunk in puts.chunks(MAX_TRANSACTION_ITEMS) {
+            let outcome = match self.transact_patiently(chunk.to_vec()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(StoreError::AlreadyExists("a job of this execution".into())),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = outcome {
+                self.delete_keys(puts[..written].iter().filter_map(put_key).collect())
+                    .await;
+                return Err(e);
+            }
+            written += chunk.len();
+        }
+        Ok(written)
+    }
+
+    /// Deletes the first jobs of a plan whose execution was not created (best effort: what
+    /// is left, the stale sweep finds).
+    async fn delete_jobs(&self, jobs: &[Job]) {
+        let keys = jobs
+            .iter()
+            .map(|j| key(exec_pk(&j.execution_id), &job_sk(j.id())))
+            .collect();
+        self.delete_keys(keys).await;
+    }
+
+    async fn delete_keys(&self, keys: Vec<HashMap<String, AttributeValue>>) {
+        for chunk in keys.chunks(25) {
+            let requests: Vec<WriteRequest> = chunk
+                .iter()
+                .filter_map(|k| {
+                    let delete = DeleteRequest::builder().set_key(Some(k.clone())).build().ok()?;
+                    Some(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect();
+            let mut pending = Some(requests);
+            for attempt in 0..RACE_ATTEMPTS {
+                let Some(requests) = pending.take().filter(|r| !r.is_empty()) else {
+                    break;
+                };
+                match self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                {
+                    Ok(out) => {
+                        pending = out.unprocessed_items.and_then(|mut u| u.remove(&self.table));
+                        if pending.as_ref().is_some_and(|p| !p.is_empty()) {
+                            backoff(attempt).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %sdk_message(&e), "could not delete the jobs of an execution not created");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `execution_id`'s queued job at `queued_at` is the remains of a creation that
+    /// died half-way: no execution, long after. Such remains are deleted here, all of them.
+    async fn is_orphan(&self, execution_id: &str, queued_at: Millis) -> Result<bool, StoreError> {
+        if self.get(exec_pk(execution_id), EXEC_SK).await?.is_some() {
+            return Ok(false);
+        }
+        if queued_at > now_ms() - ORPHAN_AFTER_MS {
+            // Perhaps still being created: its stale jobs wait.
+            return Ok(true);
+        }
+        let items = self.query_prefix(exec_pk(execution_id), "JOB#").await?;
+        tracing::warn!(execution = %execution_id, jobs = items.len(), "deleting the jobs of an execution never created");
+        let keys = items
+            .iter()
+            .filter_map(|i| Some(key(i.get("pk")?.as_s().ok()?.clone(), i.get("sk")?.as_s().ok()?)))
+            .collect();
+        self.delete_keys(keys).await;
+        Ok(true)
+    }
+
     /// `transact`, tried again while it only conflicts with other transactions; the index of
     /// the item whose condition failed, if one did.
     async fn transact_patiently(&self, items: Vec<TransactWriteItem>) -> Result<Result<(), usize>, StoreError> {
@@ -785,6 +905,14 @@ impl DynamoStore {
             "a write kept conflicting with others; try again".into(),
         ))
     }
+}
+
+/// The table key a transaction's put writes.
+fn put_key(item: &TransactWriteItem) -> Option<HashMap<String, AttributeValue>> {
+    let put = item.put()?;
+    let pk = put.item().get("pk")?.clone();
+    let sk = put.item().get("sk")?.clone();
+    Some(HashMap::from([("pk".to_string(), pk), ("sk".to_string(), sk)]))
 }
 
 fn job_key_of(pk: &str, sk: &str) -> Option<JobKey> {
@@ -802,12 +930,6 @@ impl Store for DynamoStore {
         jobs: &[Job],
         admission: Admission,
     ) -> Result<(), StoreError> {
-        if jobs.len() > MAX_JOBS {
-            return Err(StoreError::Corrupt {
-                key: execution.id.clone(),
-                message: format!("{} jobs; this store takes at most {MAX_JOBS} per execution", jobs.len()),
-            });
-        }
         let mut item = key(exec_pk(&execution.id), EXEC_SK);
         item.insert("status".into(), s(execution.status.name()));
         item.insert("version".into(), n(execution.version));
@@ -833,24 +955,21 @@ impl Store for DynamoStore {
             .iter()
             .map(|job| self.job_put(job))
             .collect::<Result<Vec<_>, _>>()?;
-        for attempt in 0..RACE_ATTEMPTS {
-            let admission_update = self.admission_update(execution, admission).await?;
-            let mut items = vec![
-                TransactWriteItem::builder().update(admission_update).build(),
-                execution_put.clone(),
-            ];
-            items.extend(job_puts.iter().cloned());
-            match self.transact(items).await? {
-                Ok(()) => return Ok(()),
-                // Another submission of the tenant counted first: count again.
-                Err(Cancelled::Condition(0)) | Err(Cancelled::Conflict) => backoff(attempt).await,
-                Err(Cancelled::Condition(_)) => return Err(StoreError::AlreadyExists(execution.id.clone())),
-            }
+        let (before, with_execution) = job_puts.split_at(job_puts.len().saturating_sub(JOBS_WITH_EXECUTION));
+        let written = if before.is_empty() {
+            0
+        } else {
+            // Refused now rather than after writing the jobs.
+            self.admission_update(execution, admission).await?;
+            self.write_jobs_ahead(before).await?
+        };
+        let result = self
+            .create_with_admission(execution, admission, &execution_put, with_execution)
+            .await;
+        if result.is_err() && written > 0 {
+            self.delete_jobs(&jobs[..written]).await;
         }
-        Err(StoreError::Unavailable(format!(
-            "tenant {}'s submissions kept racing; try again",
-            execution.tenant_id
-        )))
+        result
     }
 
     async fn list_executions(
@@ -1176,7 +1295,28 @@ impl Store for DynamoStore {
     async fn stale_queued(&self, before: Millis, limit: usize) -> Result<Vec<JobKey>, StoreError> {
         // The index's condition is inclusive; the port's cutoff is not.
         let keys = self.due(QUEUED, before - 1, limit).await?;
-        Ok(keys.iter().filter_map(|(pk, sk)| job_key_of(pk, sk)).collect())
+        let mut stale = Vec::with_capacity(keys.len());
+        let (mut live, mut orphans) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+        for key in keys.iter().filter_map(|(pk, sk)| job_key_of(pk, sk)) {
+            // Stale jobs are rare: checking that their execution exists costs little.
+            if !live.contains(&key.execution_id) && !orphans.contains(&key.execution_id) {
+                let Some(job) = self.read_job(&key).await? else {
+                    continue;
+                };
+                if self
+                    .is_orphan(&key.execution_id, job.queued_at.unwrap_or(before))
+                    .await?
+                {
+                    orphans.insert(key.execution_id.clone());
+                } else {
+                    live.insert(key.execution_id.clone());
+                }
+            }
+            if live.contains(&key.execution_id) {
+                stale.push(key);
+            }
+        }
+        Ok(stale)
     }
 
     async fn add_watcher(&self, base: &JobKey, watcher: &JobKey) -> Result<(), StoreError> {

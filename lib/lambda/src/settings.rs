@@ -118,8 +118,6 @@ impl AwsSettings {
                 .transpose()?,
             ..EngineSettings::default()
         };
-        // DynamoDB creates an execution and its jobs in one transaction: a bigger plan is a 400.
-        engine.limits.max_jobs = engine.limits.max_jobs.min(reelay_aws::store::MAX_JOBS);
         // A claim outlives the job runner's longest invocation (its 900 s timeout), so a
         // duplicate message never takes over a job whose runner is still at work.
         engine.lease = JOB_RUNNER_LEASE;
@@ -226,7 +224,7 @@ mod tests {
         );
         assert_eq!(s.engine.webhook_addresses, AddressPolicy::strict());
         assert_eq!(s.engine.callback_base, None);
-        assert_eq!(s.engine.limits.max_jobs, reelay_aws::store::MAX_JOBS);
+        assert_eq!(s.engine.lease, JOB_RUNNER_LEASE);
         assert_eq!(s.dispatch.schedule, RetrySchedule::default());
     }
 
