@@ -14,7 +14,6 @@ mod harness;
 mod moto_aws;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
@@ -27,9 +26,8 @@ use reelay_core::ports::{Blobs, ByteStream, KeyStore};
 use reelay_core::tenants::new_key;
 use reelay_lambda::{Adapters, AwsNode, HostedProviders};
 
-/// Runs `plan` through the handlers on `world`'s counted clients and prints its requests.
-/// The harness calls no status route meanwhile, so every request is the execution's own,
-/// but for the poller's schedule queries (`Query(schedule)`, three per tick), a fixed cost
+/// Runs `plan` through the handlers on `world`'s counted clients and prints its requests:
+/// the execution's own, but for the poller's schedule queries (`Query(schedule)`, three per tick), a fixed cost
 /// per tick, not per job.
 async fn count_requests(world: &AwsWorld, functions: &Functions, key: &str, label: &str, mut plan: Value) {
     let (hook_url, hooks) = receiver().await;
@@ -37,17 +35,7 @@ async fn count_requests(world: &AwsWorld, functions: &Functions, key: &str, labe
     world.counts.reset();
     let (status, body) = functions.call(Method::POST, "/api/execute", key, Some(plan)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let empty = harness::fixture("scheduler-empty.json");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut ticks = 0;
-    while hooks.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "{label} did not end in time");
-        harness::pump(functions.job_queue.as_ref(), &functions.job_runner).await;
-        functions.tick(empty.clone()).await;
-        ticks += 1;
-        harness::pump(functions.webhook_queue.as_ref(), &functions.webhook_sender).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ticks = functions.run_until_webhook(&hooks).await;
     let counts = world.counts.snapshot();
     println!("\n{label}: AWS requests from submission to the client webhook ({ticks} poller ticks)");
     println!(

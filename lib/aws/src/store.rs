@@ -286,11 +286,7 @@ fn classify(err: SdkError<TransactWriteItemsError>) -> Result<Cancelled, StoreEr
 async fn backoff(attempt: usize) {
     // 5 ms doubling to about a second: enough for a few dozen racing writers to take turns.
     let cap = 5u64 << attempt.min(8);
-    tokio::time::sleep(Duration::from_millis(1 + rand_below(cap))).await;
-}
-
-fn rand_below(max: u64) -> u64 {
-    rand::random_range(0..max.max(1))
+    tokio::time::sleep(Duration::from_millis(1 + rand::random_range(0..cap))).await;
 }
 
 /// Now, for expiry times the record does not say (TTL is coarse: seconds do not matter).
@@ -300,21 +296,16 @@ fn now_ms() -> Millis {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// What a job item's indexed attributes are, besides its record.
-struct JobAttrs {
-    sched: Option<(&'static str, Millis)>,
-}
-
-fn job_attrs(job: &Job) -> JobAttrs {
+/// Where a job stands on the `schedule` index (`sched_pk`, `sched_at`), if anywhere.
+fn schedule_of(job: &Job) -> Option<(&'static str, Millis)> {
     let poll = (job.status == JobStatus::AwaitingProvider)
         .then(|| job.provider.as_ref().and_then(|p| p.next_poll_at))
         .flatten();
-    let sched = match (poll, job.status, job.queued_at) {
+    match (poll, job.status, job.queued_at) {
         (Some(at), _, _) => Some((POLL, at)),
         (None, JobStatus::Queued, Some(at)) => Some((QUEUED, at)),
         _ => None,
-    };
-    JobAttrs { sched }
+    }
 }
 
 impl DynamoStore {
@@ -485,22 +476,20 @@ impl DynamoStore {
         if let Some(at) = job.queued_at {
             item.insert("queued_at".into(), n(at));
         }
-        if let Some((kind, at)) = job_attrs(job).sched {
+        if let Some((kind, at)) = schedule_of(job) {
             item.insert("sched_pk".into(), s(kind));
             item.insert("sched_at".into(), n(at));
         }
-        let pending: Vec<String> = {
-            let mut seen = std::collections::BTreeSet::new();
-            job.spec
-                .depends_on
-                .iter()
-                .filter(|p| seen.insert(p.as_str()))
-                .cloned()
-                .collect()
-        };
+        // A set: each parent once, however often the plan names it.
+        let pending: std::collections::BTreeSet<String> = job.spec.depends_on.iter().cloned().collect();
         if !pending.is_empty() {
-            item.insert("pending".into(), AttributeValue::Ss(pending));
+            item.insert("pending".into(), AttributeValue::Ss(pending.into_iter().collect()));
         }
+        self.new_item(item)
+    }
+
+    /// A transaction's put of an item that must not exist yet.
+    fn new_item(&self, item: HashMap<String, AttributeValue>) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -534,7 +523,7 @@ impl DynamoStore {
             }
             None => remove.push("queued_at"),
         }
-        match job_attrs(stored).sched {
+        match schedule_of(stored) {
             Some((kind, at)) => {
                 set.push("sched_pk = :sched_pk, sched_at = :sched_at");
                 values.insert(":sched_pk".into(), s(kind));
@@ -805,9 +794,9 @@ impl DynamoStore {
         )))
     }
 
-    /// Writes a large plan's jobs ahead of its execution, a transaction at a time; how many
-    /// were written. On a failure, deletes those and fails.
-    async fn write_jobs_ahead(&self, puts: &[TransactWriteItem]) -> Result<usize, StoreError> {
+    /// Writes a large plan's first `jobs` (their `puts`) ahead of its execution, a
+    /// transaction at a time. On a failure, deletes those written and fails.
+    async fn write_jobs_ahead(&self, jobs: &[Job], puts: &[TransactWriteItem]) -> Result<(), StoreError> {
         let mut written = 0;
         for chunk in puts.chunks(MAX_TRANSACTION_ITEMS) {
             let outcome = match self.transact_patiently(chunk.to_vec()).await {
@@ -816,13 +805,12 @@ impl DynamoStore {
                 Err(e) => Err(e),
             };
             if let Err(e) = outcome {
-                self.delete_keys(puts[..written].iter().filter_map(put_key).collect())
-                    .await;
+                self.delete_jobs(&jobs[..written]).await;
                 return Err(e);
             }
             written += chunk.len();
         }
-        Ok(written)
+        Ok(())
     }
 
     /// Deletes the first jobs of a plan whose execution was not created (best effort: what
@@ -907,14 +895,6 @@ impl DynamoStore {
     }
 }
 
-/// The table key a transaction's put writes.
-fn put_key(item: &TransactWriteItem) -> Option<HashMap<String, AttributeValue>> {
-    let put = item.put()?;
-    let pk = put.item().get("pk")?.clone();
-    let sk = put.item().get("sk")?.clone();
-    Some(HashMap::from([("pk".to_string(), pk), ("sk".to_string(), sk)]))
-}
-
 fn job_key_of(pk: &str, sk: &str) -> Option<JobKey> {
     Some(JobKey {
         execution_id: pk.strip_prefix("EXEC#")?.to_string(),
@@ -941,33 +921,23 @@ impl Store for DynamoStore {
         item.insert("record".into(), s(encode(execution)?));
         item.insert("tenant_pk".into(), s(format!("TENANT#{}", execution.tenant_id)));
         item.insert("tenant_sk".into(), s(tenant_sk(execution.created_at, &execution.id)));
-        let execution_put = TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build()
-                    .map_err(unavailable)?,
-            )
-            .build();
+        let execution_put = self.new_item(item)?;
         let job_puts = jobs
             .iter()
             .map(|job| self.job_put(job))
             .collect::<Result<Vec<_>, _>>()?;
         let (before, with_execution) = job_puts.split_at(job_puts.len().saturating_sub(JOBS_WITH_EXECUTION));
-        let written = if before.is_empty() {
-            0
-        } else {
+        let ahead = &jobs[..before.len()];
+        if !ahead.is_empty() {
             // Refused now rather than after writing the jobs.
             self.admission_update(execution, admission).await?;
-            self.write_jobs_ahead(before).await?
-        };
+            self.write_jobs_ahead(ahead, before).await?;
+        }
         let result = self
             .create_with_admission(execution, admission, &execution_put, with_execution)
             .await;
-        if result.is_err() && written > 0 {
-            self.delete_jobs(&jobs[..written]).await;
+        if result.is_err() && !ahead.is_empty() {
+            self.delete_jobs(ahead).await;
         }
         result
     }
@@ -1261,22 +1231,13 @@ impl Store for DynamoStore {
                 return Ok(Write::Stale);
             }
             // The counters job writes moved are what the stored record shows.
-            return match self.execution(&stored.id).await? {
-                Some(live) if live.version == stored.version => {
-                    stored.open_jobs = live.open_jobs;
-                    stored.completed_jobs = live.completed_jobs;
-                    Ok(Write::Applied(stored))
-                }
-                Some(live) => Ok(Write::Applied(Execution {
-                    open_jobs: live.open_jobs,
-                    completed_jobs: live.completed_jobs,
-                    ..stored
-                })),
-                None => Err(StoreError::Corrupt {
-                    key: stored.id.clone(),
-                    message: "vanished after an update".into(),
-                }),
-            };
+            let live = self.execution(&stored.id).await?.ok_or_else(|| StoreError::Corrupt {
+                key: stored.id.clone(),
+                message: "vanished after an update".into(),
+            })?;
+            stored.open_jobs = live.open_jobs;
+            stored.completed_jobs = live.completed_jobs;
+            return Ok(Write::Applied(stored));
         }
         let Some(attrs) = self.apply(&update).await? else {
             return Ok(Write::Stale);
@@ -1368,18 +1329,7 @@ impl Store for DynamoStore {
             "expires_at".into(),
             self.expiry(delivery.created_at + 2 * 24 * 3600 * 1000),
         );
-        let put = |item| {
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(unavailable)
-        };
-        let items = vec![
-            TransactWriteItem::builder().put(put(record)?).build(),
-            TransactWriteItem::builder().put(put(pointer)?).build(),
-        ];
+        let items = vec![self.new_item(record)?, self.new_item(pointer)?];
         Ok(self.transact_patiently(items).await?.is_ok())
     }
 
@@ -1483,30 +1433,13 @@ fn key_item(record: &ApiKeyRecord, pk: String, sk: &str) -> HashMap<String, Attr
 #[async_trait]
 impl KeyStore for DynamoStore {
     async fn create_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
-        let put = |item| {
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(unavailable)
-        };
         let items = vec![
-            TransactWriteItem::builder()
-                .put(put(key_item(record, format!("APIKEY#{}", record.hash), KEY_SK))?)
-                .build(),
-            TransactWriteItem::builder()
-                .put(put(key_item(
-                    record,
-                    KEYS_PK.to_string(),
-                    &format!("KEY#{}", record.id),
-                ))?)
-                .build(),
+            self.new_item(key_item(record, format!("APIKEY#{}", record.hash), KEY_SK))?,
+            self.new_item(key_item(record, KEYS_PK.to_string(), &format!("KEY#{}", record.id)))?,
         ];
-        match self.transact(items).await? {
+        match self.transact_patiently(items).await? {
             Ok(()) => Ok(()),
-            Err(Cancelled::Condition(_)) => Err(StoreError::AlreadyExists(record.id.clone())),
-            Err(Cancelled::Conflict) => Err(StoreError::Unavailable(format!("key {} is being written", record.id))),
+            Err(_) => Err(StoreError::AlreadyExists(record.id.clone())),
         }
     }
 

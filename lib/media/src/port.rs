@@ -17,7 +17,7 @@ use tokio_util::io::ReaderStream;
 use reelay_core::plan::{MediaKind, ReframeMode as PlanReframeMode};
 use reelay_core::ports::{Artifact, Media, MediaError as PortError, MediaInfo, MediaTask};
 use reelay_core::webhooks::address::AddressPolicy;
-use reelay_webhook_http::GuardedResolver;
+use reelay_webhook_http::guarded_client;
 
 use crate::{merge, probe, reframe, ItemKind, MediaError, MergeItem, ReframeMode, Transition, TransitionKind};
 
@@ -54,9 +54,7 @@ impl FfmpegMedia {
                 attempt.follow()
             }
         });
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver::new(policy.as_ref().clone())))
-            .no_proxy()
+        let client = guarded_client(&policy)
             .redirect(redirects)
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))

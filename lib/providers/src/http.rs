@@ -2,7 +2,6 @@
 //! engine acts on (fatal, retryable, rate-limited), and streaming downloads (`data:` URIs
 //! included), so that an output is never held whole in memory.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -15,7 +14,7 @@ use serde::de::DeserializeOwned;
 use reelay_core::ports::{ByteStream, ProviderError};
 use reelay_core::time::parse_retry_after;
 use reelay_core::webhooks::address::AddressPolicy;
-use reelay_webhook_http::GuardedResolver;
+use reelay_webhook_http::guarded_client;
 
 /// One HTTP client for a provider (connection pool, timeouts).
 #[derive(Clone)]
@@ -48,17 +47,13 @@ impl HttpClient {
 
     fn build(guard: Option<AddressPolicy>) -> Result<HttpClient, ProviderError> {
         let build = |redirects: reqwest::redirect::Policy| {
-            let mut builder = reqwest::Client::builder()
+            guard
+                .as_ref()
+                .map_or_else(reqwest::Client::builder, guarded_client)
                 .connect_timeout(Duration::from_secs(10))
                 .read_timeout(CALL_TIMEOUT)
                 .user_agent(concat!("reelay/", env!("CARGO_PKG_VERSION")))
-                .redirect(redirects);
-            if let Some(policy) = &guard {
-                builder = builder
-                    .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
-                    .no_proxy();
-            }
-            builder
+                .redirect(redirects)
                 .build()
                 .map_err(|e| ProviderError::Fatal(format!("cannot build an HTTP client: {e}")))
         };

@@ -32,17 +32,16 @@ pub struct TransportBuildError(#[from] reqwest::Error);
 impl HttpTransport {
     /// `timeout` bounds a whole delivery: resolving, connecting, sending, and reading the answer.
     pub fn new(policy: AddressPolicy, timeout: Duration) -> Result<Self, TransportBuildError> {
-        let policy = Arc::new(policy);
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
+        let client = guarded_client(&policy)
             // A redirect could point anywhere, and the receiver's answer is all the caller needs.
             .redirect(reqwest::redirect::Policy::none())
-            // A proxy would do the resolving and connecting itself, past the guard.
-            .no_proxy()
             .timeout(timeout)
             .user_agent(USER_AGENT)
             .build()?;
-        Ok(Self { client, policy })
+        Ok(Self {
+            client,
+            policy: Arc::new(policy),
+        })
     }
 }
 
@@ -122,6 +121,15 @@ fn find_source<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> 
         current = e.source();
     }
     None
+}
+
+/// A client builder that reaches only the addresses `policy` permits: names resolve through
+/// [`GuardedResolver`], and no proxy is used (it would resolve past the guard). A URL with a
+/// literal address is not resolved: callers check URLs with `policy.check_url` as well.
+pub fn guarded_client(policy: &AddressPolicy) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
+        .no_proxy()
 }
 
 /// Resolves with the system resolver and keeps only the addresses the policy permits. Any
