@@ -2,8 +2,11 @@
 //! (`lambda/harness.rs`): once on the embedded adapters, once on the AWS adapters against
 //! moto (DynamoDB, SQS, S3, Secrets Manager). The two-scene example runs to completion with
 //! the `local` provider, its video is read back through its URL, and the client webhook
-//! arrives signed.
+//! arrives signed; on moto, a Replicate job (against its fake) completes through the
+//! provider-webhook function too.
 
+#[path = "fakes/replicate.rs"]
+mod fake_replicate;
 #[path = "lambda/harness.rs"]
 mod harness;
 #[allow(dead_code)]
@@ -16,6 +19,7 @@ use std::time::SystemTime;
 use axum::http::{Method, StatusCode};
 use serde_json::Value;
 
+use fake_replicate::{FakeReplicate, Knobs};
 use harness::{receiver, two_scenes, Functions, Hooks, SERVER_KEY};
 use moto_aws::world::AwsWorld;
 use reelay_aws::secrets::ServerSecrets;
@@ -145,9 +149,15 @@ async fn reelay_keys(world: &AwsWorld, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_scenes_run_through_the_handlers_on_aws() {
-    let world = AwsWorld::start().await;
+/// The functions on `world`, started as on Lambda: the secret (`secret`, stored in Secrets
+/// Manager), the adapters and the providers all from the environment (`extra` added to the
+/// harness's). Also a first API key, made with `reelay keys --aws-table`, and the scratch
+/// folder (kept while the functions run).
+async fn functions_on(
+    world: &AwsWorld,
+    secret: &str,
+    extra: &[(&str, &str)],
+) -> (AwsNode, Functions, String, tempfile::TempDir) {
     let secret_id = "reelay-test";
     aws_sdk_secretsmanager::Client::from_conf(
         aws_sdk_secretsmanager::config::Builder::from(&world.config)
@@ -156,27 +166,37 @@ async fn two_scenes_run_through_the_handlers_on_aws() {
     )
     .create_secret()
     .name(secret_id)
-    .secret_string(format!(r#"{{"serverKey":"{SERVER_KEY}"}}"#))
+    .secret_string(secret)
     .send()
     .await
     .expect("create the secret");
     let dir = tempfile::tempdir().unwrap();
-    let env = harness::env(&[
-        ("REELAY_TABLE", &world.table),
+    let mut vars = vec![
+        ("REELAY_TABLE", world.table.as_str()),
         ("REELAY_JOB_QUEUE_URL", &world.job_queue_url),
         ("REELAY_WEBHOOK_QUEUE_URL", &world.webhook_queue_url),
         ("REELAY_BUCKET", &world.bucket),
         ("REELAY_SECRETS_ID", secret_id),
         ("AWS_ENDPOINT_URL", &world.moto.url),
-    ]);
+    ];
+    vars.extend_from_slice(extra);
+    let env = harness::env(&vars);
     let settings = harness::settings(&env, &dir.path().join("scratch"));
-    // As a function starts: the secret, the adapters, the providers, all from the settings.
     let node = AwsNode::connect(&world.config, &settings, |k| env.get(k).cloned())
         .await
         .expect("a node on moto");
     let functions = Functions::new(&node);
-    // The deployment's first key, made as an operator would: `reelay keys --aws-table`.
-    let key = reelay_keys(&world, &["create", "--name", "e2e", "--tenant", "acme"]).await;
+    let key = reelay_keys(world, &["create", "--name", "e2e", "--tenant", "acme"]).await;
+    (node, functions, key, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scenes_run_through_the_handlers_on_aws() {
+    let world = AwsWorld::start().await;
+    // The secret as an operator makes it: the server key alone.
+    let secret = format!(r#"{{"serverKey":"{SERVER_KEY}"}}"#);
+    let (_node, functions, key, _scratch) = functions_on(&world, &secret, &[]).await;
+    // The deployment's first key was made as an operator would: `reelay keys --aws-table`.
     let listed = reelay_keys(&world, &["list"]).await;
     assert!(
         listed.contains("tenant=acme") && listed.contains(&key[..12]),
@@ -211,4 +231,52 @@ async fn two_scenes_run_through_the_handlers_on_aws() {
     // Every record of the execution is in DynamoDB: one query reads it with its jobs.
     let (execution, jobs) = world.store().execution_with_jobs(&id).await.unwrap().unwrap();
     assert_eq!((execution.completed_jobs, jobs.len()), (4, 4));
+}
+
+/// A Replicate job (its fake, `fakes/replicate.rs`) completes through the provider-webhook
+/// function: the fake posts its signed webhook to the function's route, which records it and
+/// leaves the download to the job runner. The key comes from the secret, not the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicate_job_completes_through_the_provider_webhook_function_on_aws() {
+    let world = AwsWorld::start().await;
+    let fake = FakeReplicate::start(Knobs::default()).await;
+    // Where API Gateway would route the callbacks: the provider-webhook function's router.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public_url = format!("http://{}", listener.local_addr().unwrap());
+    let secret = format!(r#"{{"serverKey":"{SERVER_KEY}","REPLICATE_API_TOKEN":"r8_configured"}}"#);
+    let (node, functions, key, _scratch) = functions_on(
+        &world,
+        &secret,
+        &[
+            ("REELAY_PROVIDERS", "replicate"),
+            ("REELAY_REPLICATE_BASE_URL", &fake.base_url),
+            ("REELAY_PUBLIC_URL", &public_url),
+        ],
+    )
+    .await;
+    let callbacks = reelay_lambda::api::callback_router(node.api_state());
+    tokio::spawn(async move { axum::serve(listener, callbacks).await.unwrap() });
+
+    let (hook_url, hooks) = receiver().await;
+    let plan = serde_json::json!({
+        "jobs": [{"id": "clip", "type": "generate", "params": {"provider": "replicate",
+            "modelId": "bytedance/seedance-1-pro", "prompt": "a red fox", "duration": 5,
+            "aspectRatio": "16:9", "resolution": "480p"}}],
+        "webhook": {"url": hook_url, "secret": HOOK_SECRET}
+    });
+    let (status, body) = functions.call(Method::POST, "/api/execute", &key, Some(plan)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["executionId"].as_str().unwrap().to_string();
+    let status = functions.run_to_end(&id, &key, &hooks).await;
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_signed_webhook(&hooks, &id, "completed");
+    // Completed by its webhook (polling waits a minute for one), which our route took.
+    assert!(
+        fake.webhook_attempts().iter().any(|a| a.answer == Ok(200)),
+        "{:?}",
+        fake.webhook_attempts()
+    );
+    assert_eq!(fake.predictions().len(), 1, "one prediction, paid once");
+    let video = reqwest::get(result_url(&status)).await.unwrap().bytes().await.unwrap();
+    assert_mp4(&video);
 }
