@@ -14,9 +14,9 @@ use reelay_core::ports::{Clock, Queue};
 use reelay_core::secrets::Sealer;
 use reelay_core::worker::{run_workers, WorkerSettings};
 use reelay_core::{Engine, EngineSettings, Event, Ports, Providers};
-use reelay_local::dag_shapes::standard;
-use reelay_local::instant::{InstantMedia, InstantProvider, NullBlobs};
 use reelay_local::{Db, Durability, SqliteQueue, SqliteStore};
+use reelay_testkit::dag_shapes::standard;
+use reelay_testkit::instant::{InstantMedia, InstantProvider, NullBlobs};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {

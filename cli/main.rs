@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use reelay_core::outbound::AddressPolicy;
 use reelay_core::ports::Admission;
-use reelay_core::webhooks::address::AddressPolicy;
 use reelay_core::webhooks::schedule::RetrySchedule;
 use reelay_local::{LocalNode, NodeSettings};
 
@@ -98,7 +98,7 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut settings = NodeSettings::new(&cli.data_dir);
     settings.provider_delay = std::time::Duration::from_millis(cli.provider_delay_ms);
-    settings.engine.webhook_addresses =
+    settings.engine.outbound_addresses =
         AddressPolicy::with_allowed(&cli.webhook_allow).map_err(|e| anyhow::anyhow!("--webhook-allow: {e}"))?;
     if let Some(list) = &cli.webhook_retries {
         settings.dispatch.schedule =
@@ -113,7 +113,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     settings.providers = reelay_local::HostedProviders(
         reelay_providers::config::from_env(
             |name| std::env::var(name).ok(),
-            &settings.engine.webhook_addresses,
+            &settings.engine.outbound_addresses,
             // One process: its own count is the account's.
             std::sync::Arc::new(reelay_providers::InProcessBudget::default()),
         )

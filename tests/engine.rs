@@ -17,9 +17,9 @@ use reelay_core::webhooks::schedule::RetrySchedule;
 use reelay_core::webhooks::transport::{HttpAnswer, OutboundRequest, TransportError, WebhookTransport};
 use reelay_core::webhooks::{DispatchSettings, Dispatcher};
 use reelay_core::{Engine, EngineSettings, Handled, Ports, Providers};
-use reelay_local::dag_shapes::standard;
-use reelay_local::instant::{InstantMedia, InstantProvider, NullBlobs};
 use reelay_local::{Db, SqliteQueue, SqliteStore};
+use reelay_testkit::dag_shapes::standard;
+use reelay_testkit::instant::{InstantMedia, InstantProvider, NullBlobs};
 
 /// How the harness delivers each message.
 #[derive(Clone, Copy, PartialEq)]

@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 
 use fake_google::{FakeGoogle, Outcome};
 use reelay_core::domain::JobKey;
+use reelay_core::outbound::AddressPolicy;
 use reelay_core::plan::{Operation, ProviderParams, Secret};
 use reelay_core::ports::{Provider, ProviderError, ProviderRequest, ProviderStatus};
-use reelay_core::webhooks::address::AddressPolicy;
 use reelay_local::HostedProviders;
 use reelay_providers::google::{GoogleApi, GoogleProvider, GoogleSettings, VertexSettings};
 use support::{spawn_app_with, App, ACME};
@@ -254,17 +254,8 @@ fn request(model: &str, token: &str, key: Option<&str>) -> ProviderRequest {
         },
         operation: Operation::Generate,
         params: ProviderParams {
-            provider: "google-cloud".into(),
-            model_id: model.into(),
-            prompt: Some("a heron".into()),
             duration: Some(4.0),
-            resolution: None,
-            aspect_ratio: None,
-            seed: None,
-            inputs: Default::default(),
-            unified: true,
-            options: Default::default(),
-            api_key: None,
+            ..ProviderParams::prompt("google-cloud", model, "a heron")
         },
         token: token.into(),
         api_key: key.map(Secret::new),

@@ -362,7 +362,7 @@ fn loopback_alias() -> Option<String> {
 async fn private_and_internal_addresses_are_refused() {
     // Nothing allowed: production's policy.
     let app = spawn_app_with(|s| {
-        s.engine.webhook_addresses = reelay_core::webhooks::address::AddressPolicy::strict();
+        s.engine.outbound_addresses = reelay_core::outbound::AddressPolicy::strict();
         s.dispatch.schedule = RetrySchedule::parse("1s").unwrap();
     })
     .await;
@@ -397,7 +397,7 @@ async fn private_and_internal_addresses_are_refused() {
         assert_eq!(webhook["attempts"], 1, "a refused address is not retried");
         assert!(receiver.hits().is_empty(), "the guard let a request through");
     } else {
-        eprintln!("no loopback alias in /etc/hosts: the connect-time case is left to lib/webhook-http's tests");
+        eprintln!("no loopback alias in /etc/hosts: the connect-time case is left to lib/outbound-http's tests");
     }
     app.stop().await;
 }

@@ -211,21 +211,14 @@ fn spec(id: &str, depends_on: &[&str]) -> JobSpec {
         id: id.to_string(),
         operation: Operation::Generate,
         params: Params::Provider(ProviderParams {
-            provider: "fake".into(),
-            model_id: "fake-video".into(),
-            prompt: Some(format!("prompt of {id}")),
             duration: Some(5.0),
-            resolution: None,
-            aspect_ratio: None,
             seed: Some(7),
             inputs: depends_on
                 .iter()
                 .enumerate()
                 .map(|(i, p)| (format!("input{i}"), MediaRef::Job(p.to_string())))
                 .collect(),
-            unified: true,
-            options: Default::default(),
-            api_key: None,
+            ..ProviderParams::prompt("fake", "fake-video", &format!("prompt of {id}"))
         }),
         depends_on: depends_on.iter().map(|p| p.to_string()).collect(),
         send_job_webhook: false,

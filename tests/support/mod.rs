@@ -42,8 +42,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut NodeSettings)) -> App {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = NodeSettings::new(dir.path());
     settings.provider_delay = Duration::from_millis(10);
-    settings.engine.webhook_addresses =
-        reelay_core::webhooks::address::AddressPolicy::with_allowed("127.0.0.0/8").unwrap();
+    settings.engine.outbound_addresses = reelay_core::outbound::AddressPolicy::with_allowed("127.0.0.0/8").unwrap();
     configure(&mut settings);
     let mut node = LocalNode::open(settings).unwrap();
     let mut keys = HashMap::new();

@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod domain;
 pub mod engine;
+pub mod outbound;
 pub mod plan;
 pub mod ports;
 pub mod secrets;

@@ -22,8 +22,8 @@ use reelay_core::secrets::Sealer;
 use reelay_core::webhooks::Dispatcher;
 use reelay_core::{Engine, Ports, Providers, Via};
 use reelay_media::FfmpegMedia;
+use reelay_outbound_http::HttpTransport;
 use reelay_providers::{LocalProvider, LocalProviderSettings, ProviderWebhook};
-use reelay_webhook_http::HttpTransport;
 
 use crate::settings::{AwsSettings, PollerSettings};
 
@@ -140,7 +140,7 @@ impl HostedProviders {
                 .map(|secret| secret.expose().to_string())
                 .or_else(|| lookup(key)),
         };
-        let mut providers = reelay_providers::config::from_env(lookup, &settings.engine.webhook_addresses, budget)
+        let mut providers = reelay_providers::config::from_env(lookup, &settings.engine.outbound_addresses, budget)
             .map_err(|e| failed(&e))?;
         let mut local_webhooks = None;
         if with_local {
@@ -236,7 +236,7 @@ impl AwsNode {
                 message: e.to_string(),
             }
         };
-        let addresses = &settings.engine.webhook_addresses;
+        let addresses = &settings.engine.outbound_addresses;
         let transport = HttpTransport::new(addresses.clone(), settings.dispatch.attempt_timeout)
             .map_err(|e| setup("the webhook client")(&e))?;
         let dispatcher = Arc::new(Dispatcher::new(

@@ -27,8 +27,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use reelay_core::outbound::AddressPolicy;
 use reelay_core::ports::Admission;
-use reelay_core::webhooks::address::AddressPolicy;
 use reelay_core::webhooks::schedule::RetrySchedule;
 use reelay_core::webhooks::DispatchSettings;
 use reelay_core::EngineSettings;
@@ -107,7 +107,7 @@ impl AwsSettings {
                 max_in_flight: limit("REELAY_MAX_IN_FLIGHT", 100)?,
                 max_per_minute: limit("REELAY_MAX_PER_MINUTE", 120)?,
             },
-            webhook_addresses: AddressPolicy::with_allowed(&var("REELAY_WEBHOOK_ALLOW").unwrap_or_default()).map_err(
+            outbound_addresses: AddressPolicy::with_allowed(&var("REELAY_WEBHOOK_ALLOW").unwrap_or_default()).map_err(
                 |e| SettingsError::Invalid {
                     name: "REELAY_WEBHOOK_ALLOW",
                     reason: e.to_string(),
@@ -222,7 +222,7 @@ mod tests {
                 max_per_minute: Some(120)
             }
         );
-        assert_eq!(s.engine.webhook_addresses, AddressPolicy::strict());
+        assert_eq!(s.engine.outbound_addresses, AddressPolicy::strict());
         assert_eq!(s.engine.callback_base, None);
         assert_eq!(s.engine.lease, JOB_RUNNER_LEASE);
         assert_eq!(s.dispatch.schedule, RetrySchedule::default());
@@ -256,7 +256,7 @@ mod tests {
                 max_per_minute: Some(10)
             }
         );
-        assert!(s.engine.webhook_addresses.permits("127.0.0.1".parse().unwrap()));
+        assert!(s.engine.outbound_addresses.permits("127.0.0.1".parse().unwrap()));
         assert_eq!(
             s.dispatch.schedule.delays,
             [Duration::from_secs(1), Duration::from_secs(2)]

@@ -2,9 +2,7 @@
 //! workers and timer in one process (`reelay run`, `reelay serve`, and most tests).
 
 pub mod blobs;
-pub mod dag_shapes;
 pub mod db;
-pub mod instant;
 pub mod node;
 pub mod queue;
 pub mod store;

@@ -17,8 +17,8 @@ use reelay_core::webhooks::{DispatchSettings, Dispatcher};
 use reelay_core::worker::{run_timer, run_workers, MessageHandler, WorkerSettings};
 use reelay_core::{Engine, EngineSettings, Ports, Providers, Via};
 use reelay_media::FfmpegMedia;
+use reelay_outbound_http::HttpTransport;
 use reelay_providers::{LocalProvider, LocalProviderSettings, ProviderWebhook};
-use reelay_webhook_http::HttpTransport;
 
 use crate::{Db, DbError, Durability, FileBlobs, SqliteQueue, SqliteStore};
 
@@ -159,7 +159,7 @@ impl LocalNode {
         })
         .map_err(data_dir_err)?;
         let transport = HttpTransport::new(
-            settings.engine.webhook_addresses.clone(),
+            settings.engine.outbound_addresses.clone(),
             settings.dispatch.attempt_timeout,
         )
         .map_err(|e| NodeError::Recovery(format!("cannot build the webhook client: {e}")))?;

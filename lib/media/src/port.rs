@@ -14,10 +14,10 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
+use reelay_core::outbound::AddressPolicy;
 use reelay_core::plan::{MediaKind, ReframeMode as PlanReframeMode};
 use reelay_core::ports::{Artifact, Media, MediaError as PortError, MediaInfo, MediaTask};
-use reelay_core::webhooks::address::AddressPolicy;
-use reelay_webhook_http::guarded_client;
+use reelay_outbound_http::guarded_client;
 
 use crate::{merge, probe, reframe, ItemKind, MediaError, MergeItem, ReframeMode, Transition, TransitionKind};
 
@@ -110,7 +110,7 @@ impl Fetcher {
         // A literal address skips the resolver: check the URL too.
         self.policy.check_url(url).map_err(|e| invalid(e.to_string()))?;
         // reqwest's errors name the URL, query (signature, session token) included: strip it.
-        let failed = |e: reqwest::Error| match reelay_webhook_http::refusal(&e) {
+        let failed = |e: reqwest::Error| match reelay_outbound_http::refusal(&e) {
             Some(why) => invalid(why),
             None => PortError::Failed(format!("cannot read input {shown}: {}", e.without_url())),
         };

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use reelay_core::outbound::AddressPolicy;
 use reelay_core::plan::Secret;
 use reelay_core::ports::{Provider, RateBudget};
-use reelay_core::webhooks::address::AddressPolicy;
 
 use crate::fal::{FalProvider, FalSettings};
 use crate::google::{GoogleProvider, GoogleSettings};

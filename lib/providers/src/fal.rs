@@ -670,19 +670,7 @@ mod tests {
     use serde_json::json;
 
     fn params(model_id: &str) -> ProviderParams {
-        ProviderParams {
-            provider: "fal".into(),
-            model_id: model_id.into(),
-            prompt: Some("a fox".into()),
-            duration: None,
-            resolution: None,
-            aspect_ratio: None,
-            seed: None,
-            inputs: Default::default(),
-            unified: true,
-            options: Default::default(),
-            api_key: None,
-        }
+        ProviderParams::prompt("fal", model_id, "a fox")
     }
 
     #[test]

@@ -17,12 +17,12 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use reelay_core::domain::Completion;
+use reelay_core::outbound::AddressPolicy;
 use reelay_core::plan::{MediaKind, Operation, ProviderParams, Secret};
 use reelay_core::ports::{
     ByteStream, Callback, CallbackError, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus,
     RateBudget, Submission,
 };
-use reelay_core::webhooks::address::AddressPolicy;
 
 use crate::http::HttpClient;
 use crate::rate::{self, RateLimiter};
@@ -837,17 +837,10 @@ mod tests {
 
     fn params(model: &str) -> ProviderParams {
         ProviderParams {
-            provider: NAME.into(),
-            model_id: model.into(),
-            prompt: Some("a fox".into()),
             duration: Some(8.0),
             resolution: Some("720p".into()),
             aspect_ratio: Some(AspectRatio { w: 9, h: 16 }),
-            seed: None,
-            inputs: Default::default(),
-            unified: true,
-            options: Default::default(),
-            api_key: None,
+            ..ProviderParams::prompt(NAME, model, "a fox")
         }
     }
 

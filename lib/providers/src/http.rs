@@ -11,10 +11,10 @@ use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
+use reelay_core::outbound::AddressPolicy;
 use reelay_core::ports::{ByteStream, ProviderError};
 use reelay_core::time::parse_retry_after;
-use reelay_core::webhooks::address::AddressPolicy;
-use reelay_webhook_http::guarded_client;
+use reelay_outbound_http::guarded_client;
 
 /// One HTTP client for a provider (connection pool, timeouts).
 #[derive(Clone)]
@@ -192,7 +192,7 @@ async fn accepted(response: Response, what: &str) -> Result<Response, ProviderEr
 /// (a timeout, a reset): the provider may have acted on it.
 fn transport_error(what: &str, e: &reqwest::Error) -> ProviderError {
     // reqwest's message names the URL, never headers (keys travel in headers).
-    if let Some(why) = reelay_webhook_http::refusal(e) {
+    if let Some(why) = reelay_outbound_http::refusal(e) {
         return ProviderError::Fatal(format!("{what}: refused: {why}"));
     }
     if e.is_connect() {

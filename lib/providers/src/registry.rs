@@ -304,17 +304,9 @@ mod tests {
 
     fn params() -> ProviderParams {
         ProviderParams {
-            provider: "acme".into(),
-            model_id: "acme/video".into(),
-            prompt: Some("a fox".into()),
             duration: Some(5.0),
-            resolution: None,
             aspect_ratio: Some(AspectRatio { w: 9, h: 16 }),
-            seed: None,
-            inputs: Default::default(),
-            unified: true,
-            options: Default::default(),
-            api_key: None,
+            ..ProviderParams::prompt("acme", "acme/video", "a fox")
         }
     }
 

@@ -775,19 +775,7 @@ mod tests {
     }
 
     fn params(model: &str) -> ProviderParams {
-        ProviderParams {
-            provider: "replicate".into(),
-            model_id: model.into(),
-            prompt: Some("a fox".into()),
-            duration: None,
-            resolution: None,
-            aspect_ratio: None,
-            seed: None,
-            inputs: Default::default(),
-            unified: true,
-            options: Default::default(),
-            api_key: None,
-        }
+        ProviderParams::prompt("replicate", model, "a fox")
     }
 
     fn request(params: ProviderParams, callback: Option<&str>) -> ProviderRequest {

@@ -20,12 +20,12 @@ pub use registry::Providers;
 pub use cancel::{CancelError, Cancelled};
 
 use crate::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis};
+use crate::outbound::AddressPolicy;
 use crate::plan::{Params, PlanError, PlanLimits};
 use crate::ports::{
     Admission, BlobError, Blobs, Clock, Media, Message, ProviderStatus, Queue, QueueError, Store, StoreError, Write,
 };
 use crate::secrets::Sealer;
-use crate::webhooks::address::AddressPolicy;
 
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -51,7 +51,7 @@ pub struct EngineSettings {
     /// Per-tenant limits on new executions.
     pub admission: Admission,
     /// Which webhook URLs a submission may give (checked again at each connection).
-    pub webhook_addresses: AddressPolicy,
+    pub outbound_addresses: AddressPolicy,
     /// This server's public base URL (`https://api.example.com`): providers call back at
     /// `{base}/api/webhooks/job/{record}?token=…`. Unset: no callbacks, polling only.
     pub callback_base: Option<String>,
@@ -75,7 +75,7 @@ impl Default for EngineSettings {
                 max_in_flight: Some(100),
                 max_per_minute: Some(120),
             },
-            webhook_addresses: AddressPolicy::strict(),
+            outbound_addresses: AddressPolicy::strict(),
             callback_base: None,
             event_buffer: 4096,
         }

@@ -60,7 +60,7 @@ impl Engine {
     ) -> Result<Execution, SubmitError> {
         let webhook = match &request.webhook {
             Some(target) => {
-                self.settings.webhook_addresses.check_url(&target.url).map_err(|e| {
+                self.settings.outbound_addresses.check_url(&target.url).map_err(|e| {
                     SubmitError::Invalid(vec![
                         PlanError::new("webhook_url_refused", e.to_string()).field("webhook.url")
                     ])

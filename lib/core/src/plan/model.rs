@@ -216,6 +216,26 @@ pub struct ProviderParams {
     pub api_key: Option<Secret>,
 }
 
+impl ProviderParams {
+    /// Unified params for `model_id` on `provider` with a prompt and nothing else: the base that
+    /// tests and callers fill in with struct-update syntax.
+    pub fn prompt(provider: &str, model_id: &str, prompt: &str) -> Self {
+        ProviderParams {
+            provider: provider.to_string(),
+            model_id: model_id.to_string(),
+            prompt: Some(prompt.to_string()),
+            duration: None,
+            resolution: None,
+            aspect_ratio: None,
+            seed: None,
+            inputs: Default::default(),
+            unified: true,
+            options: Default::default(),
+            api_key: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MergeParams {

@@ -1,6 +1,5 @@
 //! Client webhooks: the messages, their signatures, the retry schedule, delivery, and the
 //! transport port they leave through.
-pub mod address;
 pub mod dispatcher;
 pub mod message;
 pub mod schedule;

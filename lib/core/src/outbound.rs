@@ -1,4 +1,5 @@
-//! Which addresses a client webhook may reach. A client-supplied URL must not let reelay
+//! Which addresses reelay's outbound requests may reach: client webhooks, provider output
+//! downloads and media inputs all go to URLs a client chose. Such a URL must not let reelay
 //! probe its own network (metadata endpoints, databases, admin ports), so only globally
 //! routable unicast addresses pass, plus an explicit allow-list for local development.
 
@@ -7,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
-/// Which addresses a client webhook may reach: public unicast addresses, plus an allow-list (local development, tests).
+/// Which addresses an outbound request may reach: public unicast addresses, plus an allow-list (local development, tests).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddressPolicy {
     allowed: Vec<Cidr>,

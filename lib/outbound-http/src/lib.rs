@@ -1,5 +1,6 @@
-//! Client webhooks over HTTP(S) with reqwest. The address policy is enforced on the address
-//! actually connected to: a DNS resolver that drops non-public addresses (so a name cannot
+//! Outbound HTTP(S) with reqwest: client webhooks ([`HttpTransport`]) and the guarded client
+//! that provider downloads and media inputs use ([`guarded_client`]). The address policy is
+//! enforced on the address actually connected to: a DNS resolver that drops non-public addresses (so a name cannot
 //! be re-pointed at the internal network between submission and delivery), plus a check of
 //! the URL itself for literal IPs, which reqwest connects to without resolving.
 
@@ -10,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use reelay_core::outbound::{AddressPolicy, PolicyError};
 use reelay_core::time::parse_retry_after;
-use reelay_core::webhooks::address::{AddressPolicy, PolicyError};
 use reelay_core::webhooks::transport::{HttpAnswer, OutboundRequest, TransportError, WebhookTransport};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use reelay_core::webhooks::address::AddressPolicy;
+use reelay_core::outbound::AddressPolicy;
 use reelay_core::webhooks::transport::{HttpAnswer, OutboundRequest, TransportError, WebhookTransport};
-use reelay_webhook_http::HttpTransport;
+use reelay_outbound_http::HttpTransport;
 use tokio::net::TcpListener;
 
 const SIGNATURE: &str = "t=1700000000,v1=5f2b0c9d8e7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c";

@@ -1,0 +1,5 @@
+//! Stand-ins for the benchmark (`reelay bench`) and the tests: ports that do their work at
+//! once, and the DAG shapes the engine is measured on. Nothing in a running node uses them.
+
+pub mod dag_shapes;
+pub mod instant;
