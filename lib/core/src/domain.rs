@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{JobId, JobSpec, MediaKind};
+// A provider call records how its model completes, which the catalog owns.
+pub use crate::plan::Completion;
 use crate::secrets::Sealed;
 
 /// Milliseconds since the Unix epoch.
@@ -140,14 +142,6 @@ impl JobOutput {
 pub struct JobError {
     pub code: String,
     pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Completion {
-    /// The provider calls us back; polling stays on as a slower fallback.
-    Webhook,
-    Polling,
 }
 
 /// Where a provider job stands. Written before the provider is called (the intent), so a

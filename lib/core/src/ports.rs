@@ -9,8 +9,10 @@ use bytes::Bytes;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Completion, Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis, WebhookDelivery};
+use crate::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis, WebhookDelivery};
 use crate::plan::{MediaKind, Operation, ProviderParams, ReframeMode, Secret, Transition};
+// Providers name their models with these; validation owns them.
+pub use crate::plan::{ModelInfo, DEFAULT_DEADLINE};
 
 /// A body streamed in chunks, never held whole.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -312,20 +314,6 @@ pub trait Media: Send + Sync {
     async fn run(&self, task: MediaTask) -> Result<Artifact, MediaError>;
     async fn probe(&self, url: &str) -> Result<MediaInfo, MediaError>;
 }
-
-/// What the catalog knows of a model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelInfo {
-    pub id: String,
-    pub operations: Vec<Operation>,
-    pub output: MediaKind,
-    pub completion: Completion,
-    /// How long a job may wait for the provider before it fails (and is cancelled there).
-    pub deadline: Duration,
-}
-
-/// A model's deadline unless its registry entry says otherwise.
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// A provider job to start. Inputs are resolved to URLs.
 #[derive(Debug, Clone)]

@@ -1,8 +1,9 @@
-//! The one error type of the crate.
+//! The crate's own error: what went wrong running ffmpeg/ffprobe. The engine's port turns it
+//! into the port's `MediaError`.
 
 /// Why a media operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum MediaError {
+pub enum FfmpegError {
     /// ffmpeg/ffprobe ran and exited non-zero; carries the tail of its stderr.
     #[error("ffmpeg failed: {0}")]
     Ffmpeg(String),

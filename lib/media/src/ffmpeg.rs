@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::process::Command;
 
-use crate::MediaError;
+use crate::FfmpegError;
 
-/// How many stderr lines an [`MediaError::Ffmpeg`] keeps.
+/// How many stderr lines an [`FfmpegError::Ffmpeg`] keeps.
 const STDERR_TAIL_LINES: usize = 20;
 
 /// Arguments every ffmpeg invocation starts with: never read the terminal,
@@ -29,7 +29,7 @@ fn binary(env: &str, default: &str) -> String {
 }
 
 /// Runs ffmpeg with `args` (after the common prelude); stdout is discarded.
-pub(crate) async fn ffmpeg(args: Vec<OsString>) -> Result<(), MediaError> {
+pub(crate) async fn ffmpeg(args: Vec<OsString>) -> Result<(), FfmpegError> {
     let mut all: Vec<OsString> = FFMPEG_PRELUDE.iter().map(OsString::from).collect();
     all.extend(args);
     run(&binary("REELAY_FFMPEG", "ffmpeg"), all, false).await?;
@@ -37,13 +37,13 @@ pub(crate) async fn ffmpeg(args: Vec<OsString>) -> Result<(), MediaError> {
 }
 
 /// Runs ffprobe with `args` and returns its stdout.
-pub(crate) async fn ffprobe(args: Vec<OsString>) -> Result<Vec<u8>, MediaError> {
+pub(crate) async fn ffprobe(args: Vec<OsString>) -> Result<Vec<u8>, FfmpegError> {
     let mut all: Vec<OsString> = ["-v", "error", "-hide_banner"].iter().map(OsString::from).collect();
     all.extend(args);
     run(&binary("REELAY_FFPROBE", "ffprobe"), all, true).await
 }
 
-pub(crate) async fn run(binary: &str, args: Vec<OsString>, capture_stdout: bool) -> Result<Vec<u8>, MediaError> {
+pub(crate) async fn run(binary: &str, args: Vec<OsString>, capture_stdout: bool) -> Result<Vec<u8>, FfmpegError> {
     tracing::debug!(binary, args = ?args, "running");
     let output = Command::new(binary)
         .args(&args)
@@ -54,7 +54,7 @@ pub(crate) async fn run(binary: &str, args: Vec<OsString>, capture_stdout: bool)
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|source| MediaError::Spawn {
+        .map_err(|source| FfmpegError::Spawn {
             binary: binary.to_owned(),
             source,
         })?;
@@ -63,7 +63,7 @@ pub(crate) async fn run(binary: &str, args: Vec<OsString>, capture_stdout: bool)
     } else {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail = stderr_tail(&stderr);
-        Err(MediaError::Ffmpeg(if tail.is_empty() {
+        Err(FfmpegError::Ffmpeg(if tail.is_empty() {
             format!("{binary} exited with {}", output.status)
         } else {
             tail
@@ -108,10 +108,10 @@ impl TempFile {
     /// A fresh hidden name in `out`'s directory that ends with `out`'s file
     /// name (so ffmpeg still picks the muxer from the extension), with
     /// `suffix` appended when given.
-    pub(crate) fn beside(out: &Path, suffix: &str) -> Result<TempFile, MediaError> {
+    pub(crate) fn beside(out: &Path, suffix: &str) -> Result<TempFile, FfmpegError> {
         let name = out
             .file_name()
-            .ok_or_else(|| MediaError::Invalid(format!("output path {} has no file name", out.display())))?;
+            .ok_or_else(|| FfmpegError::Invalid(format!("output path {} has no file name", out.display())))?;
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut tmp_name = OsString::from(format!(".reelay-tmp-{}-{n}-", std::process::id()));
         tmp_name.push(name);
@@ -126,10 +126,10 @@ impl TempFile {
     }
 
     /// Moves the finished file to `out`.
-    pub(crate) async fn persist(self, out: &Path) -> Result<(), MediaError> {
+    pub(crate) async fn persist(self, out: &Path) -> Result<(), FfmpegError> {
         tokio::fs::rename(&self.path, out)
             .await
-            .map_err(|e| MediaError::Invalid(format!("could not move output into {}: {e}", out.display())))
+            .map_err(|e| FfmpegError::Invalid(format!("could not move output into {}: {e}", out.display())))
         // On error `self` drops here and removes the temp file.
     }
 }
@@ -162,7 +162,7 @@ mod tests {
     #[tokio::test]
     async fn missing_binary_is_a_spawn_error() {
         let err = run("/nonexistent/reelay-ffmpeg", Vec::new(), false).await.unwrap_err();
-        assert!(matches!(err, MediaError::Spawn { .. }), "{err:?}");
+        assert!(matches!(err, FfmpegError::Spawn { .. }), "{err:?}");
     }
 
     #[test]

@@ -24,9 +24,9 @@ mod probe;
 mod reframe;
 mod render;
 
-pub use error::MediaError;
-pub use merge::{merge, ItemKind, MergeItem, MergeReport, Transition, TransitionKind};
+pub use error::FfmpegError;
+pub use merge::{merge, ItemKind, MergeItem, MergeReport};
 pub use port::FfmpegMedia;
 pub use probe::{probe, Probe};
-pub use reframe::{reframe, ReframeMode};
+pub use reframe::reframe;
 pub use render::{render_audio, render_image, render_video};

@@ -10,10 +10,12 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use reelay_core::plan::{ReframeMode, Transition, TransitionKind};
+
 use crate::ffmpeg::{container_args, ffmpeg, file_arg, secs, TempFile, X264_ARGS};
 use crate::probe::{probe_detailed, Detailed};
-use crate::reframe::{fit_filter, ReframeMode};
-use crate::MediaError;
+use crate::reframe::fit_filter;
+use crate::FfmpegError;
 
 /// Frame rate of every re-encoded merge.
 const FPS: u32 = 30;
@@ -42,52 +44,17 @@ pub struct MergeItem {
     pub volume: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransitionKind {
-    /// Through black (xfade `fadeblack`).
-    Fade,
-    /// Dissolve (xfade `fade`).
-    Crossfade,
-    WipeLeft,
-    WipeRight,
-    SlideLeft,
-    SlideRight,
-}
-
-impl TransitionKind {
-    /// Parses "fade", "crossfade" (or "dissolve"), "wipeleft", "wiperight",
-    /// "slideleft", "slideright", ignoring case.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "fade" => Some(Self::Fade),
-            "crossfade" | "dissolve" => Some(Self::Crossfade),
-            "wipeleft" => Some(Self::WipeLeft),
-            "wiperight" => Some(Self::WipeRight),
-            "slideleft" => Some(Self::SlideLeft),
-            "slideright" => Some(Self::SlideRight),
-            _ => None,
-        }
+/// The xfade transition that draws `kind`.
+fn xfade_name(kind: TransitionKind) -> &'static str {
+    match kind {
+        TransitionKind::Fade => "fadeblack",
+        // xfade's `fade` is a dissolve.
+        TransitionKind::Crossfade | TransitionKind::Dissolve => "fade",
+        TransitionKind::WipeLeft => "wipeleft",
+        TransitionKind::WipeRight => "wiperight",
+        TransitionKind::SlideLeft => "slideleft",
+        TransitionKind::SlideRight => "slideright",
     }
-
-    fn xfade_name(self) -> &'static str {
-        match self {
-            Self::Fade => "fadeblack",
-            Self::Crossfade => "fade",
-            Self::WipeLeft => "wipeleft",
-            Self::WipeRight => "wiperight",
-            Self::SlideLeft => "slideleft",
-            Self::SlideRight => "slideright",
-        }
-    }
-}
-
-/// A transition between every two consecutive visual items.
-#[derive(Debug, Clone, Copy)]
-pub struct Transition {
-    pub kind: TransitionKind,
-    /// Seconds; must be > 0. Clamped to half the shortest visual item so
-    /// that two transitions never overlap.
-    pub duration: f64,
 }
 
 /// How [`merge`] produced its output.
@@ -105,7 +72,14 @@ pub struct MergeReport {
 /// visual track: the sum of the visual durations minus one transition per
 /// join. When nothing needs re-encoding (no transition, no image, no trim, no
 /// audio item, all videos alike) the files are joined with stream copy.
-pub async fn merge(items: &[MergeItem], transition: Option<Transition>, out: &Path) -> Result<MergeReport, MediaError> {
+///
+/// A transition's duration must be > 0; it is clamped to half the shortest
+/// visual item so that two transitions never overlap.
+pub async fn merge(
+    items: &[MergeItem],
+    transition: Option<Transition>,
+    out: &Path,
+) -> Result<MergeReport, FfmpegError> {
     let plan = Plan::new(items, transition).await?;
     if plan.copyable() {
         match concat_copy(&plan.visuals, out).await {
@@ -145,16 +119,16 @@ struct Plan {
 
 impl Plan {
     /// Validates the arguments (cheap checks first), then probes every input.
-    async fn new(items: &[MergeItem], transition: Option<Transition>) -> Result<Plan, MediaError> {
+    async fn new(items: &[MergeItem], transition: Option<Transition>) -> Result<Plan, FfmpegError> {
         if items.is_empty() {
-            return Err(MediaError::Invalid("merge needs at least one item".into()));
+            return Err(FfmpegError::Invalid("merge needs at least one item".into()));
         }
         if !items.iter().any(|i| i.kind != ItemKind::Audio) {
-            return Err(MediaError::Invalid(
+            return Err(FfmpegError::Invalid(
                 "merge needs at least one video or image item".into(),
             ));
         }
-        if let Some(t) = transition {
+        if let Some(t) = &transition {
             positive("transition duration", t.duration)?;
         }
         for item in items {
@@ -180,7 +154,7 @@ impl Plan {
             match item.kind {
                 ItemKind::Audio => {
                     if !detail.probe.has_audio {
-                        return Err(MediaError::Invalid(format!("{what} has no audio stream")));
+                        return Err(FfmpegError::Invalid(format!("{what} has no audio stream")));
                     }
                     audio.push(AudioTrack {
                         path: item.path.clone(),
@@ -190,7 +164,7 @@ impl Plan {
                 }
                 kind => {
                     if detail.probe.width.is_none() {
-                        return Err(MediaError::Invalid(format!("{what} has no picture")));
+                        return Err(FfmpegError::Invalid(format!("{what} has no picture")));
                     }
                     let duration = match kind {
                         ItemKind::Image => item.duration.unwrap_or(DEFAULT_IMAGE_SECONDS),
@@ -202,7 +176,7 @@ impl Plan {
                         },
                     };
                     if duration <= 0.0 {
-                        return Err(MediaError::Invalid(format!(
+                        return Err(FfmpegError::Invalid(format!(
                             "{what} has no duration (is it a still image?)"
                         )));
                     }
@@ -264,11 +238,11 @@ impl Plan {
 }
 
 /// Joins same-format videos with the concat demuxer and `-c copy`.
-async fn concat_copy(visuals: &[Visual], out: &Path) -> Result<(), MediaError> {
+async fn concat_copy(visuals: &[Visual], out: &Path) -> Result<(), FfmpegError> {
     let mut list = String::from("ffconcat version 1.0\n");
     for v in visuals {
         let abs = std::path::absolute(&v.path)
-            .map_err(|e| MediaError::Invalid(format!("cannot resolve {}: {e}", v.path.display())))?;
+            .map_err(|e| FfmpegError::Invalid(format!("cannot resolve {}: {e}", v.path.display())))?;
         // `copyable` checked the path is UTF-8.
         let quoted = abs.to_string_lossy().replace('\'', r"'\''");
         let _ = writeln!(list, "file '{quoted}'");
@@ -276,7 +250,7 @@ async fn concat_copy(visuals: &[Visual], out: &Path) -> Result<(), MediaError> {
     let list_file = TempFile::beside(out, ".concat.txt")?;
     tokio::fs::write(list_file.path(), list)
         .await
-        .map_err(|e| MediaError::Invalid(format!("cannot write beside {}: {e}", out.display())))?;
+        .map_err(|e| FfmpegError::Invalid(format!("cannot write beside {}: {e}", out.display())))?;
 
     let tmp = TempFile::beside(out, "")?;
     let mut args: Vec<OsString> = vec![
@@ -301,7 +275,7 @@ async fn concat_copy(visuals: &[Visual], out: &Path) -> Result<(), MediaError> {
 }
 
 /// Re-encodes everything through one filter graph.
-async fn encode(plan: &Plan, out: &Path) -> Result<(), MediaError> {
+async fn encode(plan: &Plan, out: &Path) -> Result<(), FfmpegError> {
     let with_audio = plan.has_audio();
     let fit = fit_filter(plan.width, plan.height, ReframeMode::Pad);
     let mut args: Vec<OsString> = Vec::new();
@@ -333,7 +307,7 @@ async fn encode(plan: &Plan, out: &Path) -> Result<(), MediaError> {
     }
 
     let n = plan.visuals.len();
-    let (video, mut audio) = match plan.transition {
+    let (video, mut audio) = match &plan.transition {
         None => {
             let inputs: String = (0..n)
                 .map(|i| {
@@ -355,7 +329,7 @@ async fn encode(plan: &Plan, out: &Path) -> Result<(), MediaError> {
             for (k, offset) in xfade_offsets(&durations, t.duration).into_iter().enumerate().skip(1) {
                 graph.push(format!(
                     "[{v_prev}][v{k}]xfade=transition={}:duration={td}:offset={}[vx{k}]",
-                    t.kind.xfade_name(),
+                    xfade_name(t.kind),
                     secs(offset)
                 ));
                 v_prev = format!("vx{k}");
@@ -424,19 +398,19 @@ fn xfade_offsets(durations: &[f64], t: f64) -> Vec<f64> {
         .collect()
 }
 
-fn positive(what: &str, v: f64) -> Result<(), MediaError> {
+fn positive(what: &str, v: f64) -> Result<(), FfmpegError> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
-        Err(MediaError::Invalid(format!("{what} must be > 0, got {v}")))
+        Err(FfmpegError::Invalid(format!("{what} must be > 0, got {v}")))
     }
 }
 
-fn non_negative(what: &str, v: f64) -> Result<(), MediaError> {
+fn non_negative(what: &str, v: f64) -> Result<(), FfmpegError> {
     if v.is_finite() && v >= 0.0 {
         Ok(())
     } else {
-        Err(MediaError::Invalid(format!("{what} must be >= 0, got {v}")))
+        Err(FfmpegError::Invalid(format!("{what} must be >= 0, got {v}")))
     }
 }
 
@@ -461,16 +435,12 @@ mod tests {
     }
 
     #[test]
-    fn parses_transition_names() {
-        assert_eq!(TransitionKind::parse("fade"), Some(TransitionKind::Fade));
-        assert_eq!(TransitionKind::parse("CrossFade"), Some(TransitionKind::Crossfade));
-        assert_eq!(TransitionKind::parse("dissolve"), Some(TransitionKind::Crossfade));
-        assert_eq!(TransitionKind::parse("WIPELEFT"), Some(TransitionKind::WipeLeft));
-        assert_eq!(TransitionKind::parse("wiperight"), Some(TransitionKind::WipeRight));
-        assert_eq!(TransitionKind::parse("slideleft"), Some(TransitionKind::SlideLeft));
-        assert_eq!(TransitionKind::parse("SlideRight"), Some(TransitionKind::SlideRight));
-        assert_eq!(TransitionKind::parse("zoom"), None);
-        assert_eq!(TransitionKind::parse(""), None);
+    fn transitions_draw_with_their_xfade() {
+        assert_eq!(xfade_name(TransitionKind::Fade), "fadeblack");
+        assert_eq!(xfade_name(TransitionKind::Crossfade), "fade");
+        assert_eq!(xfade_name(TransitionKind::Dissolve), "fade");
+        assert_eq!(xfade_name(TransitionKind::WipeLeft), "wipeleft");
+        assert_eq!(xfade_name(TransitionKind::SlideRight), "slideright");
     }
 
     #[test]
@@ -668,7 +638,7 @@ mod tests {
         ];
         for (items, transition) in cases {
             let r = merge(&items, transition, &out).await;
-            assert!(matches!(r, Err(MediaError::Invalid(_))), "{items:?}: {r:?}");
+            assert!(matches!(r, Err(FfmpegError::Invalid(_))), "{items:?}: {r:?}");
         }
         assert!(!out.exists());
     }

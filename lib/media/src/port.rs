@@ -15,11 +15,11 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
 use reelay_core::outbound::AddressPolicy;
-use reelay_core::plan::{MediaKind, ReframeMode as PlanReframeMode};
-use reelay_core::ports::{Artifact, Media, MediaError as PortError, MediaInfo, MediaTask};
+use reelay_core::plan::MediaKind;
+use reelay_core::ports::{Artifact, Media, MediaError, MediaInfo, MediaTask};
 use reelay_outbound_http::guarded_client;
 
-use crate::{merge, probe, reframe, ItemKind, MediaError, MergeItem, ReframeMode, Transition, TransitionKind};
+use crate::{merge, probe, reframe, FfmpegError, ItemKind, MergeItem};
 
 pub struct FfmpegMedia {
     scratch: PathBuf,
@@ -42,7 +42,7 @@ impl FfmpegMedia {
     /// Also reads http(s) inputs. Input URLs may come from clients, so a download reaches only
     /// the addresses `policy` permits, checked on the resolved address and on every redirect
     /// (and ignores proxies, which would resolve past the check).
-    pub fn with_http(mut self, policy: AddressPolicy) -> Result<Self, MediaError> {
+    pub fn with_http(mut self, policy: AddressPolicy) -> Result<Self, FfmpegError> {
         let policy = Arc::new(policy);
         let hops = policy.clone();
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
@@ -60,31 +60,31 @@ impl FfmpegMedia {
             .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("reelay-media/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| MediaError::Invalid(format!("cannot build the input download client: {e}")))?;
+            .map_err(|e| FfmpegError::Invalid(format!("cannot build the input download client: {e}")))?;
         self.http = Some(Fetcher { client, policy });
         Ok(self)
     }
 
     /// A fresh work folder in the scratch folder, removed when dropped.
-    async fn task_dir(&self) -> Result<tempfile::TempDir, PortError> {
+    async fn task_dir(&self) -> Result<tempfile::TempDir, MediaError> {
         tokio::fs::create_dir_all(&self.scratch)
             .await
-            .map_err(|e| PortError::Failed(e.to_string()))?;
+            .map_err(|e| MediaError::Failed(e.to_string()))?;
         tempfile::Builder::new()
             .prefix("task-")
             .tempdir_in(&self.scratch)
-            .map_err(|e| PortError::Failed(e.to_string()))
+            .map_err(|e| MediaError::Failed(e.to_string()))
     }
 
     /// A local file for input `url`: its path, or (http) a download into `dir` named `name`.
-    async fn input(&self, url: &str, dir: &Path, name: &str) -> Result<PathBuf, PortError> {
+    async fn input(&self, url: &str, dir: &Path, name: &str) -> Result<PathBuf, MediaError> {
         if let Some(path) = url.strip_prefix("file://") {
             return Ok(PathBuf::from(path));
         }
         let is_http = url.starts_with("http://") || url.starts_with("https://");
         match &self.http {
             Some(fetcher) if is_http => fetcher.download(url, dir, name).await,
-            _ => Err(PortError::Invalid(format!(
+            _ => Err(MediaError::Invalid(format!(
                 "cannot read input {}: this media worker reads {} only",
                 redacted(url),
                 if self.http.is_some() {
@@ -104,15 +104,15 @@ struct Fetcher {
 
 impl Fetcher {
     /// Streams `url` into `dir/name` (keeping the URL's extension, which some demuxers use).
-    async fn download(&self, url: &str, dir: &Path, name: &str) -> Result<PathBuf, PortError> {
+    async fn download(&self, url: &str, dir: &Path, name: &str) -> Result<PathBuf, MediaError> {
         let shown = redacted(url);
-        let invalid = |why: String| PortError::Invalid(format!("cannot read input {shown}: {why}"));
+        let invalid = |why: String| MediaError::Invalid(format!("cannot read input {shown}: {why}"));
         // A literal address skips the resolver: check the URL too.
         self.policy.check_url(url).map_err(|e| invalid(e.to_string()))?;
         // reqwest's errors name the URL, query (signature, session token) included: strip it.
         let failed = |e: reqwest::Error| match reelay_outbound_http::refusal(&e) {
             Some(why) => invalid(why),
-            None => PortError::Failed(format!("cannot read input {shown}: {}", e.without_url())),
+            None => MediaError::Failed(format!("cannot read input {shown}: {}", e.without_url())),
         };
         let response = self.client.get(url).send().await.map_err(failed)?;
         let status = response.status();
@@ -122,11 +122,11 @@ impl Fetcher {
             return Err(if status.is_client_error() {
                 invalid(why)
             } else {
-                PortError::Failed(format!("cannot read input {shown}: {why}"))
+                MediaError::Failed(format!("cannot read input {shown}: {why}"))
             });
         }
         let path = dir.join(format!("{name}{}", extension(url)));
-        let write_failed = |e: std::io::Error| PortError::Failed(format!("cannot store input {shown}: {e}"));
+        let write_failed = |e: std::io::Error| MediaError::Failed(format!("cannot store input {shown}: {e}"));
         let mut file = tokio::fs::File::create(&path).await.map_err(write_failed)?;
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
@@ -154,18 +154,18 @@ fn extension(url: &str) -> String {
     }
 }
 
-impl From<MediaError> for PortError {
-    fn from(e: MediaError) -> Self {
+impl From<FfmpegError> for MediaError {
+    fn from(e: FfmpegError) -> Self {
         match e {
-            MediaError::Invalid(m) => PortError::Invalid(m),
-            other => PortError::Failed(other.to_string()),
+            FfmpegError::Invalid(m) => MediaError::Invalid(m),
+            other => MediaError::Failed(other.to_string()),
         }
     }
 }
 
 #[async_trait]
 impl Media for FfmpegMedia {
-    async fn run(&self, task: MediaTask) -> Result<Artifact, PortError> {
+    async fn run(&self, task: MediaTask) -> Result<Artifact, MediaError> {
         let dir = self.task_dir().await?;
         let out = dir.path().join("output.mp4");
         match task {
@@ -177,7 +177,7 @@ impl Media for FfmpegMedia {
                         MediaKind::Audio => ItemKind::Audio,
                         MediaKind::Video => ItemKind::Video,
                         MediaKind::Transcript => {
-                            return Err(PortError::Invalid("a transcript cannot be merged".into()))
+                            return Err(MediaError::Invalid("a transcript cannot be merged".into()))
                         }
                     };
                     merged.push(MergeItem {
@@ -188,14 +188,6 @@ impl Media for FfmpegMedia {
                         volume: item.volume,
                     });
                 }
-                let transition = match transition {
-                    None => None,
-                    Some(t) => Some(Transition {
-                        kind: TransitionKind::parse(&t.kind)
-                            .ok_or_else(|| PortError::Invalid(format!("unknown transition {}", t.kind)))?,
-                        duration: t.duration,
-                    }),
-                };
                 let report = merge(&merged, transition, &out).await?;
                 tracing::debug!(stream_copied = report.stream_copied, "merged");
             }
@@ -205,10 +197,6 @@ impl Media for FfmpegMedia {
                 height,
                 mode,
             } => {
-                let mode = match mode {
-                    PlanReframeMode::Crop => ReframeMode::Crop,
-                    PlanReframeMode::Pad => ReframeMode::Pad,
-                };
                 let input = self.input(&input, dir.path(), "input").await?;
                 reframe(&input, width, height, mode, &out).await?;
             }
@@ -216,7 +204,7 @@ impl Media for FfmpegMedia {
         let info = info_of(&out).await?;
         let file = tokio::fs::File::open(&out)
             .await
-            .map_err(|e| PortError::Failed(e.to_string()))?;
+            .map_err(|e| MediaError::Failed(e.to_string()))?;
         // The scratch folder lives exactly as long as the stream reading from it.
         let body = ReaderStream::with_capacity(file, 256 * 1024).map(move |chunk| {
             let _keep = &dir;
@@ -230,13 +218,13 @@ impl Media for FfmpegMedia {
         })
     }
 
-    async fn probe(&self, url: &str) -> Result<MediaInfo, PortError> {
+    async fn probe(&self, url: &str) -> Result<MediaInfo, MediaError> {
         let dir = self.task_dir().await?;
         info_of(&self.input(url, dir.path(), "probed").await?).await
     }
 }
 
-async fn info_of(path: &Path) -> Result<MediaInfo, PortError> {
+async fn info_of(path: &Path) -> Result<MediaInfo, MediaError> {
     let p = probe(path).await?;
     Ok(MediaInfo {
         duration: (p.duration > 0.0).then_some(p.duration),
@@ -322,32 +310,32 @@ mod tests {
         let files_only = FfmpegMedia::new(dir.path());
         let err = files_only.probe(&url).await.unwrap_err();
         assert!(
-            matches!(&err, PortError::Invalid(m) if m.contains("blob-store files")),
+            matches!(&err, MediaError::Invalid(m) if m.contains("blob-store files")),
             "{err:?}"
         );
 
         // Loopback is not public: refused unless allowed, whatever the answer would be.
         let strict = FfmpegMedia::new(dir.path()).with_http(AddressPolicy::strict()).unwrap();
         let err = strict.probe(&url).await.unwrap_err();
-        assert!(matches!(&err, PortError::Invalid(_)), "{err:?}");
+        assert!(matches!(&err, MediaError::Invalid(_)), "{err:?}");
         assert!(!err.to_string().contains("session-token"), "{err}");
         let named = url.replace("127.0.0.1", "localhost");
         let err = strict.probe(&named).await.unwrap_err();
-        assert!(matches!(&err, PortError::Invalid(_)), "{err:?}");
+        assert!(matches!(&err, MediaError::Invalid(_)), "{err:?}");
 
         let media = FfmpegMedia::new(dir.path()).with_http(loopback()).unwrap();
         let err = media.probe("ftp://127.0.0.1/clip.mp4").await.unwrap_err();
         assert!(
-            matches!(&err, PortError::Invalid(m) if m.contains("file and http(s)")),
+            matches!(&err, MediaError::Invalid(m) if m.contains("file and http(s)")),
             "{err:?}"
         );
         let err = media.probe(&format!("{base}/missing.mp4?t=secret")).await.unwrap_err();
         assert!(
-            matches!(&err, PortError::Invalid(m) if m.contains("404") && !m.contains("secret")),
+            matches!(&err, MediaError::Invalid(m) if m.contains("404") && !m.contains("secret")),
             "{err:?}"
         );
         let err = media.probe(&format!("{base}/broken.mp4")).await.unwrap_err();
-        assert!(matches!(&err, PortError::Failed(m) if m.contains("500")), "{err:?}");
+        assert!(matches!(&err, MediaError::Failed(m) if m.contains("500")), "{err:?}");
         // Downloaded, but not media: ffprobe's verdict.
         assert!(media.probe(&url).await.is_err());
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::ffmpeg::{ffprobe, file_arg};
-use crate::MediaError;
+use crate::FfmpegError;
 use reelay_core::plan::AspectRatio;
 
 /// The facts about a media file that the pipelines need.
@@ -31,7 +31,7 @@ pub struct Probe {
 }
 
 /// Probes `path` with `ffprobe -print_format json -show_format -show_streams`.
-pub async fn probe(path: &Path) -> Result<Probe, MediaError> {
+pub async fn probe(path: &Path) -> Result<Probe, FfmpegError> {
     Ok(probe_detailed(path).await?.probe)
 }
 
@@ -44,7 +44,7 @@ pub(crate) struct Detailed {
     pub audio_layout: Option<(u32, Option<String>, Option<String>)>,
 }
 
-pub(crate) async fn probe_detailed(path: &Path) -> Result<Detailed, MediaError> {
+pub(crate) async fn probe_detailed(path: &Path) -> Result<Detailed, FfmpegError> {
     let out = ffprobe(vec![
         "-print_format".into(),
         "json".into(),
@@ -107,11 +107,11 @@ struct RawTags {
     rotate: Option<String>,
 }
 
-fn parse(json: &[u8]) -> Result<Detailed, MediaError> {
-    let raw: Raw = serde_json::from_slice(json).map_err(|e| MediaError::Probe(e.to_string()))?;
+fn parse(json: &[u8]) -> Result<Detailed, FfmpegError> {
+    let raw: Raw = serde_json::from_slice(json).map_err(|e| FfmpegError::Probe(e.to_string()))?;
     let format = raw
         .format
-        .ok_or_else(|| MediaError::Probe("no format section".into()))?;
+        .ok_or_else(|| FfmpegError::Probe("no format section".into()))?;
 
     // Cover art in audio files shows up as a video stream; it is not video.
     let video = raw
@@ -226,14 +226,14 @@ mod tests {
         let path = dir.path().join("notes.mp4");
         std::fs::write(&path, b"just some text").unwrap();
         let err = probe(&path).await.unwrap_err();
-        assert!(matches!(err, MediaError::Ffmpeg(ref m) if !m.is_empty()), "{err:?}");
+        assert!(matches!(err, FfmpegError::Ffmpeg(ref m) if !m.is_empty()), "{err:?}");
         let missing = probe(&dir.path().join("missing.mp4")).await.unwrap_err();
-        assert!(matches!(missing, MediaError::Ffmpeg(_)), "{missing:?}");
+        assert!(matches!(missing, FfmpegError::Ffmpeg(_)), "{missing:?}");
     }
 
     #[test]
     fn garbage_is_a_probe_error() {
-        assert!(matches!(parse(b"not json"), Err(MediaError::Probe(_))));
-        assert!(matches!(parse(b"{}"), Err(MediaError::Probe(_))));
+        assert!(matches!(parse(b"not json"), Err(FfmpegError::Probe(_))));
+        assert!(matches!(parse(b"{}"), Err(FfmpegError::Probe(_))));
     }
 }

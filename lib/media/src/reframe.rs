@@ -3,24 +3,17 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use crate::ffmpeg::{container_args, ffmpeg, file_arg, TempFile, X264_ARGS};
-use crate::MediaError;
+use reelay_core::plan::ReframeMode;
 
-/// How to fit a picture into a frame of another shape.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ReframeMode {
-    /// Scale to cover the frame, then cut the overflow equally on both sides.
-    Crop,
-    /// Scale to fit inside the frame, then centre it on black bars.
-    Pad,
-}
+use crate::ffmpeg::{container_args, ffmpeg, file_arg, TempFile, X264_ARGS};
+use crate::FfmpegError;
 
 /// Re-frames `input` to exactly `width`x`height` (even numbers, at most
 /// 8192). The video is re-encoded with H.264; audio streams are copied.
-pub async fn reframe(input: &Path, width: u32, height: u32, mode: ReframeMode, out: &Path) -> Result<(), MediaError> {
+pub async fn reframe(input: &Path, width: u32, height: u32, mode: ReframeMode, out: &Path) -> Result<(), FfmpegError> {
     let valid = |v: u32| (2..=8192).contains(&v) && v.is_multiple_of(2);
     if !valid(width) || !valid(height) {
-        return Err(MediaError::Invalid(format!(
+        return Err(FfmpegError::Invalid(format!(
             "reframe size {width}x{height} must be even and within 2..=8192"
         )));
     }
@@ -86,7 +79,7 @@ mod tests {
         let p = Path::new("/nonexistent.mp4");
         for (w, h) in [(0, 160), (91, 160), (90, 0), (90, 9000)] {
             let r = reframe(p, w, h, ReframeMode::Pad, p).await;
-            assert!(matches!(r, Err(MediaError::Invalid(_))), "{w}x{h}: {r:?}");
+            assert!(matches!(r, Err(FfmpegError::Invalid(_))), "{w}x{h}: {r:?}");
         }
     }
 
@@ -97,7 +90,7 @@ mod tests {
         std::fs::write(&src, b"this is not a video").unwrap();
         let out = dir.path().join("out.mp4");
         let err = reframe(&src, 90, 160, ReframeMode::Crop, &out).await.unwrap_err();
-        assert!(matches!(err, MediaError::Ffmpeg(ref m) if !m.is_empty()), "{err:?}");
+        assert!(matches!(err, FfmpegError::Ffmpeg(ref m) if !m.is_empty()), "{err:?}");
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use crate::ffmpeg::{container_args, ffmpeg, file_arg, secs, TempFile};
-use crate::MediaError;
+use crate::FfmpegError;
 
 const FONT_FILE: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 /// Longest prompt excerpt drawn on a frame.
@@ -17,11 +17,13 @@ const MAX_SIDE: u32 = 8192;
 /// Renders a `duration`-second, 30 fps H.264/AAC video of `width`x`height`
 /// (even numbers): a moving test pattern tinted by the prompt, the prompt
 /// (one line, at most 60 characters) moving over it, and a sine tone.
-pub async fn render_video(prompt: &str, duration: f64, width: u32, height: u32, out: &Path) -> Result<(), MediaError> {
+pub async fn render_video(prompt: &str, duration: f64, width: u32, height: u32, out: &Path) -> Result<(), FfmpegError> {
     check_duration(duration)?;
     check_size(width, height)?;
     if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
-        return Err(MediaError::Invalid(format!("video size {width}x{height} must be even")));
+        return Err(FfmpegError::Invalid(format!(
+            "video size {width}x{height} must be even"
+        )));
     }
     let seed = fnv1a(prompt);
     let d = secs(duration);
@@ -71,7 +73,7 @@ pub async fn render_video(prompt: &str, duration: f64, width: u32, height: u32, 
 }
 
 /// Renders a PNG still of `width`x`height` with the prompt written on it.
-pub async fn render_image(prompt: &str, width: u32, height: u32, out: &Path) -> Result<(), MediaError> {
+pub async fn render_image(prompt: &str, width: u32, height: u32, out: &Path) -> Result<(), FfmpegError> {
     check_size(width, height)?;
     let seed = fnv1a(prompt);
     // testsrc2 rounds odd sizes down to even; a PNG can be any size.
@@ -101,7 +103,7 @@ pub async fn render_image(prompt: &str, width: u32, height: u32, out: &Path) -> 
 }
 
 /// Renders `duration` seconds of a 440 Hz stereo tone as AAC (e.g. `.m4a`).
-pub async fn render_audio(duration: f64, out: &Path) -> Result<(), MediaError> {
+pub async fn render_audio(duration: f64, out: &Path) -> Result<(), FfmpegError> {
     check_duration(duration)?;
     let tmp = TempFile::beside(out, "")?;
     let mut args: Vec<OsString> = vec![
@@ -120,21 +122,21 @@ pub async fn render_audio(duration: f64, out: &Path) -> Result<(), MediaError> {
     tmp.persist(out).await
 }
 
-fn check_duration(duration: f64) -> Result<(), MediaError> {
+fn check_duration(duration: f64) -> Result<(), FfmpegError> {
     if duration.is_finite() && duration > 0.0 {
         Ok(())
     } else {
-        Err(MediaError::Invalid(format!(
+        Err(FfmpegError::Invalid(format!(
             "duration must be a positive number of seconds, got {duration}"
         )))
     }
 }
 
-fn check_size(width: u32, height: u32) -> Result<(), MediaError> {
+fn check_size(width: u32, height: u32) -> Result<(), FfmpegError> {
     if (1..=MAX_SIDE).contains(&width) && (1..=MAX_SIDE).contains(&height) {
         Ok(())
     } else {
-        Err(MediaError::Invalid(format!(
+        Err(FfmpegError::Invalid(format!(
             "frame size {width}x{height} must be within 1..={MAX_SIDE}"
         )))
     }
@@ -292,7 +294,7 @@ mod tests {
             render_image("p", 0, 10, out).await,
             render_audio(-1.0, out).await,
         ] {
-            assert!(matches!(r, Err(MediaError::Invalid(_))), "{r:?}");
+            assert!(matches!(r, Err(FfmpegError::Invalid(_))), "{r:?}");
         }
     }
 }

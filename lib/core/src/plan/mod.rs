@@ -1,12 +1,25 @@
 //! Execution plans: the canonical model, parsing of every wire form, and validation.
+//!
+//! Parsing runs in stages, one module each: `parse` reads the request around the plan, `draft`
+//! reads each job as sent, `dag` checks the jobs' ids and dependencies, and `params` types each
+//! job's params, one module per operation.
 
+mod catalog;
+mod dag;
+mod draft;
+mod frame;
 mod model;
+mod params;
 mod parse;
+mod references;
 
+pub use catalog::{Catalog, Completion, ModelInfo, ModelLookup, DEFAULT_DEADLINE};
+pub use frame::{parse_resolution, AspectRatio};
 pub use model::*;
-pub use parse::{
-    parse_request, parse_value, parse_value_on, read_body, reference, requested_base, BaseJobs, PlanLimits,
-};
+pub use parse::{parse_request, parse_value, parse_value_on, read_body, requested_base, BaseJobs, PlanLimits};
+pub use references::reference;
+
+use std::fmt;
 
 use serde::Serialize;
 
@@ -39,24 +52,14 @@ impl PlanError {
         self.field = Some(field.into());
         self
     }
-}
 
-/// What validation needs to know about the models the server can run.
-pub trait Catalog: Send + Sync {
-    fn lookup(&self, provider: &str, model_id: &str) -> ModelLookup;
-    /// Problems of a job's params against its model's own input schema, as `(field, message)`
-    /// (`field` relative to `params`).
-    fn check(&self, _params: &ProviderParams) -> Vec<(String, String)> {
-        Vec::new()
+    /// A problem in one job's `field`, the message led by the job (`` job `a`: … ``): the form
+    /// of most problems found while reading a job.
+    fn in_job(code: &str, job: &str, field: impl Into<String>, detail: impl fmt::Display) -> Self {
+        PlanError::new(code, format!("job `{job}`: {detail}"))
+            .job(job)
+            .field(field)
     }
-}
-
-pub enum ModelLookup {
-    /// The names of the providers that do exist.
-    UnknownProvider(Vec<String>),
-    /// The provider's model ids.
-    UnknownModel(Vec<String>),
-    Found(crate::ports::ModelInfo),
 }
 
 #[cfg(test)]

@@ -5,8 +5,6 @@ use std::collections::HashSet;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::domain::Completion;
-use crate::ports::ModelInfo;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -48,7 +46,7 @@ impl Catalog for TestCatalog {
                 operations: vec![operation],
                 output,
                 completion: Completion::Polling,
-                deadline: crate::ports::DEFAULT_DEADLINE,
+                deadline: DEFAULT_DEADLINE,
             }),
             None => ModelLookup::UnknownModel(of_provider.iter().map(|m| m.1.to_string()).collect()),
         }
@@ -850,7 +848,7 @@ fn merge_items_with_image_duration_audio_offset_volume_and_fade() {
     assert_eq!(
         p.transition,
         Some(Transition {
-            kind: "fade".into(),
+            kind: TransitionKind::Fade,
             duration: 0.5
         })
     );
@@ -865,7 +863,7 @@ fn merge_add_transitions_with_duration() {
     assert_eq!(
         merge_params(job(&request, "m")).transition,
         Some(Transition {
-            kind: "fade".into(),
+            kind: TransitionKind::Fade,
             duration: 1.25
         })
     );
@@ -880,7 +878,7 @@ fn merge_named_transition_is_case_insensitive() {
     assert_eq!(
         merge_params(job(&request, "m")).transition,
         Some(Transition {
-            kind: "crossfade".into(),
+            kind: TransitionKind::Crossfade,
             duration: 2.0
         })
     );

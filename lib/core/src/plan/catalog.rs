@@ -1,0 +1,49 @@
+//! What validation knows of the models the server can run. The plan side owns these types so
+//! that the ports, which name them in `Provider`, depend on plans and never the reverse.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{MediaKind, Operation, ProviderParams};
+
+/// What validation needs to know about the models the server can run.
+pub trait Catalog: Send + Sync {
+    fn lookup(&self, provider: &str, model_id: &str) -> ModelLookup;
+    /// Problems of a job's params against its model's own input schema, as `(field, message)`
+    /// (`field` relative to `params`).
+    fn check(&self, _params: &ProviderParams) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
+pub enum ModelLookup {
+    /// The names of the providers that do exist.
+    UnknownProvider(Vec<String>),
+    /// The provider's model ids.
+    UnknownModel(Vec<String>),
+    Found(ModelInfo),
+}
+
+/// What the catalog knows of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub id: String,
+    pub operations: Vec<Operation>,
+    pub output: MediaKind,
+    pub completion: Completion,
+    /// How long a job may wait for the provider before it fails (and is cancelled there).
+    pub deadline: Duration,
+}
+
+/// A model's deadline unless its registry entry says otherwise.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// How the end of a model's job reaches us.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Completion {
+    /// The provider calls us back; polling stays on as a slower fallback.
+    Webhook,
+    Polling,
+}

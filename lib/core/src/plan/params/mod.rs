@@ -1,0 +1,62 @@
+//! Each operation's params, read from the wire and checked: one module per family of
+//! operations. A new operation adds its module and its arm in `job_spec`.
+
+mod merge;
+mod provider;
+mod reader;
+mod reframe;
+
+use std::collections::HashMap;
+
+use super::draft::Draft;
+use super::model::{JobId, JobSpec, MediaKind, Operation, Params};
+use super::{Catalog, PlanError};
+use reader::ParamReader;
+
+/// What each job a plan may refer to produces (`None`: its operation is unknown, and reported).
+pub(super) type Kinds = HashMap<JobId, Option<MediaKind>>;
+
+/// Where a video transform may name its input (`inputs[0]` last).
+pub(super) const VIDEO_INPUT_KEYS: [&str; 5] = ["video", "videoUrl", "url", "input", "inputs"];
+
+/// The job `draft` describes, its params typed; `None` when they cannot be (reported).
+pub(super) fn job_spec(
+    draft: &Draft,
+    catalog: &dyn Catalog,
+    kinds: &Kinds,
+    errors: &mut Vec<PlanError>,
+) -> Option<JobSpec> {
+    let operation = draft.operation?;
+    let deps = draft.dep_ids();
+    let mut p = ParamReader::new(&draft.id, &draft.params, errors);
+    let params = match operation {
+        Operation::Merge => Params::Merge(merge::read(&mut p, kinds)),
+        Operation::Reframe => Params::Reframe(reframe::read(&mut p, &deps, kinds)?),
+        Operation::AddSubtitles | Operation::Layer => {
+            p.fail(
+                "unsupported_operation",
+                "type",
+                format_args!("`{operation}` is not supported by this server yet"),
+            );
+            return None;
+        }
+        op => Params::Provider(provider::read(&mut p, op, catalog, &deps, kinds)?),
+    };
+    let send_job_webhook = p.bool("sendJobWebhook").unwrap_or(false);
+    if p.failed() {
+        return None;
+    }
+    Some(JobSpec {
+        id: draft.id.clone(),
+        operation,
+        params,
+        depends_on: deps,
+        send_job_webhook,
+    })
+}
+
+/// The first of `deps` that produces a video: the input of a transform that names none.
+pub(super) fn video_dependency<'d>(deps: &'d [JobId], kinds: &Kinds) -> Option<&'d JobId> {
+    deps.iter()
+        .find(|d| matches!(kinds.get(*d), Some(Some(MediaKind::Video))))
+}
