@@ -10,10 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use reelay_core::outbound::AddressPolicy;
-use reelay_core::ports::Admission;
-use reelay_core::webhooks::schedule::RetrySchedule;
-use reelay_local::{LocalNode, NodeSettings};
+use reelay_local::{LocalNode, LocalSettings};
+use reelay_node::{Settings, SettingsError};
 
 #[derive(Parser)]
 #[command(
@@ -25,26 +23,31 @@ struct Cli {
     /// Where the embedded stack keeps its state (database, blobs, provider work).
     #[arg(long, global = true, env = "REELAY_DATA_DIR", default_value = ".reelay")]
     data_dir: PathBuf,
-    /// How long the `local` provider's models take before rendering, in milliseconds.
-    #[arg(long, global = true, env = "REELAY_PROVIDER_DELAY_MS", default_value_t = 300)]
-    provider_delay_ms: u64,
-    /// Non-public addresses client webhooks may reach (CIDRs, comma-separated), for local
-    /// receivers: e.g. `127.0.0.0/8,::1`. Public addresses are always allowed.
-    #[arg(long, global = true, env = "REELAY_WEBHOOK_ALLOW", default_value = "")]
-    webhook_allow: String,
-    /// Client webhook retry delays after the first attempt, e.g. `5s,30s,2m,10m,1h`.
-    #[arg(long, global = true, env = "REELAY_WEBHOOK_RETRIES")]
+    /// How long the `local` provider's models take before rendering, in milliseconds
+    /// [REELAY_PROVIDER_DELAY_MS; default 300].
+    #[arg(long, global = true)]
+    provider_delay_ms: Option<String>,
+    /// Non-public addresses outbound requests (client webhooks, media downloads) may reach,
+    /// CIDRs comma-separated, for local receivers: e.g. `127.0.0.0/8,::1`. Public addresses
+    /// are always allowed [REELAY_WEBHOOK_ALLOW].
+    #[arg(long, global = true)]
+    webhook_allow: Option<String>,
+    /// Client webhook retry delays after the first attempt, e.g. `5s,30s,2m,10m,1h`
+    /// [REELAY_WEBHOOK_RETRIES].
+    #[arg(long, global = true)]
     webhook_retries: Option<String>,
     /// This server's public base URL, where providers call back
-    /// (`{url}/api/webhooks/job/…`). Unset: provider jobs are polled only.
-    #[arg(long, global = true, env = "REELAY_PUBLIC_URL")]
+    /// (`{url}/api/webhooks/job/…`). Unset: provider jobs are polled only [REELAY_PUBLIC_URL].
+    #[arg(long, global = true)]
     public_url: Option<String>,
-    /// Executions one tenant may have in flight at once (0: no limit).
-    #[arg(long, global = true, env = "REELAY_MAX_IN_FLIGHT", default_value_t = 100)]
-    max_in_flight: u32,
-    /// Executions one tenant may submit per minute (0: no limit).
-    #[arg(long, global = true, env = "REELAY_MAX_PER_MINUTE", default_value_t = 120)]
-    max_per_minute: u32,
+    /// Executions one tenant may have in flight at once, 0 for no limit
+    /// [REELAY_MAX_IN_FLIGHT; default 100].
+    #[arg(long, global = true)]
+    max_in_flight: Option<String>,
+    /// Executions one tenant may submit per minute, 0 for no limit
+    /// [REELAY_MAX_PER_MINUTE; default 120].
+    #[arg(long, global = true)]
+    max_per_minute: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -95,32 +98,46 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut settings = NodeSettings::new(&cli.data_dir);
-    settings.provider_delay = std::time::Duration::from_millis(cli.provider_delay_ms);
-    settings.engine.outbound_addresses =
-        AddressPolicy::with_allowed(&cli.webhook_allow).map_err(|e| anyhow::anyhow!("--webhook-allow: {e}"))?;
-    if let Some(list) = &cli.webhook_retries {
-        settings.dispatch.schedule =
-            RetrySchedule::parse(list).map_err(|e| anyhow::anyhow!("--webhook-retries: {e}"))?;
+impl Cli {
+    /// The flags that stand in front of the environment, by the variable each overrides.
+    fn overrides(&self) -> [(&'static str, &'static str, &Option<String>); 6] {
+        [
+            ("REELAY_PROVIDER_DELAY_MS", "--provider-delay-ms", &self.provider_delay_ms),
+            ("REELAY_WEBHOOK_ALLOW", "--webhook-allow", &self.webhook_allow),
+            ("REELAY_WEBHOOK_RETRIES", "--webhook-retries", &self.webhook_retries),
+            ("REELAY_PUBLIC_URL", "--public-url", &self.public_url),
+            ("REELAY_MAX_IN_FLIGHT", "--max-in-flight", &self.max_in_flight),
+            ("REELAY_MAX_PER_MINUTE", "--max-per-minute", &self.max_per_minute),
+        ]
     }
-    let limit = |n: u32| (n > 0).then_some(n);
-    settings.engine.admission = Admission {
-        max_in_flight: limit(cli.max_in_flight),
-        max_per_minute: limit(cli.max_per_minute),
-    };
-    settings.engine.callback_base = cli.public_url.clone();
-    settings.providers = reelay_local::HostedProviders(
-        reelay_providers::config::from_env(
-            |name| std::env::var(name).ok(),
-            &settings.engine.outbound_addresses,
-            // One process: its own count is the account's.
-            std::sync::Arc::new(reelay_providers::InProcessBudget::default()),
-        )
-        .map_err(|e| anyhow::anyhow!(e))?,
-    );
-    // Only from the environment: a flag would land in shell history and process lists.
-    settings.secret_key = std::env::var("REELAY_SECRET_KEY").ok().filter(|k| !k.is_empty());
+
+    /// The node's settings: read and checked by `reelay_node::settings` like the Lambda
+    /// functions' own, from the flags where given and the environment otherwise.
+    fn settings(&self) -> anyhow::Result<LocalSettings> {
+        let overrides = self.overrides();
+        let flag = |name: &str| overrides.iter().find(|(var, _, _)| *var == name);
+        let node = Settings::from_env(|name| match flag(name) {
+            Some((_, _, Some(value))) => Some(value.clone()),
+            _ => std::env::var(name).ok(),
+        })
+        .map_err(|e| {
+            let named = match &e {
+                SettingsError::Missing(name) | SettingsError::Invalid { name, .. } => flag(name),
+            };
+            match named {
+                Some((_, flag, Some(_))) => anyhow::anyhow!("{flag}: {e}"),
+                _ => anyhow::anyhow!(e),
+            }
+        })?;
+        let mut settings = LocalSettings::new(&self.data_dir, node);
+        // Only from the environment: a flag would land in shell history and process lists.
+        settings.secret_key = std::env::var("REELAY_SECRET_KEY").ok().filter(|k| !k.is_empty());
+        Ok(settings)
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = cli.settings()?;
     match cli.command {
         Command::Run { plan } => {
             let body = std::fs::read(&plan).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", plan.display()))?;

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use reelay_api::{router, ApiState};
 use reelay_core::ports::KeyStore;
-use reelay_local::{LocalNode, NodeSettings};
+use reelay_local::{LocalNode, LocalSettings};
 
 use crate::follow::LOCAL_TENANT;
 
-pub async fn serve(settings: NodeSettings, addr: &str) -> anyhow::Result<ExitCode> {
+pub async fn serve(settings: LocalSettings, addr: &str) -> anyhow::Result<ExitCode> {
     let mut node = LocalNode::open(settings)?;
     let keys: Arc<dyn KeyStore> = node.store().clone();
     // A first start has no key: make one for development, shown this once.

@@ -233,7 +233,7 @@ async fn listing_is_newest_first_paginated_and_filtered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_can_wait_for_the_end() {
-    let app = spawn_app_with(|s| s.provider_delay = Duration::from_millis(1500)).await;
+    let app = spawn_app_with(|s| s.node.providers.local_delay = Duration::from_millis(1500)).await;
     let id = app.submit(ACME, &json!({"jobs": [image_job("a")]})).await;
     // A short wait answers with the execution still going.
     let early = app.get(ACME, &format!("/api/status/{id}?wait=0.2")).await;
@@ -257,9 +257,9 @@ async fn status_can_wait_for_the_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_limits_answer_429_with_retry_after() {
     let app = spawn_app_with(|s| {
-        s.provider_delay = Duration::from_millis(1500);
-        s.engine.admission.max_in_flight = Some(2);
-        s.engine.admission.max_per_minute = Some(3);
+        s.node.providers.local_delay = Duration::from_millis(1500);
+        s.node.engine.admission.max_in_flight = Some(2);
+        s.node.engine.admission.max_per_minute = Some(3);
     })
     .await;
     let body = json!({"jobs": [image_job("a")]});
@@ -306,7 +306,7 @@ async fn slow_pipeline(app: &App) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_the_provider_job_and_the_jobs_after_it() {
-    let app = spawn_app_with(|s| s.provider_delay = Duration::from_secs(3)).await;
+    let app = spawn_app_with(|s| s.node.providers.local_delay = Duration::from_secs(3)).await;
     let id = slow_pipeline(&app).await;
     app.until(ACME, &id, "scene awaiting its provider", |s| {
         s["jobs"][0]["status"] == "awaiting_provider"

@@ -24,7 +24,7 @@ use moto_aws::world::AwsWorld;
 use reelay_aws::secrets::ServerSecrets;
 use reelay_core::ports::{Blobs, ByteStream, KeyStore};
 use reelay_core::tenants::new_key;
-use reelay_lambda::{Adapters, AwsNode, HostedProviders};
+use reelay_lambda::{Adapters, AwsNode};
 
 /// Runs `plan` through the handlers on `world`'s counted clients and prints its requests:
 /// the execution's own, but for the poller's schedule queries (`Query(schedule)`, three per tick), a fixed cost
@@ -80,9 +80,7 @@ async fn figure_aws_requests_per_execution() {
         budget: store.clone(),
     };
     let secrets = ServerSecrets::parse(&format!(r#"{{"serverKey":"{SERVER_KEY}"}}"#)).unwrap();
-    let providers =
-        HostedProviders::from_env(|k| env.get(k).cloned(), &secrets, &settings, adapters.budget.clone()).unwrap();
-    let node = AwsNode::new(adapters, &settings, secrets.sealer().clone(), providers).unwrap();
+    let node = AwsNode::new(adapters, &settings, secrets.sealer().clone()).unwrap();
     let functions = Functions::new(&node);
     let (key, record) = new_key("acme", "figures", 1);
     store.create_key(&record).await.unwrap();

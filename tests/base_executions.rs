@@ -79,7 +79,7 @@ async fn a_variant_of_a_completed_base_reuses_its_outputs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn variants_submitted_while_the_base_runs_wait_for_it_then_run_in_parallel() {
-    let app = spawn_app_with(|s| s.provider_delay = Duration::from_millis(1500)).await;
+    let app = spawn_app_with(|s| s.node.providers.local_delay = Duration::from_millis(1500)).await;
     let base = app.submit(ACME, &product_video()).await;
     let french = app.submit(ACME, &vertical_variant(&base, "french")).await;
     let spanish = app.submit(ACME, &vertical_variant(&base, "spanish")).await;
@@ -139,7 +139,7 @@ async fn a_failed_base_fails_its_variant_at_once_naming_the_base_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_base_that_fails_while_a_variant_waits_fails_the_variant() {
-    let app = spawn_app_with(|s| s.provider_delay = Duration::from_millis(800)).await;
+    let app = spawn_app_with(|s| s.node.providers.local_delay = Duration::from_millis(800)).await;
     let base_plan = json!({"jobs": [
         scene("scene1"),
         failing_image_job("still", "out of credits"),

@@ -27,7 +27,7 @@ use reelay_core::clock::SystemClock;
 use reelay_core::ports::{Clock, KeyStore, Store};
 use reelay_core::tenants::new_key;
 use reelay_core::webhooks::signature::{body_signature, verify_standard};
-use reelay_lambda::{Adapters, AwsNode, HostedProviders};
+use reelay_lambda::{Adapters, AwsNode};
 use reelay_local::{Db, Durability, FileBlobs, SqliteQueue, SqliteStore};
 use reelay_providers::InProcessBudget;
 
@@ -106,9 +106,7 @@ async fn two_scenes_run_through_the_handlers_on_the_embedded_adapters() {
         budget: Arc::new(InProcessBudget::default()),
     };
     let secrets = ServerSecrets::parse(&format!(r#"{{"serverKey":"{SERVER_KEY}"}}"#)).unwrap();
-    let providers =
-        HostedProviders::from_env(|k| env.get(k).cloned(), &secrets, &settings, adapters.budget.clone()).unwrap();
-    let node = AwsNode::new(adapters, &settings, secrets.sealer().clone(), providers).unwrap();
+    let node = AwsNode::new(adapters, &settings, secrets.sealer().clone()).unwrap();
     let functions = Functions::new(&node);
     let (key, record) = new_key("acme", "test", 1);
     store.create_key(&record).await.unwrap();
@@ -182,7 +180,7 @@ async fn functions_on(
     vars.extend_from_slice(extra);
     let env = harness::env(&vars);
     let settings = harness::settings(&env, &dir.path().join("scratch"));
-    let node = AwsNode::connect(&world.config, &settings, |k| env.get(k).cloned())
+    let node = AwsNode::connect(&world.config, &settings)
         .await
         .expect("a node on moto");
     let functions = Functions::new(&node);

@@ -257,7 +257,7 @@ async fn request_forms_pass_the_schema_and_the_server_alike() {
     let doc = document();
     let schema = request_schema(&doc);
     // Provider jobs never finish here: every accepted execution is cancelled (no rendering).
-    let app = spawn_app_with(|s| s.provider_delay = Duration::from_secs(3600)).await;
+    let app = spawn_app_with(|s| s.node.providers.local_delay = Duration::from_secs(3600)).await;
     let base = app.submit(ACME, &json!({"jobs": [scene("base")]})).await;
 
     let mut examples = Vec::new();

@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 use fake_fal::{signed_headers, FakeFal};
 use reelay_core::plan::Secret;
 use reelay_core::ports::{Provider, ProviderStatus};
-use reelay_local::{HostedProviders, NodeSettings};
+use reelay_local::LocalSettings;
+use reelay_node::ProviderSettings;
 use reelay_providers::fal::{FalProvider, FalSettings};
 use support::{spawn_served_app_with, App, ACME};
 
@@ -33,15 +34,17 @@ fn fal_settings(fake: &FakeFal) -> FalSettings {
 
 /// A served node with the fal provider. Webhook models are polled only after 30 s unless a
 /// test says otherwise, so a completion before that came by webhook.
-async fn node(fal: FalSettings, configure: impl FnOnce(&mut NodeSettings)) -> App {
-    let provider = FalProvider::new(fal).unwrap();
+async fn node(fal: FalSettings, configure: impl FnOnce(&mut LocalSettings)) -> App {
     let (app, _) = spawn_served_app_with(|s, _| {
-        s.providers = HostedProviders(vec![Arc::new(provider)]);
+        s.node.providers = ProviderSettings {
+            fal: Some(fal),
+            ..ProviderSettings::none()
+        };
         s.workers.tick = Duration::from_millis(100);
-        s.engine.poll_first = Duration::from_millis(300);
-        s.engine.poll_max = Duration::from_secs(1);
-        s.engine.webhook_grace = Duration::from_secs(30);
-        s.engine.retry_base = Duration::from_millis(300);
+        s.node.engine.poll_first = Duration::from_millis(300);
+        s.node.engine.poll_max = Duration::from_secs(1);
+        s.node.engine.webhook_grace = Duration::from_secs(30);
+        s.node.engine.retry_base = Duration::from_millis(300);
         configure(s);
     })
     .await;
@@ -275,7 +278,7 @@ async fn rotated_signing_keys_are_fetched_again_without_hammering() {
 async fn a_lost_webhook_is_completed_by_polling() {
     let fake = FakeFal::start().await;
     fake.set(|k| k.drop_webhooks = true);
-    let app = node(fal_settings(&fake), |s| s.engine.webhook_grace = Duration::from_secs(1)).await;
+    let app = node(fal_settings(&fake), |s| s.node.engine.webhook_grace = Duration::from_secs(1)).await;
     let id = app.submit(ACME, &plan(vec![scene("scene", "a fox")])).await;
     let ended = app.ended(ACME, &id).await;
     assert_eq!(ended["status"], "completed", "{ended}");
@@ -334,7 +337,7 @@ async fn a_429_is_waited_out_as_retry_after_says_without_using_attempts() {
         k.retry_after_secs = 1;
     });
     // One attempt only: were the 429s counted as failures, the job would fail.
-    let app = node(fal_settings(&fake), |s| s.engine.max_attempts = 1).await;
+    let app = node(fal_settings(&fake), |s| s.node.engine.max_attempts = 1).await;
     let id = app.submit(ACME, &plan(vec![still("still", "a fox")])).await;
     let ended = app.ended(ACME, &id).await;
     assert_eq!(ended["status"], "completed", "{ended}");
@@ -389,7 +392,7 @@ async fn a_result_read_after_fal_dropped_it_fails_the_job_clearly() {
     fake.set(|k| k.result_ttl = Duration::from_millis(50));
     // The first poll comes well after the result is gone.
     let app = node(fal_settings(&fake), |s| {
-        s.engine.poll_first = Duration::from_millis(1500)
+        s.node.engine.poll_first = Duration::from_millis(1500)
     })
     .await;
     let id = app.submit(ACME, &plan(vec![still("still", "a fox")])).await;
@@ -455,7 +458,7 @@ async fn a_submit_whose_answer_was_lost_is_adopted_from_its_webhook() {
     let fake = FakeFal::start().await;
     fake.set(|k| k.lost_submit_answers = 1);
     // The retry would come after 5 s; fal's webhook comes first and names the request.
-    let app = node(fal_settings(&fake), |s| s.engine.retry_base = Duration::from_secs(5)).await;
+    let app = node(fal_settings(&fake), |s| s.node.engine.retry_base = Duration::from_secs(5)).await;
     let started = std::time::Instant::now();
     let id = app.submit(ACME, &plan(vec![scene("scene", "a fox")])).await;
     let ended = app.ended(ACME, &id).await;

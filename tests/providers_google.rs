@@ -8,7 +8,6 @@ mod support;
 #[path = "fakes/google.rs"]
 mod fake_google;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -19,7 +18,7 @@ use reelay_core::domain::JobKey;
 use reelay_core::outbound::AddressPolicy;
 use reelay_core::plan::{Operation, ProviderParams, Secret};
 use reelay_core::ports::{Provider, ProviderError, ProviderRequest, ProviderStatus};
-use reelay_local::HostedProviders;
+use reelay_node::ProviderSettings;
 use reelay_providers::google::{GoogleApi, GoogleProvider, GoogleSettings, VertexSettings};
 use support::{spawn_app_with, App, ACME};
 
@@ -57,12 +56,16 @@ fn vertex(fake: &FakeGoogle, account: String, storage_uri: Option<&str>) -> Goog
 
 /// A node running Google with these settings, polling quickly.
 async fn app_with(settings: GoogleSettings) -> App {
-    let provider: Arc<dyn Provider> = Arc::new(GoogleProvider::new(settings).unwrap());
     spawn_app_with(move |s| {
-        s.providers = HostedProviders(vec![provider]);
-        s.engine.poll_first = Duration::from_millis(100);
-        s.engine.poll_max = Duration::from_millis(300);
-        s.engine.retry_base = Duration::from_millis(200);
+        // The node builds the provider with its one outbound policy: the test's.
+        s.node.engine.outbound_addresses = settings.media_addresses.clone();
+        s.node.providers = ProviderSettings {
+            google: Some(settings),
+            ..ProviderSettings::none()
+        };
+        s.node.engine.poll_first = Duration::from_millis(100);
+        s.node.engine.poll_max = Duration::from_millis(300);
+        s.node.engine.retry_base = Duration::from_millis(200);
     })
     .await
 }

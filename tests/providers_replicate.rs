@@ -7,7 +7,6 @@ mod fake_replicate;
 mod support;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -16,7 +15,8 @@ use fake_replicate::{FakeReplicate, Knobs, RetryAfter, SECRETS, WHISPER_VERSION}
 use reelay_core::domain::JobKey;
 use reelay_core::plan::{Operation, ProviderParams, Secret};
 use reelay_core::ports::{Provider, ProviderError, ProviderRequest};
-use reelay_local::NodeSettings;
+use reelay_local::LocalSettings;
+use reelay_node::ProviderSettings;
 use reelay_providers::replicate::{ReplicateProvider, ReplicateSettings};
 use support::{spawn_served_app_with, App, ACME};
 
@@ -32,31 +32,33 @@ fn provider_settings(base_url: &str) -> ReplicateSettings {
 
 /// A served node with Replicate on `base_url`, quick engine timings, and the webhook path
 /// trusted for 30 s (so that a job finished sooner was finished by its webhook).
-async fn node(base_url: &str, configure: impl FnOnce(&mut ReplicateSettings, &mut NodeSettings)) -> App {
+async fn node(base_url: &str, configure: impl FnOnce(&mut ReplicateSettings, &mut LocalSettings)) -> App {
     let mut settings = provider_settings(base_url);
     let (app, _) = spawn_served_app_with(|s, _| {
-        s.engine.poll_first = Duration::from_millis(50);
-        s.engine.poll_max = Duration::from_millis(200);
-        s.engine.webhook_grace = Duration::from_secs(30);
-        s.engine.retry_base = Duration::from_millis(100);
+        s.node.engine.poll_first = Duration::from_millis(50);
+        s.node.engine.poll_max = Duration::from_millis(200);
+        s.node.engine.webhook_grace = Duration::from_secs(30);
+        s.node.engine.retry_base = Duration::from_millis(100);
         s.workers.tick = Duration::from_millis(50);
         configure(&mut settings, s);
-        let provider = ReplicateProvider::new(settings).unwrap();
-        s.providers = reelay_local::HostedProviders(vec![Arc::new(provider)]);
+        s.node.providers = ProviderSettings {
+            replicate: Some(settings),
+            ..ProviderSettings::none()
+        };
     })
     .await;
     app
 }
 
 /// No callback URL: every job is polled (from the first poll on, for webhook models too).
-fn polling_only(s: &mut NodeSettings) {
-    s.engine.callback_base = None;
-    s.engine.webhook_grace = s.engine.poll_first;
+fn polling_only(s: &mut LocalSettings) {
+    s.node.engine.callback_base = None;
+    s.node.engine.webhook_grace = s.node.engine.poll_first;
 }
 
 async fn setup(
     knobs: Knobs,
-    configure: impl FnOnce(&mut ReplicateSettings, &mut NodeSettings),
+    configure: impl FnOnce(&mut ReplicateSettings, &mut LocalSettings),
 ) -> (App, FakeReplicate) {
     let fake = FakeReplicate::start(knobs).await;
     let app = node(&fake.base_url, configure).await;
@@ -380,7 +382,7 @@ async fn a_lost_webhook_is_made_up_for_by_polling() {
         webhooks: false,
         ..Knobs::default()
     };
-    let (app, fake) = setup(knobs, |_, s| s.engine.webhook_grace = Duration::from_millis(300)).await;
+    let (app, fake) = setup(knobs, |_, s| s.node.engine.webhook_grace = Duration::from_millis(300)).await;
     let id = app.submit(ACME, &json!({"jobs": [clip("clip", "lost webhook")]})).await;
     let status = ended(&app, &fake, &id).await;
     assert_eq!(status["status"], "completed", "{status}");

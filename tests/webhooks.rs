@@ -99,7 +99,7 @@ impl Receiver {
 async fn app_retrying(schedule: &str) -> App {
     let schedule = RetrySchedule::parse(schedule).unwrap();
     spawn_app_with(|s| {
-        s.dispatch.schedule = RetrySchedule {
+        s.node.dispatch.schedule = RetrySchedule {
             jitter: 0.0,
             ..schedule
         };
@@ -326,7 +326,7 @@ async fn jobs_that_ask_get_their_own_webhook_success_or_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_execution_sends_its_webhook() {
-    let app = spawn_app_with(|s| s.provider_delay = Duration::from_secs(3)).await;
+    let app = spawn_app_with(|s| s.node.providers.local_delay = Duration::from_secs(3)).await;
     let (receiver, addr) = Receiver::start(vec![]).await;
     let id = app
         .submit(
@@ -362,8 +362,8 @@ fn loopback_alias() -> Option<String> {
 async fn private_and_internal_addresses_are_refused() {
     // Nothing allowed: production's policy.
     let app = spawn_app_with(|s| {
-        s.engine.outbound_addresses = reelay_core::outbound::AddressPolicy::strict();
-        s.dispatch.schedule = RetrySchedule::parse("1s").unwrap();
+        s.node.engine.outbound_addresses = reelay_core::outbound::AddressPolicy::strict();
+        s.node.dispatch.schedule = RetrySchedule::parse("1s").unwrap();
     })
     .await;
     let (receiver, addr) = Receiver::start(vec![]).await;

@@ -46,8 +46,8 @@ pub fn env(extra: &[(&str, &str)]) -> HashMap<String, String> {
 pub fn settings(env: &HashMap<String, String>, scratch: &std::path::Path) -> AwsSettings {
     let mut settings = AwsSettings::from_env(|k| env.get(k).cloned()).unwrap();
     settings.scratch_dir = scratch.to_path_buf();
-    settings.engine.poll_first = Duration::from_millis(200);
-    settings.engine.poll_max = Duration::from_millis(500);
+    settings.node.engine.poll_first = Duration::from_millis(200);
+    settings.node.engine.poll_max = Duration::from_millis(500);
     settings
 }
 

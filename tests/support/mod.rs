@@ -14,7 +14,7 @@ use tower::ServiceExt;
 use reelay_api::{router, ApiState};
 use reelay_core::ports::KeyStore;
 use reelay_core::tenants::new_key;
-use reelay_local::{LocalNode, NodeSettings};
+use reelay_local::{LocalNode, LocalSettings};
 
 pub const ACME: &str = "acme";
 pub const GLOBEX: &str = "globex";
@@ -38,11 +38,11 @@ pub async fn spawn_app() -> App {
 
 /// A node on a fresh data folder (quick local provider, loopback webhook receivers
 /// allowed), changed by `configure`, with a key for `ACME` and one for `GLOBEX`.
-pub async fn spawn_app_with(configure: impl FnOnce(&mut NodeSettings)) -> App {
+pub async fn spawn_app_with(configure: impl FnOnce(&mut LocalSettings)) -> App {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = NodeSettings::new(dir.path());
-    settings.provider_delay = Duration::from_millis(10);
-    settings.engine.outbound_addresses = reelay_core::outbound::AddressPolicy::with_allowed("127.0.0.0/8").unwrap();
+    let mut settings = LocalSettings::new(dir.path(), Default::default());
+    settings.node.providers.local_delay = Duration::from_millis(10);
+    settings.node.engine.outbound_addresses = reelay_core::outbound::AddressPolicy::with_allowed("127.0.0.0/8").unwrap();
     configure(&mut settings);
     let mut node = LocalNode::open(settings).unwrap();
     let mut keys = HashMap::new();
@@ -66,11 +66,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut NodeSettings)) -> App {
 
 /// An app whose router also serves on a loopback port (so providers can call back), with
 /// `callback_base` set to it. `configure` gets the settings and the base URL.
-pub async fn spawn_served_app_with(configure: impl FnOnce(&mut NodeSettings, &str)) -> (App, String) {
+pub async fn spawn_served_app_with(configure: impl FnOnce(&mut LocalSettings, &str)) -> (App, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = spawn_app_with(|s| {
-        s.engine.callback_base = Some(base.clone());
+        s.node.engine.callback_base = Some(base.clone());
         configure(s, &base);
     })
     .await;

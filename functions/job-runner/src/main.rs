@@ -7,7 +7,7 @@ use reelay_lambda::AwsNode;
 fn main() -> Result<(), Error> {
     let settings = reelay_lambda::start()?;
     tokio::runtime::Runtime::new()?.block_on(async {
-        let node = AwsNode::load(&settings, reelay_lambda::env).await?;
+        let node = AwsNode::load(&settings).await?;
         let runner = BatchHandler::new(node.engine().clone(), node.job_queue().clone());
         lambda_runtime::run(service_fn(|event| runner.handle(event))).await
     })

@@ -7,7 +7,7 @@ use reelay_lambda::AwsNode;
 fn main() -> Result<(), Error> {
     let settings = reelay_lambda::start()?;
     tokio::runtime::Runtime::new()?.block_on(async {
-        let node = AwsNode::load(&settings, reelay_lambda::env).await?;
+        let node = AwsNode::load(&settings).await?;
         let poller = Poller::new(node.engine().clone(), node.dispatcher().clone(), node.poller_settings());
         lambda_runtime::run(service_fn(|event| poller.handle(event))).await
     })

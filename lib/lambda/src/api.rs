@@ -39,7 +39,7 @@ mod tests {
     use reelay_core::domain::ExecutionStatus;
     use reelay_core::ports::{KeyStore, Write};
     use reelay_core::tenants::new_key;
-    use reelay_local::{LocalNode, NodeSettings};
+    use reelay_local::{LocalNode, LocalSettings};
 
     use super::*;
 
@@ -53,7 +53,7 @@ mod tests {
     /// on but what a test does.
     async fn app() -> App {
         let dir = tempfile::tempdir().unwrap();
-        let node = LocalNode::open(NodeSettings::new(dir.path())).unwrap();
+        let node = LocalNode::open(LocalSettings::new(dir.path(), Default::default())).unwrap();
         let (key, record) = new_key("acme", "test", 1);
         node.store().create_key(&record).await.unwrap();
         App { node, key, _dir: dir }

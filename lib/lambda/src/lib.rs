@@ -17,8 +17,9 @@ pub mod sqs;
 
 use std::path::Path;
 
-pub use node::{Adapters, AwsNode, HostedProviders, NodeError};
-pub use settings::{AwsSettings, PollerSettings, SettingsError};
+pub use node::{aws_adapters, AwsNode, StartError};
+pub use settings::{AwsSettings, PollerSettings};
+pub use reelay_node::{Adapters, SettingsError};
 
 /// The process's environment, as the settings read it.
 pub fn env(name: &str) -> Option<String> {

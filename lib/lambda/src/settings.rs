@@ -1,5 +1,7 @@
 //! The functions' settings, read once from their environment (`lookup`: the process's
-//! environment, or a test's map). Each error names the variable at fault.
+//! environment, or a test's map): the AWS resources below, and what every node reads
+//! (`reelay_node::settings`: limits, outbound addresses, webhook retries, public URL,
+//! providers). Each error names the variable at fault.
 //!
 //! | variable                        | meaning                                       | default     |
 //! |---------------------------------|-----------------------------------------------|-------------|
@@ -11,39 +13,20 @@
 //! | `REELAY_OUTPUT_URL_EXPIRY_SECS` | how long presigned output URLs stay valid     | 86400       |
 //! | `REELAY_CDN_BASE_URL`           | outputs served from a CDN instead             | unset       |
 //! | `REELAY_RETENTION_DAYS`         | finished records expire after                 | 30          |
-//! | `REELAY_PUBLIC_URL`             | the API's base URL, where providers call back | unset: poll |
-//! | `REELAY_MAX_IN_FLIGHT`          | executions a tenant may have running (0: any) | 100         |
-//! | `REELAY_MAX_PER_MINUTE`         | submissions per tenant and minute (0: any)    | 120         |
-//! | `REELAY_WEBHOOK_ALLOW`          | non-public addresses webhooks and input downloads may reach | none |
-//! | `REELAY_WEBHOOK_RETRIES`        | client-webhook retry delays, `5s,30s,2m,…`    | about a day |
 //! | `REELAY_POLLER_RUN_FOR_SECS`    | how long one poller invocation keeps ticking  | 50          |
 //! | `REELAY_POLLER_TICK_SECS`       | between the poller's ticks                    | 5           |
 //! | `REELAY_FFMPEG_DIR`             | where the ffmpeg layer puts ffmpeg/ffprobe    | /opt/bin    |
 //! | `AWS_ENDPOINT_URL`              | another AWS endpoint for every client (moto)  | AWS's       |
 //!
-//! The providers' own variables (`REELAY_PROVIDERS`, base URLs) are read by
-//! `reelay_providers::config`; their keys come from the secret.
+//! The providers' keys come from the secret (`AwsNode::connect`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use reelay_core::outbound::AddressPolicy;
-use reelay_core::ports::Admission;
-use reelay_core::webhooks::schedule::RetrySchedule;
-use reelay_core::webhooks::DispatchSettings;
-use reelay_core::EngineSettings;
+use reelay_node::{Settings, SettingsError, Vars};
 
 /// How long a job runner's claim holds: its function's timeout (900 s) and a margin.
 pub const JOB_RUNNER_LEASE: Duration = Duration::from_secs(960);
-
-/// Why the settings cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SettingsError {
-    #[error("{0} is not set")]
-    Missing(&'static str),
-    #[error("{name} is invalid: {reason}")]
-    Invalid { name: &'static str, reason: String },
-}
 
 /// How the poller function runs: EventBridge starts it at most once a minute, so one
 /// invocation ticks `run_for`, every `tick` (once when `run_for` is zero).
@@ -70,10 +53,8 @@ pub struct AwsSettings {
     /// Where media work, downloads and the `local` provider's files go (Lambda: `/tmp`).
     pub scratch_dir: PathBuf,
     pub poller: PollerSettings,
-    /// Admission limits, the webhook address policy and the callback base, from the variables
-    /// above; the rest are the engine's defaults.
-    pub engine: EngineSettings,
-    pub dispatch: DispatchSettings,
+    /// What every node reads, with the job runner's lease.
+    pub node: Settings,
 }
 
 /// The longest presigned URL S3 signs (7 days).
@@ -81,96 +62,43 @@ const MAX_URL_EXPIRY_SECS: u64 = 7 * 24 * 3600;
 
 impl AwsSettings {
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, SettingsError> {
-        let var = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let required = |name: &'static str| var(name).ok_or(SettingsError::Missing(name));
-        let number = |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| match var(name) {
-            None => Ok(default),
-            Some(raw) => raw
-                .parse::<u64>()
-                .ok()
-                .filter(|n| range.contains(n))
-                .ok_or_else(|| SettingsError::Invalid {
-                    name,
-                    reason: format!(
-                        "`{raw}` is not a whole number from {} to {}",
-                        range.start(),
-                        range.end()
-                    ),
-                }),
-        };
-        let limit = |name: &'static str, default: u64| {
-            number(name, default, 0..=u64::from(u32::MAX)).map(|n| (n > 0).then_some(n as u32))
-        };
-
-        let mut engine = EngineSettings {
-            admission: Admission {
-                max_in_flight: limit("REELAY_MAX_IN_FLIGHT", 100)?,
-                max_per_minute: limit("REELAY_MAX_PER_MINUTE", 120)?,
-            },
-            outbound_addresses: AddressPolicy::with_allowed(&var("REELAY_WEBHOOK_ALLOW").unwrap_or_default()).map_err(
-                |e| SettingsError::Invalid {
-                    name: "REELAY_WEBHOOK_ALLOW",
-                    reason: e.to_string(),
-                },
-            )?,
-            callback_base: var("REELAY_PUBLIC_URL")
-                .map(|url| base_url("REELAY_PUBLIC_URL", &url))
-                .transpose()?,
-            ..EngineSettings::default()
-        };
+        let vars = Vars::new(&lookup);
+        let mut node = Settings::from_env(&lookup)?;
         // A claim outlives the job runner's longest invocation (its 900 s timeout), so a
         // duplicate message never takes over a job whose runner is still at work.
-        engine.lease = JOB_RUNNER_LEASE;
-        let mut dispatch = DispatchSettings::default();
-        if let Some(list) = var("REELAY_WEBHOOK_RETRIES") {
-            dispatch.schedule = RetrySchedule::parse(&list).map_err(|reason| SettingsError::Invalid {
-                name: "REELAY_WEBHOOK_RETRIES",
-                reason,
-            })?;
-        }
+        node.engine.lease = JOB_RUNNER_LEASE;
         Ok(AwsSettings {
-            table: required("REELAY_TABLE")?,
-            job_queue_url: required("REELAY_JOB_QUEUE_URL")?,
-            webhook_queue_url: required("REELAY_WEBHOOK_QUEUE_URL")?,
-            bucket: required("REELAY_BUCKET")?,
-            secrets_id: required("REELAY_SECRETS_ID")?,
-            output_url_expiry: Duration::from_secs(number(
+            table: vars.required("REELAY_TABLE")?,
+            job_queue_url: vars.required("REELAY_JOB_QUEUE_URL")?,
+            webhook_queue_url: vars.required("REELAY_WEBHOOK_QUEUE_URL")?,
+            bucket: vars.required("REELAY_BUCKET")?,
+            secrets_id: vars.required("REELAY_SECRETS_ID")?,
+            output_url_expiry: Duration::from_secs(vars.number(
                 "REELAY_OUTPUT_URL_EXPIRY_SECS",
                 86_400,
                 1..=MAX_URL_EXPIRY_SECS,
             )?),
-            cdn_base_url: var("REELAY_CDN_BASE_URL")
-                .map(|url| base_url("REELAY_CDN_BASE_URL", &url))
-                .transpose()?,
-            retention: Duration::from_secs(number("REELAY_RETENTION_DAYS", 30, 1..=3650)? * 86_400),
-            endpoint_url: var("AWS_ENDPOINT_URL")
-                .map(|url| base_url("AWS_ENDPOINT_URL", &url))
-                .transpose()?,
-            ffmpeg_dir: PathBuf::from(var("REELAY_FFMPEG_DIR").unwrap_or_else(|| "/opt/bin".into())),
+            cdn_base_url: vars.base_url("REELAY_CDN_BASE_URL")?,
+            retention: Duration::from_secs(vars.number("REELAY_RETENTION_DAYS", 30, 1..=3650)? * 86_400),
+            endpoint_url: vars.base_url("AWS_ENDPOINT_URL")?,
+            ffmpeg_dir: PathBuf::from(vars.get("REELAY_FFMPEG_DIR").unwrap_or_else(|| "/opt/bin".into())),
             scratch_dir: PathBuf::from("/tmp/reelay"),
             poller: PollerSettings {
-                run_for: Duration::from_secs(number("REELAY_POLLER_RUN_FOR_SECS", 50, 0..=900)?),
-                tick: Duration::from_secs(number("REELAY_POLLER_TICK_SECS", 5, 1..=900)?),
+                run_for: Duration::from_secs(vars.number("REELAY_POLLER_RUN_FOR_SECS", 50, 0..=900)?),
+                tick: Duration::from_secs(vars.number("REELAY_POLLER_TICK_SECS", 5, 1..=900)?),
             },
-            engine,
-            dispatch,
+            node,
         })
     }
-}
-
-/// An absolute http(s) URL, without a trailing `/` (paths are appended to it).
-fn base_url(name: &'static str, raw: &str) -> Result<String, SettingsError> {
-    let invalid = |reason: String| SettingsError::Invalid { name, reason };
-    let url = url::Url::parse(raw).map_err(|e| invalid(format!("`{raw}` is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(invalid(format!("`{raw}` is not an http(s) URL")));
-    }
-    Ok(raw.trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use reelay_core::outbound::AddressPolicy;
+    use reelay_core::ports::Admission;
+    use reelay_core::webhooks::schedule::RetrySchedule;
 
     use super::*;
 
@@ -216,16 +144,16 @@ mod tests {
             }
         );
         assert_eq!(
-            s.engine.admission,
+            s.node.engine.admission,
             Admission {
                 max_in_flight: Some(100),
                 max_per_minute: Some(120)
             }
         );
-        assert_eq!(s.engine.outbound_addresses, AddressPolicy::strict());
-        assert_eq!(s.engine.callback_base, None);
-        assert_eq!(s.engine.lease, JOB_RUNNER_LEASE);
-        assert_eq!(s.dispatch.schedule, RetrySchedule::default());
+        assert_eq!(s.node.engine.outbound_addresses, AddressPolicy::strict());
+        assert_eq!(s.node.engine.callback_base, None);
+        assert_eq!(s.node.engine.lease, JOB_RUNNER_LEASE);
+        assert_eq!(s.node.dispatch.schedule, RetrySchedule::default());
     }
 
     #[test]
@@ -248,17 +176,17 @@ mod tests {
         assert_eq!(s.output_url_expiry, Duration::from_secs(600));
         assert_eq!(s.cdn_base_url.as_deref(), Some("https://cdn.example.com"));
         assert_eq!(s.retention, Duration::from_secs(7 * 86_400));
-        assert_eq!(s.engine.callback_base.as_deref(), Some("https://api.example.com"));
+        assert_eq!(s.node.engine.callback_base.as_deref(), Some("https://api.example.com"));
         assert_eq!(
-            s.engine.admission,
+            s.node.engine.admission,
             Admission {
                 max_in_flight: None,
                 max_per_minute: Some(10)
             }
         );
-        assert!(s.engine.outbound_addresses.permits("127.0.0.1".parse().unwrap()));
+        assert!(s.node.engine.outbound_addresses.permits("127.0.0.1".parse().unwrap()));
         assert_eq!(
-            s.dispatch.schedule.delays,
+            s.node.dispatch.schedule.delays,
             [Duration::from_secs(1), Duration::from_secs(2)]
         );
         assert_eq!(s.poller.run_for, Duration::ZERO);

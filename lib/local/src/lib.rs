@@ -9,6 +9,6 @@ pub mod store;
 
 pub use blobs::FileBlobs;
 pub use db::{Db, DbError, Durability};
-pub use node::{HostedProviders, LocalNode, NodeError, NodeSettings};
+pub use node::{LocalNode, LocalSettings, OpenError};
 pub use queue::SqliteQueue;
 pub use store::SqliteStore;

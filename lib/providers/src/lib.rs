@@ -1,10 +1,9 @@
 //! AI providers behind the engine's `Provider` port: Replicate, fal and Google Veo over
 //! HTTP, and `local` (offline, with ffmpeg). The HTTP clients share `http` (one client,
 //! failure classification, streaming downloads), `rate` (per-account budgets) and `registry`
-//! (models, their schemas, and the unified params' mapping); `config` picks them from the
-//! environment.
+//! (models, their schemas, and the unified params' mapping). Which of them a node runs, and
+//! with what settings, is `reelay-node`'s business.
 
-pub mod config;
 pub mod fal;
 pub mod google;
 pub mod http;

@@ -1,0 +1,12 @@
+//! One way to build a reelay node. [`Settings`] reads and validates what every node is
+//! configured with (one table of variables and defaults); [`Node::build`] wires the engine,
+//! the webhook dispatcher, ffmpeg and the providers on the adapters a caller brings: the
+//! embedded stack's (`reelay-local`) or AWS's (`reelay-lambda`).
+
+pub mod node;
+pub mod providers;
+pub mod settings;
+
+pub use node::{deliver_local_callbacks, Adapters, Node, NodeError};
+pub use providers::{LocalCallbacks, ProviderSettings};
+pub use settings::{Settings, SettingsError, Vars};

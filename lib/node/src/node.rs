@@ -1,0 +1,117 @@
+//! Builds one node: the engine on the given adapters, the client-webhook dispatcher with its
+//! outbound HTTP transport, ffmpeg, and the providers the settings name. The embedded stack
+//! (`reelay_local::LocalNode`) and the Lambda functions (`reelay_lambda::AwsNode`) both build
+//! theirs here, each with its own adapters.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use reelay_core::clock::SystemClock;
+use reelay_core::ports::{Blobs, Clock, KeyStore, Queue, RateBudget, Store};
+use reelay_core::secrets::Sealer;
+use reelay_core::webhooks::Dispatcher;
+use reelay_core::{Engine, Ports, Providers, Via};
+use reelay_media::FfmpegMedia;
+use reelay_outbound_http::HttpTransport;
+
+use crate::providers::LocalCallbacks;
+use crate::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("provider {provider}: {message}")]
+    Provider { provider: &'static str, message: String },
+    #[error("cannot set up {what}: {message}")]
+    Setup { what: &'static str, message: String },
+}
+
+/// The ports' adapters: SQLite and files on the embedded stack, DynamoDB, SQS and S3 on AWS.
+#[derive(Clone)]
+pub struct Adapters {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<dyn KeyStore>,
+    pub job_queue: Arc<dyn Queue>,
+    pub webhook_queue: Arc<dyn Queue>,
+    pub blobs: Arc<dyn Blobs>,
+    /// Where provider rate limits are counted: in process, or shared by every function.
+    pub budget: Arc<dyn RateBudget>,
+}
+
+/// The engine and the dispatcher a node's runners, timer and routes work through.
+pub struct Node {
+    engine: Arc<Engine>,
+    dispatcher: Arc<Dispatcher>,
+    local_callbacks: Option<LocalCallbacks>,
+}
+
+impl Node {
+    /// `work_dir`: where media work (`scratch/`) and the `local` provider's files
+    /// (`provider/`) go.
+    pub fn build(adapters: &Adapters, sealer: Sealer, settings: &Settings, work_dir: &Path) -> Result<Node, NodeError> {
+        let setup = |what: &'static str| {
+            move |e: &dyn std::fmt::Display| NodeError::Setup {
+                what,
+                message: e.to_string(),
+            }
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let outbound = &settings.engine.outbound_addresses;
+        let transport = HttpTransport::new(outbound.clone(), settings.dispatch.attempt_timeout)
+            .map_err(|e| setup("the webhook client")(&e))?;
+        let dispatcher = Arc::new(Dispatcher::new(
+            adapters.store.clone(),
+            adapters.webhook_queue.clone(),
+            Arc::new(transport),
+            sealer.clone(),
+            clock.clone(),
+            settings.dispatch.clone(),
+        ));
+        // Inputs are blob-store files, presigned S3 URLs or a client's URLs: downloads go
+        // through the same address guard as every other outbound request.
+        let media = FfmpegMedia::new(work_dir.join("scratch"))
+            .with_http(outbound.clone())
+            .map_err(|e| setup("ffmpeg")(&e))?;
+        let built = settings
+            .providers
+            .build(outbound, &adapters.budget, &work_dir.join("provider"))?;
+        let ports = Ports {
+            store: adapters.store.clone(),
+            queue: adapters.job_queue.clone(),
+            webhook_queue: adapters.webhook_queue.clone(),
+            sealer,
+            blobs: adapters.blobs.clone(),
+            media: Arc::new(media),
+            providers: built.providers.into_iter().fold(Providers::new(), |all, p| all.with(p)),
+            clock,
+        };
+        Ok(Node {
+            engine: Arc::new(Engine::new(ports, settings.engine.clone())),
+            dispatcher,
+            local_callbacks: built.local_callbacks,
+        })
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
+    }
+
+    /// The `local` provider's callbacks, if it runs, for [`deliver_local_callbacks`] (once).
+    pub fn take_local_callbacks(&mut self) -> Option<LocalCallbacks> {
+        self.local_callbacks.take()
+    }
+}
+
+/// Hands `local`'s callbacks to the engine as the callback route would, until the provider
+/// is gone. A lost one is what polling is for.
+pub async fn deliver_local_callbacks(engine: Arc<Engine>, mut callbacks: LocalCallbacks) {
+    while let Some(hook) = callbacks.recv().await {
+        let via = Via::Webhook { token: &hook.token };
+        if let Err(e) = engine.provider_update(&hook.job, via, hook.status).await {
+            tracing::warn!(error = %e, "local provider callback not recorded");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The settings both the embedded node and the Lambda functions read, from one environment
+//! (`lookup`: the process's, a test's map, or the CLI's flags in front of the process's).
+//! Each error names the variable at fault; blank counts as unset. [`Settings::default`] is the
+//! one table of defaults:
+//!
+//! | variable                         | meaning                                             | default |
+//! |----------------------------------|-----------------------------------------------------|---------|
+//! | `REELAY_MAX_IN_FLIGHT`           | executions a tenant may have running (0: any)       | 100 |
+//! | `REELAY_MAX_PER_MINUTE`          | submissions per tenant and minute (0: any)          | 120 |
+//! | `REELAY_WEBHOOK_ALLOW`           | non-public addresses outbound requests (webhooks, downloads, media inputs) may reach, CIDRs | none |
+//! | `REELAY_WEBHOOK_RETRIES`         | client-webhook retry delays, `5s,30s,2m,…`          | about a day |
+//! | `REELAY_PUBLIC_URL`              | the API's base URL, where providers call back       | unset: poll |
+//! | `REELAY_PROVIDERS`               | providers to run, comma-separated (`local`, `replicate`, `fal`, `google-cloud`, or `none`) | the hosted three |
+//! | `REELAY_PROVIDER_DELAY_MS`       | how long the `local` models "think"                 | 300 |
+//! | `REPLICATE_API_TOKEN`            | Replicate's account key                             | unset |
+//! | `REELAY_REPLICATE_BASE_URL`      | Replicate's API                                     | Replicate's |
+//! | `FAL_KEY`                        | fal's account key                                   | unset |
+//! | `REELAY_FAL_QUEUE_URL`           | fal's queue API                                     | fal's |
+//! | `REELAY_FAL_JWKS_URL`            | where fal's webhook signing keys are                | fal's |
+//! | `GEMINI_API_KEY`                 | the Gemini API key (Veo through Gemini)             | unset |
+//! | `REELAY_GEMINI_BASE_URL`         | the Gemini API                                      | Google's |
+//! | `REELAY_VERTEX_LOCATION`         | Veo through Vertex AI in this region instead        | unset |
+//! | `GOOGLE_APPLICATION_CREDENTIALS` | Vertex AI's service-account key file                | unset |
+//!
+//! A client may bring its own provider key with each request, so a hosted provider runs
+//! without an account key. On AWS the secret's keys take the place of the environment's
+//! ([`ProviderSettings::use_keys`]).
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use reelay_core::outbound::AddressPolicy;
+use reelay_core::plan::Secret;
+use reelay_core::ports::Admission;
+use reelay_core::webhooks::schedule::RetrySchedule;
+use reelay_core::webhooks::DispatchSettings;
+use reelay_core::EngineSettings;
+
+use crate::providers::ProviderSettings;
+
+/// Why the settings cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// What every node runs with, whatever its adapters.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Admission limits, the outbound address policy and the callback base, from the
+    /// variables above; the rest are the engine's defaults.
+    pub engine: EngineSettings,
+    pub dispatch: DispatchSettings,
+    pub providers: ProviderSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            engine: EngineSettings {
+                admission: Admission {
+                    max_in_flight: Some(100),
+                    max_per_minute: Some(120),
+                },
+                ..EngineSettings::default()
+            },
+            dispatch: DispatchSettings::default(),
+            providers: ProviderSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let vars = Vars::new(lookup);
+        let mut settings = Settings::default();
+        let admission = &mut settings.engine.admission;
+        admission.max_in_flight = vars.limit("REELAY_MAX_IN_FLIGHT", admission.max_in_flight)?;
+        admission.max_per_minute = vars.limit("REELAY_MAX_PER_MINUTE", admission.max_per_minute)?;
+        if let Some(list) = vars.get("REELAY_WEBHOOK_ALLOW") {
+            settings.engine.outbound_addresses =
+                AddressPolicy::with_allowed(&list).map_err(|e| invalid("REELAY_WEBHOOK_ALLOW", e))?;
+        }
+        settings.engine.callback_base = vars.base_url("REELAY_PUBLIC_URL")?;
+        if let Some(list) = vars.get("REELAY_WEBHOOK_RETRIES") {
+            settings.dispatch.schedule =
+                RetrySchedule::parse(&list).map_err(|e| invalid("REELAY_WEBHOOK_RETRIES", e))?;
+        }
+        settings.providers = ProviderSettings::read(&vars)?;
+        Ok(settings)
+    }
+}
+
+/// The environment as the settings read it: values trimmed, blank as unset, and every
+/// refusal naming its variable.
+pub struct Vars<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    pub fn new(lookup: F) -> Self {
+        Vars { lookup }
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, name: &'static str) -> Result<String, SettingsError> {
+        self.get(name).ok_or(SettingsError::Missing(name))
+    }
+
+    pub fn secret(&self, name: &str) -> Option<Secret> {
+        self.get(name).map(Secret::new)
+    }
+
+    /// A whole number in `range`, `default` when unset.
+    pub fn number(&self, name: &'static str, default: u64, range: RangeInclusive<u64>) -> Result<u64, SettingsError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(default);
+        };
+        raw.parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            invalid(
+                name,
+                format!(
+                    "`{raw}` is not a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
+    }
+
+    pub fn millis(&self, name: &'static str, default: Duration) -> Result<Duration, SettingsError> {
+        let default = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+        self.number(name, default, 0..=u64::MAX).map(Duration::from_millis)
+    }
+
+    /// A per-tenant limit: 0 means none.
+    fn limit(&self, name: &'static str, default: Option<u32>) -> Result<Option<u32>, SettingsError> {
+        let n = self.number(name, default.map_or(0, u64::from), 0..=u64::from(u32::MAX))?;
+        Ok(u32::try_from(n).ok().filter(|n| *n > 0))
+    }
+
+    /// An absolute http(s) URL, without a trailing `/` (paths are appended to it).
+    pub fn base_url(&self, name: &'static str) -> Result<Option<String>, SettingsError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(None);
+        };
+        let url = url::Url::parse(&raw).map_err(|e| invalid(name, format!("`{raw}` is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(invalid(name, format!("`{raw}` is not an http(s) URL")));
+        }
+        Ok(Some(raw.trim_end_matches('/').to_string()))
+    }
+}
+
+pub(crate) fn invalid(name: &'static str, reason: impl ToString) -> SettingsError {
+    SettingsError::Invalid {
+        name,
+        reason: reason.to_string(),
+    }
+}
