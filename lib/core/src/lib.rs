@@ -14,6 +14,7 @@ pub mod webhooks;
 pub mod worker;
 
 pub use engine::{
-    CallbackRejected, CancelError, Cancelled, Engine, EngineError, EngineSettings, Event, Handled, Ports, Providers,
-    Recorded, SubmitError, Via,
+    CallbackRejected, CancelError, Cancelled, Engine, EngineError, EngineSettings, Event, Ports, Providers, Recorded,
+    SubmitError, Via,
 };
+pub use worker::Handled;

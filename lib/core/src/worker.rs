@@ -8,27 +8,45 @@ use tokio::sync::watch;
 
 use async_trait::async_trait;
 
-use crate::engine::{Engine, EngineError, Handled};
+use crate::engine::{Engine, EngineError};
 use crate::ports::{Delivery, Message, Queue};
-use crate::webhooks::Dispatcher;
+use crate::webhooks::{DispatchError, Dispatcher};
+
+/// What the queue should do with the message that was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Delete it.
+    Done,
+    /// Make it visible again after this delay.
+    RetryAfter(Duration),
+}
+
+/// Why a message was not handled: the queue brings it back after a backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Dispatch(#[from] DispatchError),
+}
 
 /// What consumes one queue: the engine (job queue) or the webhook dispatcher.
 #[async_trait]
 pub trait MessageHandler: Send + Sync {
-    async fn handle(&self, message: &Message) -> Result<Handled, EngineError>;
+    async fn handle(&self, message: &Message) -> Result<Handled, HandleError>;
 }
 
 #[async_trait]
 impl MessageHandler for Engine {
-    async fn handle(&self, message: &Message) -> Result<Handled, EngineError> {
-        Engine::handle(self, message).await
+    async fn handle(&self, message: &Message) -> Result<Handled, HandleError> {
+        Ok(Engine::handle(self, message).await?)
     }
 }
 
 #[async_trait]
 impl MessageHandler for Dispatcher {
-    async fn handle(&self, message: &Message) -> Result<Handled, EngineError> {
-        Dispatcher::handle(self, message).await
+    async fn handle(&self, message: &Message) -> Result<Handled, HandleError> {
+        Ok(Dispatcher::handle(self, message).await?)
     }
 }
 

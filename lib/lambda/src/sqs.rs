@@ -135,6 +135,7 @@ mod tests {
     use async_trait::async_trait;
     use reelay_core::domain::JobKey;
     use reelay_core::ports::{Delivery, QueueError, StoreError};
+    use reelay_core::worker::HandleError;
     use reelay_core::EngineError;
 
     use super::*;
@@ -144,14 +145,14 @@ mod tests {
 
     #[async_trait]
     impl MessageHandler for FakeHandler {
-        async fn handle(&self, message: &Message) -> Result<Handled, EngineError> {
+        async fn handle(&self, message: &Message) -> Result<Handled, HandleError> {
             match message {
                 Message::Job(JobKey { job_id, .. }) if job_id == "done" => Ok(Handled::Done),
                 Message::Job(JobKey { job_id, .. }) if job_id == "later" => {
                     Ok(Handled::RetryAfter(Duration::from_secs(30)))
                 }
                 Message::Webhook { .. } => Ok(Handled::Done),
-                _ => Err(EngineError::Store(StoreError::Unavailable("throttled".into()))),
+                _ => Err(EngineError::Store(StoreError::Unavailable("throttled".into())).into()),
             }
         }
     }

@@ -1,16 +1,22 @@
-//! Jobs reused from a base execution (`baseExecutionId`). Such a job completes with its base
-//! twin's output. While the twin is still open, the job registers as a watcher of it and
-//! goes back to `waiting`; the twin's end sends it a message, on which it checks the twin
-//! and queues itself again. The job re-reads the twin after registering and on every
-//! message, so a twin that ends in between is never missed, and a repeat of either side is
-//! harmless.
+//! Stage 3, base-execution reuse (`baseExecutionId`). At admission, a plan's jobs that a base
+//! execution completed (or may still complete) become references to their base twins. Once
+//! dispatch claims such a reference, it completes with its twin's output. While the twin is
+//! still open, the job registers as a watcher of it and goes back to `waiting`; the twin's end
+//! sends it a message, on which it checks the twin and queues itself again. The job re-reads
+//! the twin after registering and on every message, so a twin that ends in between is never
+//! missed, and a repeat of either side is harmless. Next: completion (`completion.rs`).
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use super::{Engine, EngineError, Handled, MAX_RACES};
-use crate::domain::{Job, JobKey, JobStatus};
-use crate::plan::{BaseRef, Params};
+use super::{Engine, EngineError, MAX_RACES};
+use crate::domain::{Execution, Job, JobKey, JobStatus};
+use crate::plan::{BaseRef, JobSpec, Params};
 use crate::ports::{Message, Write};
+use crate::worker::Handled;
+
+/// A base execution as read for a submission.
+pub(super) type Base = (Execution, Vec<Job>);
 
 impl Engine {
     /// Runs a claimed reference to a base job.
@@ -130,4 +136,49 @@ impl Engine {
         self.queue.send(&ready, Duration::ZERO).await?;
         Ok(())
     }
+}
+
+/// The plan's jobs with the base execution's jobs it reuses or needs made into references
+/// (`Params::Base`): a job whose id is a base job that completed, or may still complete, is
+/// not run again; a base job depended on but not in the plan is added. A job whose base
+/// twin ended without completing runs anew.
+pub(super) fn with_base_jobs(specs: Vec<JobSpec>, (base, base_jobs): &Base) -> Vec<JobSpec> {
+    let by_id: HashMap<&str, &Job> = base_jobs.iter().map(|j| (j.id(), j)).collect();
+    let reference = |job: &Job, send_job_webhook: bool| JobSpec {
+        id: job.id().to_string(),
+        operation: job.spec.operation,
+        params: Params::Base(BaseRef {
+            execution_id: base.id.clone(),
+            job_id: job.id().to_string(),
+        }),
+        depends_on: Vec::new(),
+        send_job_webhook,
+    };
+    let reusable = |job: &&Job| !job.status.is_terminal() || job.status == JobStatus::Completed;
+    let mut out: Vec<JobSpec> = specs
+        .into_iter()
+        .map(|spec| match by_id.get(spec.id.as_str()).copied().filter(reusable) {
+            Some(job) => reference(job, spec.send_job_webhook),
+            None => spec,
+        })
+        .collect();
+    let ids: HashSet<String> = out.iter().map(|s| s.id.clone()).collect();
+    let mut added = HashSet::new();
+    let needed: Vec<String> = out
+        .iter()
+        .flat_map(|s| s.depends_on.iter())
+        .filter(|d| !ids.contains(*d))
+        .cloned()
+        .collect();
+    // Added before the plan's jobs, so the plan's last job stays last.
+    let mut referenced = Vec::new();
+    for id in needed {
+        if let Some(job) = by_id.get(id.as_str()) {
+            if added.insert(id.clone()) {
+                referenced.push(reference(job, false));
+            }
+        }
+    }
+    referenced.append(&mut out);
+    referenced
 }

@@ -1,7 +1,8 @@
-//! Cancelling an execution. The request is recorded on the execution (once) and a message
-//! queued before any job is touched, so a crash midway is finished by the queue; jobs not yet
-//! ended become `cancelled` by conditional writes, provider jobs are cancelled at the
-//! provider, and their late answers are ignored because the job is no longer waiting for them.
+//! Cancellation, at any stage of a job: the request is recorded on the execution (once) and a
+//! message queued before any job is touched, so a crash midway is finished by the queue (via
+//! `dispatch.rs`); jobs not yet ended become `cancelled` by conditional writes, provider jobs
+//! are cancelled at the provider, and their late answers are ignored because the job is no
+//! longer waiting for them. Next: `ending.rs` ends the execution.
 
 use std::time::Duration;
 

@@ -1,13 +1,15 @@
-//! Jobs done here with ffmpeg (through the `Media` port): inputs resolved to parents'
-//! outputs, the artifact streamed into the blob store, probed, recorded.
+//! Stage 3, a media job: a merge or reframe claimed by dispatch (`dispatch.rs`) is done here
+//! with ffmpeg (through the `Media` port): inputs resolved to parents' outputs, the artifact
+//! streamed into the blob store, probed, recorded. Next: completion (`completion.rs`), or
+//! `settle.rs` when it did not finish.
 
-use std::collections::HashMap;
-
-use super::lifecycle::WorkError;
-use super::{Engine, Handled};
+use super::outputs::{job_output, output_key, resolve};
+use super::settle::WorkError;
+use super::Engine;
 use crate::domain::{Job, JobOutput};
-use crate::plan::{AspectRatio, MediaKind, MediaRef, Params};
-use crate::ports::{Artifact, MediaError, MediaInfo, MediaTask, ResolvedItem, StoredBlob};
+use crate::plan::Params;
+use crate::ports::{Artifact, MediaError, MediaTask, ResolvedItem};
+use crate::worker::Handled;
 
 impl Engine {
     pub(super) async fn run_media_job(&self, job: &Job) -> Result<Handled, WorkError> {
@@ -66,79 +68,6 @@ impl Engine {
         let url = self.blobs.url(&key).await?;
         let info = artifact.info;
         Ok(job_output(job, key, url, artifact.content_type, &stored, info))
-    }
-
-    /// The outputs of a job's parents, by job id.
-    pub(super) async fn parent_outputs(&self, job: &Job) -> Result<HashMap<String, JobOutput>, WorkError> {
-        let parents = self.store.jobs(&job.execution_id, &job.spec.depends_on).await?;
-        Ok(parents
-            .into_iter()
-            .filter_map(|p| p.output.clone().map(|o| (p.id().to_string(), o)))
-            .collect())
-    }
-}
-
-/// A stored output as the job records it: where it is and what probing found.
-pub(super) fn job_output(
-    job: &Job,
-    key: String,
-    url: String,
-    content_type: String,
-    stored: &StoredBlob,
-    info: MediaInfo,
-) -> JobOutput {
-    JobOutput {
-        url,
-        key,
-        kind: job.spec.operation.output_kind(),
-        content_type,
-        size_bytes: stored.size,
-        duration: info.duration,
-        width: info.width,
-        height: info.height,
-        aspect_ratio: info
-            .width
-            .zip(info.height)
-            .and_then(|(w, h)| AspectRatio::of_frame(w, h))
-            .map(|r| r.to_string()),
-    }
-}
-
-/// Where a job's output is kept: one key per job, so a repeated upload overwrites itself.
-pub(super) fn output_key(job: &Job, extension: &str) -> String {
-    format!(
-        "executions/{}/{}/output.{extension}",
-        job.execution_id,
-        sanitize(job.id())
-    )
-}
-
-/// Job ids are free strings; keys get a safe spelling that stays one-to-one.
-fn sanitize(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("~{b:02x}"));
-        }
-    }
-    out
-}
-
-pub(super) fn resolve(
-    source: &MediaRef,
-    parents: &HashMap<String, JobOutput>,
-) -> Result<(String, MediaKind), WorkError> {
-    match source {
-        MediaRef::Url(url) => Ok((url.clone(), MediaKind::Video)),
-        MediaRef::Job(id) => parents
-            .get(id)
-            .map(|o| (o.url.clone(), o.kind))
-            .ok_or_else(|| WorkError::Fatal {
-                code: "missing_input",
-                message: format!("job `{id}` has no output to use"),
-            }),
     }
 }
 

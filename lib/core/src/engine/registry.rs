@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::plan::{Catalog, ModelLookup, ProviderParams};
-use crate::ports::Provider;
+use crate::ports::{ModelInfo, Provider};
 
 #[derive(Clone, Default)]
 pub struct Providers {
@@ -23,6 +23,11 @@ impl Providers {
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
         self.by_name.get(name)
+    }
+
+    /// The model a provider declares, if both are configured here.
+    pub(super) fn model(&self, provider: &str, model_id: &str) -> Option<&ModelInfo> {
+        self.get(provider)?.models().iter().find(|m| m.id == model_id)
     }
 }
 

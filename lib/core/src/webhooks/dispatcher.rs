@@ -11,9 +11,20 @@ use super::schedule::{judge, RetrySchedule, Verdict};
 use super::signature;
 use super::transport::{OutboundRequest, WebhookTransport};
 use crate::domain::{DeliveryState, WebhookDelivery};
-use crate::engine::{EngineError, Handled};
-use crate::ports::{Clock, Message, Queue, Store, Write};
+use crate::ports::{Clock, Message, Queue, QueueError, Store, StoreError, Write};
 use crate::secrets::Sealer;
+use crate::worker::Handled;
+
+/// Why a webhook message was not handled: the queue brings it back.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("delivery {0} kept changing under us; try again")]
+    Contention(String),
+}
 
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
@@ -34,6 +45,10 @@ impl Default for DispatchSettings {
 
 /// The longest delay a queue message can carry (SQS: 15 minutes); longer waits are re-armed.
 const MAX_MESSAGE_DELAY: Duration = Duration::from_secs(900);
+
+/// How many times a delivery is re-read after losing its claim to another sender before the
+/// message is left to the queue's retry.
+const MAX_RACES: usize = 16;
 
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -64,7 +79,7 @@ impl Dispatcher {
     }
 
     /// Handles a message of the webhook queue.
-    pub async fn handle(&self, message: &Message) -> Result<Handled, EngineError> {
+    pub async fn handle(&self, message: &Message) -> Result<Handled, DispatchError> {
         match message {
             Message::Webhook { delivery_id } => self.deliver(delivery_id).await,
             other => {
@@ -75,8 +90,8 @@ impl Dispatcher {
     }
 
     /// Makes the attempt that is due, if one is.
-    pub async fn deliver(&self, id: &str) -> Result<Handled, EngineError> {
-        for _ in 0..crate::engine::MAX_RACES {
+    pub async fn deliver(&self, id: &str) -> Result<Handled, DispatchError> {
+        for _ in 0..MAX_RACES {
             let Some(delivery) = self.store.delivery(id).await? else {
                 return Ok(Handled::Done);
             };
@@ -98,13 +113,10 @@ impl Dispatcher {
                 Write::Stale => continue,
             }
         }
-        Err(EngineError::Contention(crate::domain::JobKey {
-            execution_id: String::new(),
-            job_id: id.to_string(),
-        }))
+        Err(DispatchError::Contention(id.to_string()))
     }
 
-    async fn attempt(&self, claimed: WebhookDelivery) -> Result<Handled, EngineError> {
+    async fn attempt(&self, claimed: WebhookDelivery) -> Result<Handled, DispatchError> {
         let secret = match claimed.secret.as_ref().map(|s| self.sealer.open(s)).transpose() {
             Ok(secret) => secret,
             Err(e) => {
@@ -172,7 +184,7 @@ impl Dispatcher {
 
     /// Re-sends messages for deliveries due for over a minute (a lost send, or a wait longer
     /// than a queue delay); returns how many.
-    pub async fn sweep(&self, limit: usize) -> Result<usize, EngineError> {
+    pub async fn sweep(&self, limit: usize) -> Result<usize, DispatchError> {
         let before = self.clock.now() - 60_000;
         let ids = self.store.due_deliveries(before, limit).await?;
         let messages: Vec<Message> = ids

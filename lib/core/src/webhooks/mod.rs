@@ -6,4 +6,4 @@ pub mod schedule;
 pub mod signature;
 pub mod transport;
 
-pub use dispatcher::{DispatchSettings, Dispatcher};
+pub use dispatcher::{DispatchError, DispatchSettings, Dispatcher};

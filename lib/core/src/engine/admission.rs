@@ -1,18 +1,43 @@
-//! Starting an execution: validation (against the base execution when there is one), the
-//! tenant's limits, secrets sealed before anything is stored, then the roots sent.
+//! Stage 1, admission: starting an execution. Validation (against the base execution when
+//! there is one), the tenant's limits, secrets sealed before anything is stored, then the
+//! roots sent. Next: each message is taken up by dispatch (`dispatch.rs`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Engine, SubmitError};
+use super::base_jobs::{with_base_jobs, Base};
+use super::{Engine, EngineError};
 use crate::domain::{Execution, ExecutionStatus, Job, JobStatus, StoredWebhook};
-use crate::plan::{
-    parse_value_on, read_body, requested_base, BaseJobs, BaseRef, ExecutionRequest, JobSpec, Params, PlanError,
-};
-use crate::ports::Message;
+use crate::plan::{parse_value_on, read_body, requested_base, BaseJobs, ExecutionRequest, Params, PlanError};
+use crate::ports::{Message, QueueError, StoreError};
 
-/// A base execution as read for a submission.
-type Base = (Execution, Vec<Job>);
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the plan is invalid ({} problems)", .0.len())]
+    Invalid(Vec<PlanError>),
+    /// The `baseExecutionId` names no execution of this tenant.
+    #[error("no execution {0} to build on")]
+    BaseNotFound(String),
+    #[error("{reason}")]
+    Limited { reason: String, retry_after: Duration },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl From<StoreError> for SubmitError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::LimitReached { reason, retry_after } => SubmitError::Limited { reason, retry_after },
+            e => SubmitError::Engine(e.into()),
+        }
+    }
+}
+
+impl From<QueueError> for SubmitError {
+    fn from(e: QueueError) -> Self {
+        SubmitError::Engine(e.into())
+    }
+}
 
 impl Engine {
     /// Validates a request body and starts the execution it describes.
@@ -122,49 +147,4 @@ impl Engine {
         self.queue.send(&roots, Duration::ZERO).await?;
         Ok(execution)
     }
-}
-
-/// The plan's jobs with the base execution's jobs it reuses or needs made into references
-/// (`Params::Base`): a job whose id is a base job that completed, or may still complete, is
-/// not run again; a base job depended on but not in the plan is added. A job whose base
-/// twin ended without completing runs anew.
-fn with_base_jobs(specs: Vec<JobSpec>, (base, base_jobs): &Base) -> Vec<JobSpec> {
-    let by_id: HashMap<&str, &Job> = base_jobs.iter().map(|j| (j.id(), j)).collect();
-    let reference = |job: &Job, send_job_webhook: bool| JobSpec {
-        id: job.id().to_string(),
-        operation: job.spec.operation,
-        params: Params::Base(BaseRef {
-            execution_id: base.id.clone(),
-            job_id: job.id().to_string(),
-        }),
-        depends_on: Vec::new(),
-        send_job_webhook,
-    };
-    let reusable = |job: &&Job| !job.status.is_terminal() || job.status == JobStatus::Completed;
-    let mut out: Vec<JobSpec> = specs
-        .into_iter()
-        .map(|spec| match by_id.get(spec.id.as_str()).copied().filter(reusable) {
-            Some(job) => reference(job, spec.send_job_webhook),
-            None => spec,
-        })
-        .collect();
-    let ids: HashSet<String> = out.iter().map(|s| s.id.clone()).collect();
-    let mut added = HashSet::new();
-    let needed: Vec<String> = out
-        .iter()
-        .flat_map(|s| s.depends_on.iter())
-        .filter(|d| !ids.contains(*d))
-        .cloned()
-        .collect();
-    // Added before the plan's jobs, so the plan's last job stays last.
-    let mut referenced = Vec::new();
-    for id in needed {
-        if let Some(job) = by_id.get(id.as_str()) {
-            if added.insert(id.clone()) {
-                referenced.push(reference(job, false));
-            }
-        }
-    }
-    referenced.append(&mut out);
-    referenced
 }

@@ -1,0 +1,126 @@
+//! What the provider stages (`provider_submit.rs`, `provider_wait.rs`, `provider_output.rs`)
+//! and cancellation share about a job's call to its provider: the provider itself, the key
+//! to call it with, its model's deadline, the request it was submitted with, its token, and
+//! what its answer means.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::outputs::{resolve, substitute_references};
+use super::settle::WorkError;
+use super::Engine;
+use crate::domain::{Completion, Job, ProviderCall, ProviderOutcome};
+use crate::plan::{MediaRef, ProviderParams, Secret};
+use crate::ports::{Provider, ProviderRequest, ProviderStatus, DEFAULT_DEADLINE};
+
+impl Engine {
+    /// The job's provider; one not configured on this server fails the job.
+    pub(super) fn provider_of(&self, call: &ProviderCall) -> Result<&Arc<dyn Provider>, WorkError> {
+        self.providers.get(&call.provider).ok_or_else(|| WorkError::Fatal {
+            code: "provider_unavailable",
+            message: format!("provider `{}` is not configured on this server", call.provider),
+        })
+    }
+
+    /// How long the job's model may keep it waiting at its provider.
+    pub(super) fn model_deadline(&self, call: &ProviderCall) -> Duration {
+        self.providers
+            .model(&call.provider, &call.model_id)
+            .map_or(DEFAULT_DEADLINE, |m| m.deadline)
+    }
+
+    /// The request a provider job makes: inputs resolved to URLs, its key, and where to call back.
+    pub(super) async fn provider_request(
+        &self,
+        job: &Job,
+        params: &ProviderParams,
+        call: &ProviderCall,
+    ) -> Result<ProviderRequest, WorkError> {
+        let parents = self.parent_outputs(job).await?;
+        let mut resolved = params.clone();
+        for source in resolved.inputs.values_mut() {
+            *source = MediaRef::Url(resolve(source, &parents)?.0);
+        }
+        for value in resolved.options.values_mut() {
+            substitute_references(value, &parents);
+        }
+        let callback_url = match (&self.settings.callback_base, &call.completion) {
+            (Some(base), Completion::Webhook) => Some(format!(
+                "{}/api/webhooks/job/{}?token={}",
+                base.trim_end_matches('/'),
+                job.key().record_id(),
+                call.token
+            )),
+            _ => None,
+        };
+        Ok(ProviderRequest {
+            job: job.key(),
+            operation: job.spec.operation,
+            params: resolved,
+            token: call.token.clone(),
+            api_key: self.api_key_for(job, &call.provider).await?,
+            callback_url,
+        })
+    }
+
+    /// The provider key to submit with: the job's own, else the one sent with the request for
+    /// that provider, else none (the provider adapter's configured key).
+    pub(super) async fn api_key_for(&self, job: &Job, provider: &str) -> Result<Option<Secret>, WorkError> {
+        let sealed = match &job.api_key {
+            Some(sealed) => Some(sealed.clone()),
+            None => self
+                .store
+                .execution(&job.execution_id)
+                .await?
+                .and_then(|e| e.provider_keys.get(provider).cloned()),
+        };
+        sealed
+            .map(|s| self.sealer.open(&s))
+            .transpose()
+            .map_err(|e| WorkError::Fatal {
+                code: "unreadable_secret",
+                message: e.to_string(),
+            })
+    }
+}
+
+/// The outcome a terminal status records; `None` while the provider is still working.
+pub(super) fn outcome_of(status: ProviderStatus) -> Option<ProviderOutcome> {
+    match status {
+        ProviderStatus::Pending => None,
+        ProviderStatus::Succeeded {
+            output_url,
+            content_type,
+        } => Some(ProviderOutcome::Succeeded {
+            output_url,
+            content_type,
+        }),
+        ProviderStatus::Failed { message } => Some(ProviderOutcome::Failed { message }),
+    }
+}
+
+/// A job's callback token: 128 random bits, in hex.
+pub(super) fn new_token() -> String {
+    let bytes: [u8; 16] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares tokens in time that does not tell a guesser how much of a guess was right.
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert_eq!(new_token().len(), 32);
+    }
+}
