@@ -102,7 +102,11 @@ impl Cli {
     /// The flags that stand in front of the environment, by the variable each overrides.
     fn overrides(&self) -> [(&'static str, &'static str, &Option<String>); 6] {
         [
-            ("REELAY_PROVIDER_DELAY_MS", "--provider-delay-ms", &self.provider_delay_ms),
+            (
+                "REELAY_PROVIDER_DELAY_MS",
+                "--provider-delay-ms",
+                &self.provider_delay_ms,
+            ),
             ("REELAY_WEBHOOK_ALLOW", "--webhook-allow", &self.webhook_allow),
             ("REELAY_WEBHOOK_RETRIES", "--webhook-retries", &self.webhook_retries),
             ("REELAY_PUBLIC_URL", "--public-url", &self.public_url),

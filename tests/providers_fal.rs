@@ -278,7 +278,10 @@ async fn rotated_signing_keys_are_fetched_again_without_hammering() {
 async fn a_lost_webhook_is_completed_by_polling() {
     let fake = FakeFal::start().await;
     fake.set(|k| k.drop_webhooks = true);
-    let app = node(fal_settings(&fake), |s| s.node.engine.webhook_grace = Duration::from_secs(1)).await;
+    let app = node(fal_settings(&fake), |s| {
+        s.node.engine.webhook_grace = Duration::from_secs(1)
+    })
+    .await;
     let id = app.submit(ACME, &plan(vec![scene("scene", "a fox")])).await;
     let ended = app.ended(ACME, &id).await;
     assert_eq!(ended["status"], "completed", "{ended}");
@@ -458,7 +461,10 @@ async fn a_submit_whose_answer_was_lost_is_adopted_from_its_webhook() {
     let fake = FakeFal::start().await;
     fake.set(|k| k.lost_submit_answers = 1);
     // The retry would come after 5 s; fal's webhook comes first and names the request.
-    let app = node(fal_settings(&fake), |s| s.node.engine.retry_base = Duration::from_secs(5)).await;
+    let app = node(fal_settings(&fake), |s| {
+        s.node.engine.retry_base = Duration::from_secs(5)
+    })
+    .await;
     let started = std::time::Instant::now();
     let id = app.submit(ACME, &plan(vec![scene("scene", "a fox")])).await;
     let ended = app.ended(ACME, &id).await;

@@ -42,7 +42,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut LocalSettings)) -> App {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = LocalSettings::new(dir.path(), Default::default());
     settings.node.providers.local_delay = Duration::from_millis(10);
-    settings.node.engine.outbound_addresses = reelay_core::outbound::AddressPolicy::with_allowed("127.0.0.0/8").unwrap();
+    settings.node.engine.outbound_addresses =
+        reelay_core::outbound::AddressPolicy::with_allowed("127.0.0.0/8").unwrap();
     configure(&mut settings);
     let mut node = LocalNode::open(settings).unwrap();
     let mut keys = HashMap::new();

@@ -18,8 +18,8 @@ pub mod sqs;
 use std::path::Path;
 
 pub use node::{aws_adapters, AwsNode, StartError};
-pub use settings::{AwsSettings, PollerSettings};
 pub use reelay_node::{Adapters, SettingsError};
+pub use settings::{AwsSettings, PollerSettings};
 
 /// The process's environment, as the settings read it.
 pub fn env(name: &str) -> Option<String> {

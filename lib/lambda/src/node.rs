@@ -92,7 +92,10 @@ impl AwsNode {
     pub async fn connect(config: &SdkConfig, settings: &AwsSettings) -> Result<AwsNode, StartError> {
         let secrets = ServerSecrets::load(config, &settings.secrets_id, settings.endpoint_url.as_deref()).await?;
         let mut settings = settings.clone();
-        settings.node.providers.use_keys(|name| secrets.provider_key(name).cloned());
+        settings
+            .node
+            .providers
+            .use_keys(|name| secrets.provider_key(name).cloned());
         let adapters = aws_adapters(config, &settings);
         Ok(AwsNode::new(adapters, &settings, secrets.sealer().clone())?)
     }

@@ -68,7 +68,11 @@ impl ProviderSettings {
         let mut settings = ProviderSettings::default();
         if let Some(names) = vars.get("REELAY_PROVIDERS") {
             settings = ProviderSettings::none();
-            for name in names.split(',').map(str::trim).filter(|n| !n.is_empty() && *n != "none") {
+            for name in names
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty() && *n != "none")
+            {
                 let defaults = ProviderSettings::default();
                 match name {
                     "local" => settings.local = true,
@@ -242,7 +246,9 @@ mod tests {
             ("REELAY_VERTEX_LOCATION", "us-central1"),
         ]
         .into();
-        let mut settings = Settings::from_env(|k| env.get(k).map(|v| v.to_string())).unwrap().providers;
+        let mut settings = Settings::from_env(|k| env.get(k).map(|v| v.to_string()))
+            .unwrap()
+            .providers;
         let secret: HashMap<&str, &str> = [
             ("REPLICATE_API_TOKEN", "r-secret"),
             ("GOOGLE_APPLICATION_CREDENTIALS_JSON", r#"{"type":"service_account"}"#),
@@ -250,7 +256,10 @@ mod tests {
         .into();
         settings.use_keys(|k| secret.get(k).map(|v| Secret::new(*v)));
         let key = |k: Option<&Secret>| k.map(|s| s.expose().to_string());
-        assert_eq!(key(settings.replicate.unwrap().api_key.as_ref()).as_deref(), Some("r-secret"));
+        assert_eq!(
+            key(settings.replicate.unwrap().api_key.as_ref()).as_deref(),
+            Some("r-secret")
+        );
         assert_eq!(key(settings.fal.unwrap().key.as_ref()).as_deref(), Some("f-env"));
         let google = settings.google.unwrap();
         assert!(matches!(google.api, GoogleApi::Vertex(_)));
