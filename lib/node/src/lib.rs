@@ -7,6 +7,6 @@ pub mod node;
 pub mod providers;
 pub mod settings;
 
-pub use node::{deliver_local_callbacks, Adapters, Node, NodeError};
-pub use providers::{LocalCallbacks, ProviderSettings};
+pub use node::{deliver_local_callbacks, Adapters, LocalCallbacks, Node, NodeError};
+pub use providers::ProviderSettings;
 pub use settings::{Settings, SettingsError, Vars};

@@ -13,9 +13,13 @@ use reelay_core::webhooks::Dispatcher;
 use reelay_core::{Engine, Ports, Providers, Via};
 use reelay_media::FfmpegMedia;
 use reelay_outbound_http::HttpTransport;
+use reelay_providers::ProviderWebhook;
+use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::providers::LocalCallbacks;
 use crate::Settings;
+
+/// The `local` provider's callbacks: it calls back in process, not over HTTP.
+pub type LocalCallbacks = UnboundedReceiver<ProviderWebhook>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

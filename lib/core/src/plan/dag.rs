@@ -5,10 +5,18 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::draft::Draft;
-use super::model::Operation;
+use super::model::{JobId, MediaKind, Operation};
 use super::params::{video_dependency, Kinds};
-use super::parse::BaseJobs;
 use super::PlanError;
+
+/// What a plan may refer to in the base execution it builds on (`baseExecutionId`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BaseJobs {
+    /// The base's jobs and what each produces.
+    pub kinds: HashMap<JobId, MediaKind>,
+    /// The base's final job: the input of a variant's root job that needs a video and names none.
+    pub final_job: JobId,
+}
 
 /// Reports ids used twice, and dependencies on the job itself or on a job that neither the plan
 /// nor its base execution has.

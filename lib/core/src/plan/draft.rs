@@ -3,11 +3,13 @@
 use serde_json::{Map, Value};
 
 use super::model::{JobId, Operation};
-use super::params::VIDEO_INPUT_KEYS;
 use super::references::collect_references;
 use super::PlanError;
 
 /// A job as read from the wire, before its params are typed.
+/// Where a video transform may name its input (`inputs[0]` last).
+pub(super) const VIDEO_INPUT_KEYS: [&str; 5] = ["video", "videoUrl", "url", "input", "inputs"];
+
 pub(super) struct Draft {
     pub(super) id: String,
     /// `None` when the operation is missing or unknown (already reported): the job still

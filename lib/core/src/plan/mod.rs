@@ -14,9 +14,10 @@ mod parse;
 mod references;
 
 pub use catalog::{Catalog, Completion, ModelInfo, ModelLookup, DEFAULT_DEADLINE};
+pub use dag::BaseJobs;
 pub use frame::{parse_resolution, AspectRatio};
 pub use model::*;
-pub use parse::{parse_request, parse_value, parse_value_on, read_body, requested_base, BaseJobs, PlanLimits};
+pub use parse::{parse_request, parse_value, parse_value_on, read_body, requested_base, PlanLimits};
 pub use references::reference;
 
 use std::fmt;

@@ -1,12 +1,13 @@
 //! Wire forms → the canonical model, collecting every problem rather than stopping at the first.
 //! Here: the request around the plan (its forms, options and limits), and the order of the stages.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use super::dag::BaseJobs;
 use super::draft::Draft;
-use super::model::{ExecutionRequest, JobId, JobSpec, MediaKind, Plan, Secret, WebhookTarget};
+use super::model::{ExecutionRequest, JobSpec, Plan, Secret, WebhookTarget};
 use super::{dag, params, Catalog, PlanError};
 
 /// Limits a plan must stay within.
@@ -23,15 +24,6 @@ impl Default for PlanLimits {
             max_body_bytes: 1024 * 1024,
         }
     }
-}
-
-/// What a plan may refer to in the base execution it builds on (`baseExecutionId`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct BaseJobs {
-    /// The base's jobs and what each produces.
-    pub kinds: HashMap<JobId, MediaKind>,
-    /// The base's final job: the input of a variant's root job that needs a video and names none.
-    pub final_job: JobId,
 }
 
 /// Parses and validates a `POST /api/execute` body in any of its forms.

@@ -16,9 +16,6 @@ use reader::ParamReader;
 /// What each job a plan may refer to produces (`None`: its operation is unknown, and reported).
 pub(super) type Kinds = HashMap<JobId, Option<MediaKind>>;
 
-/// Where a video transform may name its input (`inputs[0]` last).
-pub(super) const VIDEO_INPUT_KEYS: [&str; 5] = ["video", "videoUrl", "url", "input", "inputs"];
-
 /// The job `draft` describes, its params typed; `None` when they cannot be (reported).
 pub(super) fn job_spec(
     draft: &Draft,

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::{video_dependency, Kinds, ParamReader, VIDEO_INPUT_KEYS};
+use super::{video_dependency, Kinds, ParamReader};
+use crate::plan::draft::VIDEO_INPUT_KEYS;
 use crate::plan::{parse_resolution, JobId, MediaRef, ReframeMode, ReframeParams};
 
 pub(super) fn read(p: &mut ParamReader, deps: &[JobId], kinds: &Kinds) -> Option<ReframeParams> {
