@@ -4,8 +4,10 @@ CARGO ?= cargo
 PYTHON ?= python3
 # Python packages the tests run against our output (implementations we did not write).
 VENV := .venv
-# ffmpeg and ffprobe from Debian's packages (the local provider and the media jobs use them).
-FFMPEG_OK := $(shell command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 && echo yes)
+# Debian's packages the embedded stack runs: ffmpeg and ffprobe (media jobs, the local
+# provider's renders) and espeak-ng (its voice). Its transcriber's pocketsphinx is a PyPI
+# package in the venv.
+SYSTEM_OK := $(shell command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 && echo yes)
 # Deploying (make build, make deploy; CI needs neither): cargo-lambda, which brings zig, goes into
 # the venv; the SAM CLI into a venv of its own, because it pins boto3, click and pydantic to
 # versions the tests' packages do not want.
@@ -22,7 +24,7 @@ WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
 ## demo: the two-scene plan on the embedded stack (no AWS): prints the MP4's path and probe
 demo: deps build-cli
-	./target/debug/reelay --data-dir .reelay run examples/two-scenes.json
+	REELAY_PYTHON=$(VENV)/bin/python ./target/debug/reelay --data-dir .reelay run examples/two-scenes.json
 
 ## test: every test of the workspace (unit, plan, contract, engine, end to end)
 test: deps
@@ -81,9 +83,9 @@ $(SAM_VENV)/installed-$(SAM_CLI_VERSION):
 	touch $@
 
 deps: $(VENV)/installed
-ifneq ($(FFMPEG_OK),yes)
-	@echo "installing ffmpeg (Debian package)"
+ifneq ($(SYSTEM_OK),yes)
+	@echo "installing ffmpeg and espeak-ng (Debian packages)"
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends ffmpeg espeak-ng >/dev/null
 endif
-	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null
+	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null && command -v espeak-ng >/dev/null

@@ -69,6 +69,14 @@ async fn run_slideshow_merges_images_and_mixes_audio() {
     assert!(probed.has_audio);
 }
 
+#[tokio::test]
+async fn run_voice_over_lays_the_local_voice_over_a_scene() {
+    let (_, probed) = run_example("voice-over.json").await;
+    assert!((probed.duration - 4.0).abs() < 0.2, "duration {}", probed.duration);
+    assert_eq!((probed.width, probed.height), (Some(1280), Some(720)));
+    assert!(probed.has_audio);
+}
+
 #[test]
 fn an_invalid_plan_exits_2_naming_each_problem() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,7 +21,7 @@ pub(crate) const X264_ARGS: [&str; 8] = [
     "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
 ];
 
-fn binary(env: &str, default: &str) -> String {
+pub(crate) fn binary(env: &str, default: &str) -> String {
     std::env::var(env)
         .ok()
         .filter(|b| !b.trim().is_empty())

@@ -8,10 +8,12 @@
 //! - [`reframe`]: crop or pad a video to an exact frame size;
 //! - [`render_video`], [`render_image`], [`render_audio`]: cheap stand-in
 //!   renders for the offline `local` AI provider;
+//! - [`render_speech`], [`transcribe_speech`]: its offline voice (espeak-ng) and
+//!   recogniser (pocketsphinx through Python);
 //! - [`FfmpegMedia`]: the engine's `Media` port on top of them.
 //!
 //! The binaries are looked up on `PATH`, or taken from `REELAY_FFMPEG` /
-//! `REELAY_FFPROBE`. Outputs are written to a hidden temporary file next to
+//! `REELAY_FFPROBE` / `REELAY_ESPEAK`. Outputs are written to a hidden temporary file next to
 //! the destination and renamed into place on success, so a failed or
 //! interrupted call never leaves a partial file at the destination. Encoded
 //! video is H.264 (yuv420p) with AAC audio.
@@ -23,6 +25,7 @@ mod port;
 mod probe;
 mod reframe;
 mod render;
+mod speech;
 
 pub use error::FfmpegError;
 pub use merge::{merge, ItemKind, MergeItem, MergeReport};
@@ -30,3 +33,4 @@ pub use port::FfmpegMedia;
 pub use probe::{probe, Probe};
 pub use reframe::reframe;
 pub use render::{render_audio, render_image, render_video};
+pub use speech::{render_speech, transcribe_speech};

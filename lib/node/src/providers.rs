@@ -8,8 +8,10 @@ use std::time::Duration;
 use reelay_core::outbound::AddressPolicy;
 use reelay_core::plan::Secret;
 use reelay_core::ports::{Provider, RateBudget};
+use reelay_providers::elevenlabs::{ElevenLabsProvider, ElevenLabsSettings};
 use reelay_providers::fal::{FalProvider, FalSettings};
 use reelay_providers::google::{GoogleApi, GoogleProvider, GoogleSettings};
+use reelay_providers::hume::{HumeProvider, HumeSettings};
 use reelay_providers::replicate::{ReplicateProvider, ReplicateSettings};
 use reelay_providers::{LocalProvider, LocalProviderSettings};
 
@@ -29,9 +31,13 @@ pub struct ProviderSettings {
     pub local: bool,
     /// How long `local`'s models "think" before rendering.
     pub local_delay: Duration,
+    /// The Python whose `pocketsphinx` `local`'s transcriber runs.
+    pub local_python: String,
     pub replicate: Option<ReplicateSettings>,
     pub fal: Option<FalSettings>,
     pub google: Option<GoogleSettings>,
+    pub elevenlabs: Option<ElevenLabsSettings>,
+    pub hume: Option<HumeSettings>,
 }
 
 impl Default for ProviderSettings {
@@ -40,9 +46,12 @@ impl Default for ProviderSettings {
         ProviderSettings {
             local: false,
             local_delay: Duration::from_millis(300),
+            local_python: "python3".into(),
             replicate: Some(ReplicateSettings::new(None)),
             fal: Some(FalSettings::new(None)),
             google: Some(GoogleSettings::gemini(None)),
+            elevenlabs: Some(ElevenLabsSettings::new(None)),
+            hume: Some(HumeSettings::new(None)),
         }
     }
 }
@@ -55,12 +64,14 @@ impl ProviderSettings {
             replicate: None,
             fal: None,
             google: None,
+            elevenlabs: None,
+            hume: None,
             ..ProviderSettings::default()
         }
     }
 
     /// Sets the account keys that `key` gives, by their variable's name (`REPLICATE_API_TOKEN`,
-    /// `FAL_KEY`, `GEMINI_API_KEY`, and `GOOGLE_APPLICATION_CREDENTIALS_JSON`: a Vertex AI
+    /// `FAL_KEY`, `GEMINI_API_KEY`, `ELEVENLABS_API_KEY`, `HUME_API_KEY`, and `GOOGLE_APPLICATION_CREDENTIALS_JSON`: a Vertex AI
     /// service account key itself). On AWS, the secret's keys take the place of the
     /// environment's this way.
     pub fn use_keys(&mut self, key: impl Fn(&str) -> Option<Secret>) {
@@ -76,6 +87,12 @@ impl ProviderSettings {
                 GoogleApi::Vertex(_) => "GOOGLE_APPLICATION_CREDENTIALS_JSON",
             };
             google.key = key(name).or(google.key.take());
+        }
+        if let Some(elevenlabs) = &mut self.elevenlabs {
+            elevenlabs.key = key("ELEVENLABS_API_KEY").or(elevenlabs.key.take());
+        }
+        if let Some(hume) = &mut self.hume {
+            hume.key = key("HUME_API_KEY").or(hume.key.take());
         }
     }
 
@@ -100,6 +117,7 @@ impl ProviderSettings {
             let (local, webhooks) = LocalProvider::new(LocalProviderSettings {
                 workdir: local_dir.to_path_buf(),
                 delay: self.local_delay,
+                python: self.local_python.clone(),
             })
             .map_err(|e| failed("local")(&e))?;
             providers.push(local);
@@ -120,6 +138,16 @@ impl ProviderSettings {
             };
             let provider = GoogleProvider::new(settings).map_err(|e| failed("google-cloud")(&e))?;
             providers.push(Arc::new(provider.with_budget(budget.clone())));
+        }
+        // Text-to-speech answers with the submit and has no request budget to count: its
+        // limits are on concurrency, and its 429s make jobs wait.
+        if let Some(settings) = &self.elevenlabs {
+            let provider = ElevenLabsProvider::from_settings(settings.clone()).map_err(|e| failed("elevenlabs")(&e))?;
+            providers.push(Arc::new(provider));
+        }
+        if let Some(settings) = &self.hume {
+            let provider = HumeProvider::from_settings(settings.clone()).map_err(|e| failed("hume")(&e))?;
+            providers.push(Arc::new(provider));
         }
         Ok(ProviderSet {
             providers,

@@ -10,8 +10,11 @@
 //! | `REELAY_WEBHOOK_ALLOW`           | non-public addresses outbound requests (webhooks, downloads, media inputs) may reach, CIDRs | none |
 //! | `REELAY_WEBHOOK_RETRIES`         | client-webhook retry delays, `5s,30s,2m,…`          | about a day |
 //! | `REELAY_PUBLIC_URL`              | the API's base URL, where providers call back       | unset: poll |
-//! | `REELAY_PROVIDERS`               | providers to run, comma-separated (`local`, `replicate`, `fal`, `google-cloud`, or `none`) | the hosted three |
+//! | `REELAY_OUTPUT_URL_EXPIRY_SECS`  | how long signed output URLs stay valid (1 s to 7 days) | 86400 |
+//! | `REELAY_MEDIA_INPUT_MAX_BYTES`   | the largest media input ffmpeg downloads by URL     | 2 GiB |
+//! | `REELAY_PROVIDERS`               | providers to run, comma-separated (`local`, `replicate`, `fal`, `google-cloud`, `elevenlabs`, `hume`, or `none`) | the hosted five |
 //! | `REELAY_PROVIDER_DELAY_MS`       | how long the `local` models "think"                 | 300 |
+//! | `REELAY_PYTHON`                  | the Python with `pocketsphinx` for `local`'s transcriber | `python3` |
 //! | `REPLICATE_API_TOKEN`            | Replicate's account key                             | unset |
 //! | `REELAY_REPLICATE_BASE_URL`      | Replicate's API                                     | Replicate's |
 //! | `FAL_KEY`                        | fal's account key                                   | unset |
@@ -21,6 +24,10 @@
 //! | `REELAY_GEMINI_BASE_URL`         | the Gemini API                                      | Google's |
 //! | `REELAY_VERTEX_LOCATION`         | Veo through Vertex AI in this region instead        | unset |
 //! | `GOOGLE_APPLICATION_CREDENTIALS` | Vertex AI's service-account key file                | unset |
+//! | `ELEVENLABS_API_KEY`             | ElevenLabs' account key                             | unset |
+//! | `REELAY_ELEVENLABS_BASE_URL`     | ElevenLabs' API                                     | ElevenLabs' |
+//! | `HUME_API_KEY`                   | Hume's account key                                  | unset |
+//! | `REELAY_HUME_BASE_URL`           | Hume's API                                          | Hume's |
 //!
 //! A client may bring its own provider key with each request, so a hosted provider runs
 //! without an account key. On AWS the secret's keys take the place of the environment's
@@ -57,7 +64,14 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub dispatch: DispatchSettings,
     pub providers: ProviderSettings,
+    /// How long a signed output URL stays valid (S3's presigned ones, or `reelay serve`'s).
+    pub output_url_expiry: Duration,
+    /// The largest media input (by URL) a merge or reframe downloads.
+    pub media_input_max_bytes: u64,
 }
+
+/// The longest a signed output URL may last: S3 signs for 7 days at most.
+const MAX_URL_EXPIRY_SECS: u64 = 7 * 24 * 3600;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -71,6 +85,8 @@ impl Default for Settings {
             },
             dispatch: DispatchSettings::default(),
             providers: ProviderSettings::default(),
+            output_url_expiry: Duration::from_secs(86_400),
+            media_input_max_bytes: 2 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -92,6 +108,16 @@ impl Settings {
                 RetrySchedule::parse(&list).map_err(|e| invalid("REELAY_WEBHOOK_RETRIES", e))?;
         }
         settings.providers = read_providers(&vars)?;
+        settings.output_url_expiry = Duration::from_secs(vars.number(
+            "REELAY_OUTPUT_URL_EXPIRY_SECS",
+            settings.output_url_expiry.as_secs(),
+            1..=MAX_URL_EXPIRY_SECS,
+        )?);
+        settings.media_input_max_bytes = vars.number(
+            "REELAY_MEDIA_INPUT_MAX_BYTES",
+            settings.media_input_max_bytes,
+            1..=u64::MAX,
+        )?;
         Ok(settings)
     }
 }
@@ -112,16 +138,21 @@ fn read_providers<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Provi
                 "replicate" => settings.replicate = defaults.replicate,
                 "fal" => settings.fal = defaults.fal,
                 "google-cloud" => settings.google = defaults.google,
+                "elevenlabs" => settings.elevenlabs = defaults.elevenlabs,
+                "hume" => settings.hume = defaults.hume,
                 other => {
                     return Err(invalid(
                         "REELAY_PROVIDERS",
-                        format!("`{other}` is no provider; known: local, replicate, fal, google-cloud (or none)"),
+                        format!("`{other}` is no provider; known: local, replicate, fal, google-cloud, elevenlabs, hume (or none)"),
                     ))
                 }
             }
         }
     }
     settings.local_delay = vars.millis("REELAY_PROVIDER_DELAY_MS", settings.local_delay)?;
+    if let Some(python) = vars.get("REELAY_PYTHON") {
+        settings.local_python = python;
+    }
     if let Some(replicate) = &mut settings.replicate {
         if let Some(base) = vars.base_url("REELAY_REPLICATE_BASE_URL")? {
             replicate.base_url = base;
@@ -148,6 +179,16 @@ fn read_providers<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Provi
             (vars.base_url("REELAY_GEMINI_BASE_URL")?, &mut google.api)
         {
             *b = base;
+        }
+    }
+    if let Some(elevenlabs) = &mut settings.elevenlabs {
+        if let Some(base) = vars.base_url("REELAY_ELEVENLABS_BASE_URL")? {
+            elevenlabs.base_url = base;
+        }
+    }
+    if let Some(hume) = &mut settings.hume {
+        if let Some(base) = vars.base_url("REELAY_HUME_BASE_URL")? {
+            hume.base_url = base;
         }
     }
     settings.use_keys(|name| vars.secret(name));
@@ -254,7 +295,11 @@ mod tests {
 
     #[tokio::test]
     async fn all_hosted_providers_by_default_or_the_ones_named() {
-        assert_eq!(names(&[]).unwrap(), ["replicate", "fal", "google-cloud"]);
+        assert_eq!(
+            names(&[]).unwrap(),
+            ["replicate", "fal", "google-cloud", "elevenlabs", "hume"]
+        );
+        assert_eq!(names(&[("REELAY_PROVIDERS", "hume,elevenlabs")]).unwrap(), ["elevenlabs", "hume"]);
         assert_eq!(names(&[("REELAY_PROVIDERS", "fal")]).unwrap(), ["fal"]);
         assert!(names(&[("REELAY_PROVIDERS", "none")]).unwrap().is_empty());
         let error = names(&[("REELAY_PROVIDERS", "replicate,acme")]).unwrap_err();

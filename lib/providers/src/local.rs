@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
 use reelay_core::domain::{Completion, JobKey};
-use reelay_core::plan::{parse_resolution, AspectRatio, MediaKind, Operation, Secret};
+use reelay_core::plan::{parse_resolution, AspectRatio, MediaKind, MediaRef, Operation, ProviderParams, Secret};
 use reelay_core::ports::{
     ByteStream, Callback, CallbackError, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus,
     Submission, DEFAULT_DEADLINE,
@@ -35,6 +35,8 @@ pub struct LocalProviderSettings {
     pub workdir: PathBuf,
     /// How long a job "runs" before rendering starts (stands in for model time).
     pub delay: Duration,
+    /// The Python whose `pocketsphinx` the `transcribe` model runs.
+    pub python: String,
 }
 
 pub struct LocalProvider {
@@ -57,6 +59,12 @@ struct LocalJob {
     duration: f64,
     width: u32,
     height: u32,
+    /// What the `audio` model says (`text`, else the prompt); a tone when empty.
+    #[serde(default)]
+    text: String,
+    /// The `transcribe` model's input: a file of reelay's own blob store.
+    #[serde(default)]
+    input: Option<PathBuf>,
     /// Test hook: a job whose params carry `"fail": "<reason>"` fails with that reason.
     fail: Option<String>,
     webhook: bool,
@@ -98,6 +106,12 @@ impl LocalProvider {
                 Completion::Polling,
             ),
             model("audio", Operation::GenerateAudio, MediaKind::Audio, Completion::Polling),
+            model(
+                "transcribe",
+                Operation::Transcribe,
+                MediaKind::Transcript,
+                Completion::Polling,
+            ),
         ];
         let provider = Arc::new_cyclic(|this| LocalProvider {
             settings,
@@ -125,7 +139,8 @@ impl LocalProvider {
         dir.join(match kind {
             MediaKind::Image => "output.png",
             MediaKind::Audio => "output.m4a",
-            _ => "output.mp4",
+            MediaKind::Transcript => "output.json",
+            MediaKind::Video => "output.mp4",
         })
     }
 
@@ -150,12 +165,25 @@ impl LocalProvider {
             (None, MediaKind::Image) => reelay_media::render_image(&job.prompt, job.width, job.height, &out)
                 .await
                 .map_err(|e| e.to_string()),
+            (None, MediaKind::Audio) if !job.text.trim().is_empty() => {
+                reelay_media::render_speech(&job.text, job.duration, &out)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
             (None, MediaKind::Audio) => reelay_media::render_audio(job.duration, &out)
                 .await
                 .map_err(|e| e.to_string()),
-            (None, _) => reelay_media::render_video(&job.prompt, job.duration, job.width, job.height, &out)
-                .await
-                .map_err(|e| e.to_string()),
+            (None, MediaKind::Transcript) => match &job.input {
+                Some(input) => reelay_media::transcribe_speech(&self.settings.python, input, &out)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err("the local transcriber was given no audio or video".into()),
+            },
+            (None, MediaKind::Video) => {
+                reelay_media::render_video(&job.prompt, job.duration, job.width, job.height, &out)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         };
         let status = match rendered {
             Ok(()) => ProviderStatus::Succeeded {
@@ -185,11 +213,29 @@ impl LocalProvider {
     }
 }
 
+/// Where the `transcribe` model reads from: the first of the job's media inputs, which must be
+/// a file of reelay's own blob store (the local provider fetches nothing from the network).
+fn local_input(params: &ProviderParams) -> Result<Option<PathBuf>, ProviderError> {
+    let Some(url) = ["audio", "audioUrl", "video", "videoUrl", "url"]
+        .iter()
+        .find_map(|name| params.inputs.get(*name))
+    else {
+        return Ok(None);
+    };
+    match url {
+        MediaRef::Url(url) if url.starts_with("file://") => Ok(Some(PathBuf::from(&url["file://".len()..]))),
+        _ => Err(ProviderError::Fatal(
+            "the local transcriber reads reelay's own outputs only, not URLs".into(),
+        )),
+    }
+}
+
 fn content_type(kind: MediaKind) -> &'static str {
     match kind {
         MediaKind::Image => "image/png",
         MediaKind::Audio => "audio/mp4",
-        _ => "video/mp4",
+        MediaKind::Transcript => "application/json",
+        MediaKind::Video => "video/mp4",
     }
 }
 
@@ -231,6 +277,14 @@ impl Provider for LocalProvider {
             model: model.id.clone(),
             kind: model.output,
             prompt: p.prompt.clone().unwrap_or_default(),
+            text: p
+                .options
+                .get("text")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .or_else(|| p.prompt.clone())
+                .unwrap_or_default(),
+            input: local_input(p)?,
             duration: p.duration.unwrap_or(5.0),
             width,
             height,
