@@ -36,8 +36,8 @@ struct Cli {
     /// [REELAY_WEBHOOK_RETRIES].
     #[arg(long, global = true)]
     webhook_retries: Option<String>,
-    /// This server's public base URL, where providers call back
-    /// (`{url}/api/webhooks/job/…`). Unset: provider jobs are polled only [REELAY_PUBLIC_URL].
+    /// This server's public base URL, where providers call back (`{url}/api/webhooks/job/…`)
+    /// and fetch earlier outputs. Unset: provider jobs are polled only [REELAY_PUBLIC_URL].
     #[arg(long, global = true)]
     public_url: Option<String>,
     /// Executions one tenant may have in flight at once, 0 for no limit

@@ -1,5 +1,6 @@
 //! `reelay serve`: the local API on a port, with the runners and the timer in the process.
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -9,7 +10,19 @@ use reelay_local::{LocalNode, LocalSettings};
 
 use crate::follow::LOCAL_TENANT;
 
-pub async fn serve(settings: LocalSettings, addr: &str) -> anyhow::Result<ExitCode> {
+pub async fn serve(mut settings: LocalSettings, addr: &str) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    // Outputs are served at signed URLs under the public URL, else here. A wildcard address
+    // is no place to fetch from: this machine's clients reach it on loopback.
+    let reachable = match local.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from((Ipv4Addr::LOCALHOST, local.port())),
+        ip if ip.is_unspecified() => SocketAddr::from((Ipv6Addr::LOCALHOST, local.port())),
+        _ => local,
+    };
+    settings.listen_url = Some(format!("http://{reachable}"));
     let mut node = LocalNode::open(settings)?;
     let keys: Arc<dyn KeyStore> = node.store().clone();
     // A first start has no key: make one for development, shown this once.
@@ -22,11 +35,8 @@ pub async fn serve(settings: LocalSettings, addr: &str) -> anyhow::Result<ExitCo
         engine: node.engine().clone(),
         keys,
     });
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     // Printed on stdout so scripts (and tests) can find the port when given :0.
-    println!("listening on http://{}", listener.local_addr()?);
+    println!("listening on http://{local}");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -53,7 +53,7 @@ async fn bad_requests_get_clear_errors() {
     ]});
     let answer = app.post(ACME, "/api/execute", &bad).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    let details = answer.body["error"]["details"].as_array().unwrap();
+    let details = answer.body["details"].as_array().unwrap();
     let has = |code: &str, job: &str| details.iter().any(|d| d["code"] == code && d["jobId"] == job);
     assert!(has("invalid_param", "a"), "{}", answer.body);
     assert!(has("duplicate_job_id", "a"), "{}", answer.body);
@@ -70,7 +70,7 @@ async fn bad_requests_get_clear_errors() {
         .call(Method::POST, "/api/execute", key, Some("{not json".into()))
         .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert_eq!(answer.body["error"]["details"][0]["code"], "invalid_json");
+    assert_eq!(answer.body["details"][0]["code"], "invalid_json");
 
     let not_json = axum::http::Request::post("/api/execute")
         .header(header::AUTHORIZATION, format!("Bearer {}", app.key(ACME)))
@@ -83,7 +83,7 @@ async fn bad_requests_get_clear_errors() {
     let huge = format!("{{\"jobs\":[],\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
     let answer = app.call(Method::POST, "/api/execute", key, Some(huge)).await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(answer.body["error"]["code"], "body_too_large");
+    assert_eq!(answer.body["code"], "body_too_large");
 
     assert_eq!(app.get(ACME, "/api/status/nope").await.status, StatusCode::NOT_FOUND);
     // Unknown routes and methods answer in the same error shape.
@@ -94,7 +94,7 @@ async fn bad_requests_get_clear_errors() {
     );
     let answer = app.call(Method::DELETE, "/api/execute", key, None).await;
     assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(answer.body["error"]["code"], "method_not_allowed");
+    assert_eq!(answer.body["code"], "method_not_allowed");
     app.stop().await;
 }
 
@@ -120,7 +120,7 @@ async fn calls_without_a_valid_key_are_refused() {
                 StatusCode::UNAUTHORIZED,
                 "{method} {path} with {bearer:?}"
             );
-            assert_eq!(answer.body["error"]["code"], "unauthorized");
+            assert_eq!(answer.body["code"], "unauthorized");
             assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer");
         }
     }
@@ -158,7 +158,7 @@ async fn tenants_see_only_their_own_executions() {
         json!({"baseExecutionId": id, "jobs": [{"id": "v", "type": "reframe", "params": {"aspectRatio": "9:16"}}]});
     let foreign = app.post(GLOBEX, "/api/execute", &variant).await;
     assert_eq!(foreign.status, StatusCode::NOT_FOUND, "{}", foreign.body);
-    assert_eq!(foreign.body["error"]["details"][0]["field"], "baseExecutionId");
+    assert_eq!(foreign.body["details"][0]["field"], "baseExecutionId");
     // Listings hold only one's own.
     let listed = app.get(GLOBEX, "/api/executions").await;
     assert_eq!(listed.body["executions"], json!([]), "{}", listed.body);
@@ -221,11 +221,8 @@ async fn listing_is_newest_first_paginated_and_filtered() {
     ] {
         let answer = app.get(ACME, bad).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}: {}", answer.body);
-        assert_eq!(answer.body["error"]["code"], "invalid_request");
-        let field = answer.body["error"]["details"][0]["field"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        assert_eq!(answer.body["code"], "invalid_request");
+        let field = answer.body["details"][0]["field"].as_str().unwrap().to_string();
         assert!(bad.contains(&format!("{field}=")), "{bad} blamed `{field}`");
     }
     app.stop().await;
@@ -249,7 +246,7 @@ async fn status_can_wait_for_the_end() {
     for bad in ["31", "-1", "soon"] {
         let answer = app.get(ACME, &format!("/api/status/{id}?wait={bad}")).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "wait={bad}");
-        assert_eq!(answer.body["error"]["details"][0]["field"], "wait");
+        assert_eq!(answer.body["details"][0]["field"], "wait");
     }
     app.stop().await;
 }
@@ -267,7 +264,7 @@ async fn tenant_limits_answer_429_with_retry_after() {
     let second = app.submit(ACME, &body).await;
     let refused = app.post(ACME, "/api/execute", &body).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.body);
-    assert_eq!(refused.body["error"]["code"], "rate_limited");
+    assert_eq!(refused.body["code"], "rate_limited");
     assert!(
         refused.headers[header::RETRY_AFTER]
             .to_str()
@@ -285,10 +282,7 @@ async fn tenant_limits_answer_429_with_retry_after() {
     let refused = app.post(ACME, "/api/execute", &body).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(
-        refused.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("last minute"),
+        refused.body["error"].as_str().unwrap().contains("last minute"),
         "{}",
         refused.body
     );
@@ -350,7 +344,7 @@ async fn cancel_stops_the_provider_job_and_the_jobs_after_it() {
     );
     // Past the provider's time, nothing came back to life.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let later = app.status(ACME, &id).await;
+    let later = app.ended(ACME, &id).await;
     assert_eq!(later["status"], "cancelled");
     assert_eq!(later["jobs"][0]["result"], Value::Null);
     app.stop().await;
@@ -370,7 +364,7 @@ async fn cancelling_an_ended_execution_is_a_conflict() {
             .await;
         assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
         assert_eq!(answer.body["status"], status);
-        assert_eq!(answer.body["error"]["code"], "already_ended");
+        assert_eq!(answer.body["code"], "already_ended");
         assert_eq!(app.status(ACME, &id).await["status"], status);
     }
     let missing = app.post(ACME, "/api/executions/nope/cancel", &json!({})).await;
@@ -420,5 +414,227 @@ async fn secrets_are_never_stored_or_answered_in_clear() {
     }
     // The API keys themselves are stored only as hashes.
     assert!(!stored.contains(app.key(ACME)));
+    app.stop().await;
+}
+
+/// What the SDK shows for an error answer (`${body.error} (${body.code})`), after checking the
+/// shape every error has: `error` a line of text, `code`, and `details`, never empty, each
+/// with its own `code` and `message`.
+fn shown(answer: &support::Answer, status: StatusCode, code: &str) -> String {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    let body = &answer.body;
+    let error = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("`error` is not text: {body}"));
+    assert!(!error.is_empty(), "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    let details = body["details"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `details`: {body}"));
+    assert!(!details.is_empty(), "{body}");
+    for detail in details {
+        assert!(detail["code"].is_string() && detail["message"].is_string(), "{body}");
+    }
+    format!("{error} ({code})")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_text_the_sdk_can_show_naming_what_was_wrong() {
+    let app = spawn_app().await;
+    let key = Some(app.key(ACME));
+
+    // A refused plan: the first problem with its job and field, and how many more.
+    let mut no_duration = scene("job2");
+    no_duration["params"]["duration"] = json!(0);
+    let plan = json!({"executionPlan": {"jobs": [
+        no_duration,
+        {"id": "job3", "type": "explode"},
+        {"id": "job1", "type": "reframe", "params": {"aspectRatio": "9:16"}, "dependsOn": ["job9"]},
+    ]}});
+    let answer = app.post(ACME, "/api/execute", &plan).await;
+    let text = shown(&answer, StatusCode::BAD_REQUEST, "invalid_plan");
+    let details = answer.body["details"].as_array().unwrap();
+    let more = details.len() - 1;
+    let first = &details[0];
+    let lead = format!(
+        "job `{}`, field `{}`: ",
+        first["jobId"].as_str().unwrap(),
+        first["field"].as_str().unwrap()
+    );
+    assert!(text.starts_with(&lead), "{text}");
+    assert!(
+        details
+            .iter()
+            .any(|d| d["jobId"] == "job2" && d["field"] == "params.duration"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        text.ends_with(&format!("(and {more} more problems) (invalid_plan)")),
+        "{text}"
+    );
+    // One problem: no count.
+    let one = app
+        .post(ACME, "/api/execute", &json!({"jobs": [{"id": "a", "type": "explode"}]}))
+        .await;
+    let text = shown(&one, StatusCode::BAD_REQUEST, "invalid_plan");
+    assert!(
+        text.starts_with("job `a`, field `type`: ") && !text.contains("more problem"),
+        "{text}"
+    );
+    let answer = app
+        .call(Method::POST, "/api/execute", key, Some("{not json".into()))
+        .await;
+    assert!(shown(&answer, StatusCode::BAD_REQUEST, "invalid_plan").contains("JSON"));
+
+    // A query parameter or path segment out of shape names its field.
+    let answer = app.get(ACME, "/api/executions?limit=0").await;
+    assert!(shown(&answer, StatusCode::BAD_REQUEST, "invalid_request").contains("`limit`"));
+    assert_eq!(answer.body["details"][0]["field"], "limit");
+    let answer = app.get(ACME, "/api/status/%FF").await;
+    shown(&answer, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(answer.body["details"][0]["field"], "path");
+
+    // Keys: missing, unknown.
+    let answer = app.call(Method::GET, "/api/executions", None, None).await;
+    assert!(shown(&answer, StatusCode::UNAUTHORIZED, "unauthorized").contains("Authorization: Bearer"));
+    let answer = app
+        .call(Method::GET, "/api/executions", Some("rl_live_0000"), None)
+        .await;
+    assert!(shown(&answer, StatusCode::UNAUTHORIZED, "unauthorized").contains("API key is not valid"));
+    assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer");
+
+    // Unknown executions, on every route that takes one, and as a base.
+    for path in ["/api/status/no-such-id", "/api/execute/no-such-id/status"] {
+        let answer = app.get(ACME, path).await;
+        assert!(shown(&answer, StatusCode::NOT_FOUND, "not_found").contains("no execution no-such-id"));
+    }
+    let answer = app.post(ACME, "/api/executions/no-such-id/cancel", &json!({})).await;
+    assert!(shown(&answer, StatusCode::NOT_FOUND, "not_found").contains("no-such-id"));
+    let variant = json!({"baseExecutionId": "no-such-base", "jobs": [image_job("a")]});
+    let answer = app.post(ACME, "/api/execute", &variant).await;
+    assert_eq!(
+        shown(&answer, StatusCode::NOT_FOUND, "base_execution_not_found"),
+        "field `baseExecutionId`: no base execution no-such-base (base_execution_not_found)"
+    );
+
+    // Routes and methods that do not exist.
+    let answer = app.get(ACME, "/api/nowhere").await;
+    assert!(shown(&answer, StatusCode::NOT_FOUND, "not_found").contains("/api/nowhere"));
+    let answer = app.call(Method::DELETE, "/api/execute", key, None).await;
+    let text = shown(&answer, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert!(text.contains("/api/execute") && text.contains("DELETE"), "{text}");
+
+    // Bodies: too large, not JSON.
+    let huge = format!("{{\"jobs\":[],\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
+    let answer = app.call(Method::POST, "/api/execute", key, Some(huge)).await;
+    assert!(shown(&answer, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").contains("1048576 bytes"));
+    let text = axum::http::Request::post("/api/execute")
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.key(ACME)))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(axum::body::Body::from("{}"))
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app.router.clone(), text).await.unwrap();
+    let answer = support::Answer {
+        status: response.status(),
+        headers: response.headers().clone(),
+        body: serde_json::from_slice(&axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap()).unwrap(),
+    };
+    assert!(shown(&answer, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").contains("`text/plain`"));
+
+    // Cancelling what already ended names it and how it ended.
+    let done = app.submit(ACME, &json!({"jobs": [image_job("a")]})).await;
+    app.ended(ACME, &done).await;
+    let answer = app
+        .post(ACME, &format!("/api/executions/{done}/cancel"), &json!({}))
+        .await;
+    let text = shown(&answer, StatusCode::CONFLICT, "already_ended");
+    assert!(text.contains(&done) && text.contains("(completed)"), "{text}");
+    assert_eq!(answer.body["status"], "completed");
+
+    // Provider callbacks: refused, unreadable query, too large.
+    let callback = |query: &str| format!("/api/webhooks/job/no-such-record{query}");
+    let answer = app
+        .call(Method::POST, &callback("?token=t"), None, Some("{}".into()))
+        .await;
+    assert!(shown(&answer, StatusCode::UNAUTHORIZED, "callback_refused").contains("unknown job"));
+    let answer = app
+        .call(Method::POST, &callback("?token=a&token=b"), None, Some("{}".into()))
+        .await;
+    assert!(shown(&answer, StatusCode::BAD_REQUEST, "invalid_request").contains("token"));
+    let answer = app
+        .call(
+            Method::POST,
+            &callback("?token=t"),
+            None,
+            Some("x".repeat(5 * 1024 * 1024)),
+        )
+        .await;
+    assert!(shown(&answer, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").contains("4194304 bytes"));
+    app.stop().await;
+
+    // Over a tenant's limit: the reason, and Retry-After.
+    let app = spawn_app_with(|s| {
+        s.node.providers.local_delay = Duration::from_secs(5);
+        s.node.engine.admission.max_in_flight = Some(1);
+    })
+    .await;
+    app.submit(ACME, &json!({"jobs": [image_job("a")]})).await;
+    let answer = app.post(ACME, "/api/execute", &json!({"jobs": [image_job("a")]})).await;
+    let text = shown(&answer, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(text.contains("limit"), "{text}");
+    assert!(answer.headers.contains_key(header::RETRY_AFTER));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_execution_ends_the_sdks_wait_as_failed() {
+    let app = spawn_app_with(|s| s.node.providers.local_delay = Duration::from_secs(3)).await;
+    let id = slow_pipeline(&app).await;
+    let running = app.status(ACME, &id).await;
+    assert_eq!(
+        (running["cancelled"].as_bool(), running["error"].as_str()),
+        (Some(false), None)
+    );
+    let cancelled = app
+        .post(ACME, &format!("/api/executions/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(cancelled.status, StatusCode::ACCEPTED, "{}", cancelled.body);
+
+    // The design documents' route and the listing keep `cancelled`...
+    let design = app.ended(ACME, &id).await;
+    assert_eq!(design["status"], "cancelled", "{design}");
+    assert_eq!(design["cancelled"], true);
+    let error = design["error"].as_str().unwrap().to_string();
+    assert!(
+        error.starts_with("execution was cancelled by a cancel request at "),
+        "{error}"
+    );
+    let listed = app.get(ACME, "/api/executions").await;
+    let summary = &listed.body["executions"][0];
+    assert_eq!(summary["executionId"], id.as_str());
+    assert_eq!(
+        (&summary["status"], &summary["error"]),
+        (&json!("cancelled"), &json!(error))
+    );
+
+    // ...while the SDK's route answers an end its blocking mode knows: `failed`, saying why.
+    for path in [
+        format!("/api/execute/{id}/status"),
+        format!("/api/execute/{id}/status?wait=30"),
+    ] {
+        let sdk = app.get(ACME, &path).await;
+        assert_eq!(sdk.status, StatusCode::OK, "{}", sdk.body);
+        assert_eq!(
+            (&sdk.body["status"], &sdk.body["cancelled"], &sdk.body["error"]),
+            (&json!("failed"), &json!(true), &json!(error)),
+            "{path}"
+        );
+        // Only the status differs from the other route.
+        let mut same = sdk.body.clone();
+        same["status"] = json!("cancelled");
+        same["webhook"] = design["webhook"].clone();
+        assert_eq!(same, design);
+    }
     app.stop().await;
 }

@@ -164,7 +164,7 @@ async fn unknown_base_and_base_job_ids_are_clear_errors() {
         .post(ACME, "/api/execute", &vertical_variant("no-such-execution", "v"))
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
-    assert_eq!(missing.body["error"]["code"], "base_execution_not_found");
+    assert_eq!(missing.body["code"], "base_execution_not_found");
 
     let base = app.submit(ACME, &json!({"jobs": [scene("scene1")]})).await;
     app.ended(ACME, &base).await;
@@ -173,7 +173,7 @@ async fn unknown_base_and_base_job_ids_are_clear_errors() {
     ]});
     let answer = app.post(ACME, "/api/execute", &wrong).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
-    let detail = &answer.body["error"]["details"][0];
+    let detail = &answer.body["details"][0];
     assert_eq!(
         (detail["code"].as_str(), detail["jobId"].as_str()),
         (Some("unknown_dependency"), Some("v"))

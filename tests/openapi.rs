@@ -357,6 +357,20 @@ async fn request_forms_pass_the_schema_and_the_server_alike() {
         "/api/executions/{id}/cancel",
         StatusCode::ACCEPTED,
     );
+    // A cancelled execution, on both status paths: `failed` on the SDK's, `cancelled` on the other.
+    app.ended(ACME, &base).await;
+    for (path, status) in [
+        ("/api/execute/{id}/status", "failed"),
+        ("/api/status/{id}", "cancelled"),
+    ] {
+        let answer = app.get(ACME, &path.replace("{id}", &base)).await;
+        assert_answer(&doc, &answer, "get", path, StatusCode::OK);
+        assert_eq!(
+            (&answer.body["status"], &answer.body["cancelled"]),
+            (&json!(status), &json!(true)),
+            "{path}"
+        );
+    }
 
     let mut no_id = image_job("a");
     no_id.as_object_mut().unwrap().remove("id");
@@ -557,6 +571,38 @@ async fn answers_and_webhook_bodies_match_their_documented_schemas() {
     for id in [&done, &failed] {
         let answer = app.post(ACME, &cancel.replace("{id}", id), &json!({})).await;
         assert_answer(&doc, &answer, "post", cancel, StatusCode::CONFLICT);
+    }
+    let answer = app.post(ACME, &cancel.replace("{id}", "%FF"), &json!({})).await;
+    assert_answer(&doc, &answer, "post", cancel, StatusCode::BAD_REQUEST);
+
+    // Provider callbacks refused, unreadable or too large.
+    let callback = "/api/webhooks/job/{record}";
+    for (query, body, expected) in [
+        ("?token=t", "{}".to_string(), StatusCode::UNAUTHORIZED),
+        ("?token=a&token=b", "{}".to_string(), StatusCode::BAD_REQUEST),
+        ("?token=t", "x".repeat(5 * 1024 * 1024), StatusCode::PAYLOAD_TOO_LARGE),
+    ] {
+        let path = format!("{}{query}", callback.replace("{record}", "nope"));
+        let answer = app.call(Method::POST, &path, None, Some(body)).await;
+        assert_answer(&doc, &answer, "post", callback, expected);
+    }
+
+    // Unknown routes and methods have no operation to document them: they are `Error`s.
+    let error = json!({"$ref": "#/components/schemas/Error"});
+    let key = Some(app.key(ACME));
+    for (method, path, expected) in [
+        (Method::GET, "/api/nowhere", StatusCode::NOT_FOUND),
+        (Method::DELETE, "/api/execute", StatusCode::METHOD_NOT_ALLOWED),
+        (Method::PUT, "/api/webhooks/job/nope", StatusCode::METHOD_NOT_ALLOWED),
+    ] {
+        let answer = app.call(method.clone(), path, key, None).await;
+        assert_eq!(answer.status, expected, "{method} {path}: {}", answer.body);
+        assert_valid(
+            &doc,
+            &error,
+            &answer.body,
+            &format!("the {expected} answer of {method} {path}"),
+        );
     }
     app.stop().await;
 }

@@ -19,7 +19,7 @@ use reelay_core::ports::{Provider, ProviderStatus};
 use reelay_local::LocalSettings;
 use reelay_node::ProviderSettings;
 use reelay_providers::fal::{FalProvider, FalSettings};
-use support::{spawn_served_app_with, App, ACME};
+use support::{spawn_served_app_with, unsigned, App, ACME};
 
 const KLING: &str = "fal-ai/kling-video/v2.1/master/text-to-video";
 const FLUX: &str = "fal-ai/flux/schnell";
@@ -243,8 +243,8 @@ async fn forged_replayed_and_stale_webhooks_change_nothing() {
         assert_eq!(post_webhook(&url, &headers, &body).await, 200);
     }
     let after = app.status(ACME, &id).await;
-    assert_eq!(after["jobs"], ended["jobs"]);
-    assert_eq!(after["result"], ended["result"]);
+    assert_eq!(unsigned(&after["jobs"]), unsigned(&ended["jobs"]));
+    assert_eq!(unsigned(&after["result"]), unsigned(&ended["result"]));
     // One key fetch: a refresh after the forged call is not repeated for the next ones.
     assert_eq!(fake.jwks_fetches(), 1);
     app.stop().await;
@@ -567,4 +567,34 @@ async fn the_official_fal_client_drives_the_fake() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fabric_runs_as_generate_in_both_of_the_sdks_forms() {
+    let fake = FakeFal::start().await;
+    let app = node(fal_settings(&fake), |_| {}).await;
+    // Unified (the options have a prompt): fabric drops it, and makes 1080p 720p.
+    let unified = json!({"id": "unified", "type": "generate", "params": {"provider": "fal",
+        "modelId": "veed/fabric-1.0", "unified": true, "prompt": "say it", "resolution": "1080p",
+        "image": "https://example.com/face.png", "audio": "https://example.com/voice.mp3"}});
+    // Raw (no prompt): the options verbatim beside the `model` object.
+    let raw = json!({"id": "raw", "type": "generate", "params": {"unified": false,
+        "model": {"provider": "fal", "modelId": "veed/fabric-1.0/fast", "options": {}},
+        "image": "https://example.com/face.png", "audio": "https://example.com/voice.mp3"}});
+    let id = app.submit(ACME, &plan(vec![unified, raw])).await;
+    let ended = app.ended(ACME, &id).await;
+    assert_eq!(ended["status"], "completed", "{ended}");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    for model in ["veed/fabric-1.0", "veed/fabric-1.0/fast"] {
+        let request = requests.iter().find(|r| r.model_id == model).expect(model);
+        assert_eq!(
+            request.input,
+            json!({"image_url": "https://example.com/face.png", "audio_url": "https://example.com/voice.mp3",
+                   "resolution": "720p"})
+        );
+        // Read back under its app, which leaves out `/fast`.
+        assert_eq!(request.app, "veed/fabric-1.0");
+    }
+    app.stop().await;
 }

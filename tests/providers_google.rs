@@ -570,7 +570,7 @@ async fn params_outside_the_models_schema_answer_400() {
     job["params"]["seed"] = json!(7);
     let answer = app.post(ACME, "/api/execute", &json!({"jobs": [job]})).await;
     assert_eq!(answer.status, 400, "{}", answer.body);
-    let fields: Vec<&str> = answer.body["error"]["details"]
+    let fields: Vec<&str> = answer.body["details"]
         .as_array()
         .unwrap()
         .iter()

@@ -18,7 +18,7 @@ use reelay_core::ports::{Provider, ProviderError, ProviderRequest};
 use reelay_local::LocalSettings;
 use reelay_node::ProviderSettings;
 use reelay_providers::replicate::{ReplicateProvider, ReplicateSettings};
-use support::{spawn_served_app_with, App, ACME};
+use support::{spawn_served_app_with, unsigned, App, ACME};
 
 const CONFIGURED: &str = "r8_configured";
 const CLIENT: &str = "r8_client";
@@ -102,10 +102,13 @@ fn job<'a>(status: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no job {id} in {status}"))
 }
 
-/// The bytes of a job's stored output (blobs are local files here).
-fn stored(status: &Value, id: &str) -> Vec<u8> {
+/// The bytes of a job's stored output, at the URL the status gives.
+async fn stored(status: &Value, id: &str) -> Vec<u8> {
     let url = job(status, id)["result"]["url"].as_str().unwrap().to_string();
-    std::fs::read(url.strip_prefix("file://").unwrap_or(&url)).unwrap()
+    match url.strip_prefix("file://") {
+        Some(path) => std::fs::read(path).unwrap(),
+        None => reqwest::get(&url).await.unwrap().bytes().await.unwrap().to_vec(),
+    }
 }
 
 /// The GETs of one prediction the fake answered (polls).
@@ -148,11 +151,11 @@ async fn video_image_and_transcript_complete_by_webhook() {
     assert_eq!(transcript.version, WHISPER_VERSION);
     assert_eq!(
         video.input,
-        json!({"prompt": "a fox runs", "duration": 5, "aspect_ratio": "16:9", "resolution": "480p"})
+        json!({"prompt": "a fox runs", "duration": 5, "aspect_ratio": "16:9", "resolution": "480p", "camera_fixed": false})
     );
     assert_eq!(
         transcript.input,
-        json!({"audio": "https://example.com/talk.mp3", "language": "en"})
+        json!({"audio": "https://example.com/talk.mp3", "language": "en", "word_timestamps": true})
     );
     for p in &predictions {
         let webhook = p.webhook.as_deref().expect("every model completes by webhook");
@@ -175,8 +178,30 @@ async fn video_image_and_transcript_complete_by_webhook() {
     assert_eq!(clip["result"]["width"], 160, "{clip}");
     assert!(clip["result"]["duration"].as_f64().unwrap() > 0.9);
     assert_eq!(job(&status, "still")["result"]["width"], 64);
-    let text: Value = serde_json::from_slice(&stored(&status, "words")).unwrap();
+    let text: Value = serde_json::from_slice(&stored(&status, "words").await).unwrap();
     assert_eq!(text, fake_replicate::transcript());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whisper_named_with_its_version_as_the_sdk_sends_it_runs_at_that_version() {
+    let (app, fake) = setup(Knobs::default(), |_, _| {}).await;
+    let versioned = format!("openai/whisper:{WHISPER_VERSION}");
+    let plan = json!({"jobs": [{"id": "words", "type": "transcribe", "params": {"provider": "replicate",
+        "modelId": versioned, "videoUrl": "https://example.com/talk.mp4"}}]});
+    let id = app.submit(ACME, &plan).await;
+    let status = ended(&app, &fake, &id).await;
+    assert_eq!(job(&status, "words")["status"], "completed", "{status}");
+    let create = fake.calls().into_iter().find(|c| c.method == "POST").expect("a create");
+    assert_eq!(create.path, "/v1/predictions");
+    let [prediction] = &fake.predictions()[..] else {
+        panic!("one prediction: {:#?}", fake.predictions())
+    };
+    assert_eq!(
+        (prediction.version.as_str(), prediction.official),
+        (WHISPER_VERSION, false)
+    );
+    assert_eq!(prediction.input["audio"], "https://example.com/talk.mp4");
     app.stop().await;
 }
 
@@ -295,7 +320,11 @@ async fn forged_replayed_and_stale_webhooks_are_refused_and_late_duplicates_chan
     assert_eq!(post_webhook(&wrong_token, &headers, &body).await, 401, "bad token");
 
     let after = app.status(ACME, &id).await;
-    assert_eq!(before["jobs"], after["jobs"], "a refused webhook changed a job");
+    assert_eq!(
+        unsigned(&before["jobs"]),
+        unsigned(&after["jobs"]),
+        "a refused webhook changed a job"
+    );
 
     // The real end arrives by webhook.
     fake.finish_now(&a.id);
@@ -309,7 +338,7 @@ async fn forged_replayed_and_stale_webhooks_are_refused_and_late_duplicates_chan
     assert_eq!(post_webhook(&url_a, &headers, &body).await, 200, "duplicate");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let again = app.status(ACME, &id).await;
-    assert_eq!(done["jobs"], again["jobs"]);
+    assert_eq!(unsigned(&done["jobs"]), unsigned(&again["jobs"]));
     assert_eq!(done["completedAt"], again["completedAt"]);
     app.stop().await;
 }

@@ -383,7 +383,7 @@ async fn private_and_internal_addresses_are_refused() {
             .post(ACME, "/api/execute", &with_webhook(vec![image_job("a")], &url, None))
             .await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{url}: {}", answer.body);
-        let detail = &answer.body["error"]["details"][0];
+        let detail = &answer.body["details"][0];
         assert_eq!(detail["code"], "webhook_url_refused", "{url}");
         assert_eq!(detail["field"], "webhook.url");
     }

@@ -273,6 +273,7 @@ fn output(key: &str) -> JobOutput {
         width: Some(1080),
         height: Some(1920),
         aspect_ratio: Some("9:16".into()),
+        transcript: None,
     }
 }
 

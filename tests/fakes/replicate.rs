@@ -37,13 +37,26 @@ pub const SECRETS: [&str; 4] = [
 /// The version the fake answers for an official model (a real prediction carries one too).
 pub const OFFICIAL_VERSION: &str = "5f4e0c2a9d1b8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f";
 pub const WHISPER_VERSION: &str = "8099696689d249cf8b122d833c36ac3f75505c666a395ca40ef26f68e7d3d16e";
+pub const MATTING_VERSION: &str = "73d2128a371922d5d1abf0712a1d974be0e4e2358cc1218e4e34714767232bac";
 
 /// The models the fake runs: (name, official, required input, output).
-const MODELS: [(&str, bool, &str, Output); 4] = [
+const MODELS: [(&str, bool, &str, Output); 5] = [
     ("bytedance/seedance-1-pro", true, "prompt", Output::Video),
     ("minimax/video-01", true, "prompt", Output::Video),
     ("google/nano-banana", true, "prompt", Output::Images),
     ("openai/whisper", false, "audio", Output::Transcript),
+    (
+        "arielreplicate/robust_video_matting",
+        false,
+        "input_video",
+        Output::Video,
+    ),
+];
+
+/// The versions of the community models (run by version only).
+const VERSIONS: [(&str, &str); 2] = [
+    (WHISPER_VERSION, "openai/whisper"),
+    (MATTING_VERSION, "arielreplicate/robust_video_matting"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -616,7 +629,11 @@ impl Shared {
                 seq,
                 account,
                 model: name.to_string(),
-                version: if official { OFFICIAL_VERSION } else { WHISPER_VERSION }.to_string(),
+                version: VERSIONS
+                    .iter()
+                    .find(|(_, model)| *model == name)
+                    .map_or(OFFICIAL_VERSION, |(version, _)| version)
+                    .to_string(),
                 official,
                 input,
                 webhook: body.get("webhook").and_then(Value::as_str).map(str::to_string),
@@ -815,18 +832,15 @@ async fn create_version(
     // A 64-hex id, or `owner/name:id`.
     let version = body["version"].as_str().unwrap_or_default();
     let version = version.rsplit(':').next().unwrap_or_default();
-    if version != WHISPER_VERSION {
+    let Some(&(_, model)) = VERSIONS.iter().find(|(v, _)| *v == version) else {
         let answer = problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid version or not permitted",
             "The specified version does not exist (or perhaps you don't have permission to use it?)",
         );
         return shared.answered(call, answer);
-    }
-    let answer = shared
-        .clone()
-        .create(account, "openai/whisper", false, &headers, &body)
-        .await;
+    };
+    let answer = shared.clone().create(account, model, false, &headers, &body).await;
     shared.answered(call, answer)
 }
 

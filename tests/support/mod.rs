@@ -65,13 +65,15 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut LocalSettings)) -> App {
     }
 }
 
-/// An app whose router also serves on a loopback port (so providers can call back), with
-/// `callback_base` set to it. `configure` gets the settings and the base URL.
+/// An app whose router also serves on a loopback port (so providers can call back and fetch
+/// outputs), with `callback_base` (the public URL) set to it. `configure` gets the settings
+/// and the base URL.
 pub async fn spawn_served_app_with(configure: impl FnOnce(&mut LocalSettings, &str)) -> (App, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = spawn_app_with(|s| {
         s.node.engine.callback_base = Some(base.clone());
+        s.listen_url = Some(base.clone());
         configure(s, &base);
     })
     .await;
@@ -184,4 +186,15 @@ pub fn python() -> std::path::PathBuf {
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     assert!(venv.exists(), "{} is missing: run `make deps`", venv.display());
     venv
+}
+
+/// `value` with the query of every output URL in it cut off: status answers sign their URLs
+/// anew at each read, so two reads of an unchanged execution differ only there.
+pub fn unsigned(value: &Value) -> Value {
+    match value {
+        Value::String(url) if url.contains("/api/files/") => Value::from(url.split('?').next().unwrap_or(url)),
+        Value::Array(items) => items.iter().map(unsigned).collect(),
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), unsigned(v))).collect(),
+        other => other.clone(),
+    }
 }

@@ -1,4 +1,9 @@
-//! The one place errors become HTTP answers: `{error: {code, message, details}, code}`.
+//! The one place errors become HTTP answers: `{error, code, details}`.
+//!
+//! `error` is one line of text, because the SDK shows it as text (`${body.error} (${body.code})`):
+//! the first problem, led by its job and field, and how many more there are. `code` is stable.
+//! `details` lists every problem as `{code, message, jobId?, field?}`, at least one, so a
+//! client can always walk it.
 
 use std::time::Duration;
 
@@ -12,19 +17,20 @@ use reelay_core::plan::PlanError;
 use reelay_core::ports::CallbackError;
 use reelay_core::ports::StoreError;
 use reelay_core::tenants::AuthError;
-use reelay_core::{CallbackRejected, CancelError, EngineError, SubmitError};
+use reelay_core::{CallbackRejected, CancelError, EngineError, OutputRefused, SubmitError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("the plan is invalid")]
     Invalid(Vec<PlanError>),
-    /// A query parameter or header that is not as documented.
+    /// A query parameter, path segment or header that is not as documented.
     #[error("{message}")]
     BadRequest { field: String, message: String },
-    #[error("the body is {size} bytes; the limit is {limit}")]
-    TooLarge { size: usize, limit: usize },
-    #[error("the body must be JSON (Content-Type: application/json)")]
-    NotJson,
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    /// With the Content-Type that was sent, if any.
+    #[error("the body must be JSON (Content-Type: application/json), not {}", sent_type(.0.as_deref()))]
+    NotJson(Option<String>),
     #[error("{0}")]
     Unauthorized(String),
     #[error("no execution {0}")]
@@ -35,26 +41,37 @@ pub enum ApiError {
     WrongMethod { method: String, path: String },
     #[error("no base execution {0}")]
     BaseNotFound(String),
-    #[error("execution {id} already ended {}", .status.name())]
+    #[error("execution {id} already ended ({}); only a pending or processing execution can be cancelled", .status.name())]
     AlreadyEnded { id: String, status: ExecutionStatus },
     #[error("{reason}")]
     Limited { reason: String, retry_after: Duration },
-    #[error("{0}")]
-    CallbackRefused(String),
-    #[error("{0}")]
-    CallbackMalformed(String),
-    #[error("{0}")]
-    CallbackLater(String),
-    #[error("internal error")]
+    #[error(transparent)]
+    Callback(CallbackError),
+    /// A request for an output at a signed URL (`/api/files/…`).
+    #[error(transparent)]
+    Output(OutputRefused),
+    // The cause goes to the logs (see `into_response`), never to the client.
+    #[error("the server could not reach its store or queue; try again")]
     Internal(#[from] EngineError),
+}
+
+fn sent_type(content_type: Option<&str>) -> String {
+    content_type.map_or_else(|| "a body without a Content-Type".to_string(), |ct| format!("`{ct}`"))
+}
+
+impl From<OutputRefused> for ApiError {
+    fn from(e: OutputRefused) -> Self {
+        match e {
+            OutputRefused::Engine(e) => ApiError::Internal(e),
+            other => ApiError::Output(other),
+        }
+    }
 }
 
 impl From<CallbackRejected> for ApiError {
     fn from(e: CallbackRejected) -> Self {
         match e {
-            CallbackRejected::Callback(CallbackError::Unauthorized(why)) => ApiError::CallbackRefused(why),
-            CallbackRejected::Callback(CallbackError::Malformed(why)) => ApiError::CallbackMalformed(why),
-            CallbackRejected::Callback(CallbackError::Unavailable(why)) => ApiError::CallbackLater(why),
+            CallbackRejected::Callback(e) => ApiError::Callback(e),
             CallbackRejected::Engine(e) => ApiError::Internal(e),
         }
     }
@@ -96,45 +113,88 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_plan"),
+            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::NotJson(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound(_) | ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::WrongMethod { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::BaseNotFound(_) => (StatusCode::NOT_FOUND, "base_execution_not_found"),
+            ApiError::AlreadyEnded { .. } => (StatusCode::CONFLICT, "already_ended"),
+            ApiError::Limited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Callback(CallbackError::Unauthorized(_)) => (StatusCode::UNAUTHORIZED, "callback_refused"),
+            ApiError::Callback(CallbackError::Malformed(_)) => (StatusCode::BAD_REQUEST, "callback_malformed"),
+            // The provider retries its webhook; polling covers us meanwhile.
+            ApiError::Callback(CallbackError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "try_again"),
+            ApiError::Output(OutputRefused::Url(_)) => (StatusCode::FORBIDDEN, "url_refused"),
+            ApiError::Output(OutputRefused::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Output(OutputRefused::Range { .. }) => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
+            ApiError::Output(OutputRefused::Engine(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        }
+    }
+
+    /// Every problem, at least one: a plan's own list, else this error as the one problem,
+    /// naming the field at fault when there is one.
+    fn details(&self, code: &str) -> Vec<PlanError> {
+        let one = PlanError::new(code, self.to_string());
+        match self {
+            ApiError::Invalid(errors) if !errors.is_empty() => errors.clone(),
+            ApiError::BadRequest { field, message } => vec![PlanError::new("invalid_field", message).field(field)],
+            ApiError::BaseNotFound(_) => vec![one.field("baseExecutionId")],
+            _ => vec![one],
+        }
+    }
+}
+
+/// The one line shown to a user: the first problem, where it is, and how many more.
+fn summary(details: &[PlanError]) -> String {
+    let Some((first, rest)) = details.split_first() else {
+        return String::new();
+    };
+    let mut line = headline(first);
+    match rest.len() {
+        0 => {}
+        1 => line.push_str(" (and 1 more problem)"),
+        n => line.push_str(&format!(" (and {n} more problems)")),
+    }
+    line
+}
+
+/// A problem led by its job and field: "job `a`, field `params.prompt`: prompt is required".
+fn headline(problem: &PlanError) -> String {
+    let mut message = problem.message.as_str();
+    let mut at = Vec::new();
+    if let Some(job) = &problem.job_id {
+        // Most messages already lead with their job: say it once.
+        let lead = format!("job `{job}`: ");
+        message = message.strip_prefix(&lead).unwrap_or(message);
+        at.push(format!("job `{job}`"));
+    }
+    if let Some(field) = problem.field.as_ref().filter(|f| !message.contains(&format!("`{f}`"))) {
+        at.push(format!("field `{field}`"));
+    }
+    if at.is_empty() {
+        message.to_string()
+    } else {
+        format!("{}: {message}", at.join(", "))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, details) = match &self {
-            ApiError::Invalid(errors) => (StatusCode::BAD_REQUEST, "invalid_plan", json!(errors)),
-            ApiError::BadRequest { field, message } => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                json!([{ "code": "invalid_field", "message": message, "field": field }]),
-            ),
-            ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", json!([])),
-            ApiError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", json!([])),
-            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", json!([])),
-            ApiError::NotFound(_) | ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found", json!([])),
-            ApiError::WrongMethod { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", json!([])),
-            ApiError::BaseNotFound(_) => (
-                StatusCode::NOT_FOUND,
-                "base_execution_not_found",
-                json!([{ "code": "base_execution_not_found", "message": self.to_string(), "field": "baseExecutionId" }]),
-            ),
-            ApiError::AlreadyEnded { .. } => (StatusCode::CONFLICT, "already_ended", json!([])),
-            ApiError::Limited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", json!([])),
-            ApiError::CallbackRefused(_) => (StatusCode::UNAUTHORIZED, "callback_refused", json!([])),
-            ApiError::CallbackMalformed(_) => (StatusCode::BAD_REQUEST, "callback_malformed", json!([])),
-            // The provider retries its webhook; polling covers us meanwhile.
-            ApiError::CallbackLater(_) => (StatusCode::SERVICE_UNAVAILABLE, "try_again", json!([])),
-            ApiError::Internal(e) => {
-                // The detail stays in our logs; the client gets no internals.
-                tracing::error!(error = %e, "request failed");
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", json!([]))
-            }
-        };
-        let message = match &self {
-            ApiError::Invalid(errors) => match errors.as_slice() {
-                [one] => one.message.clone(),
-                many => format!("the plan has {} problems", many.len()),
-            },
-            other => other.to_string(),
-        };
-        let mut body = json!({ "error": { "code": code, "message": message, "details": details }, "code": code });
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(e) = &self {
+            tracing::error!(error = %e, "request failed");
+        }
+        let details = self.details(code);
+        let mut body = json!({ "error": summary(&details), "code": code, "details": details });
         if let ApiError::AlreadyEnded { status: ended, .. } = &self {
             body["status"] = json!(ended.name());
         }
@@ -148,8 +208,63 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
+            ApiError::Output(OutputRefused::Range { size }) => {
+                if let Ok(range) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    headers.insert(header::CONTENT_RANGE, range);
+                }
+            }
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt_required(job: &str) -> PlanError {
+        PlanError::new("invalid_param", format!("job `{job}`: prompt is required"))
+            .job(job)
+            .field("params.prompt")
+    }
+
+    #[test]
+    fn a_plan_summary_names_the_first_problem_and_counts_the_rest() {
+        let one = vec![prompt_required("job2")];
+        assert_eq!(summary(&one), "job `job2`, field `params.prompt`: prompt is required");
+        let three = vec![
+            prompt_required("job2"),
+            prompt_required("job3"),
+            PlanError::new("empty_plan", "the plan has no jobs"),
+        ];
+        assert_eq!(
+            summary(&three),
+            "job `job2`, field `params.prompt`: prompt is required (and 2 more problems)"
+        );
+        assert!(summary(&three[..2]).ends_with("(and 1 more problem)"));
+    }
+
+    #[test]
+    fn a_field_the_message_already_names_is_not_repeated() {
+        let named = PlanError::new("invalid_field", "`webhook.url` must be an http(s) URL").field("webhook.url");
+        assert_eq!(summary(&[named]), "`webhook.url` must be an http(s) URL");
+        let unnamed = PlanError::new("base_execution_not_found", "no base execution x").field("baseExecutionId");
+        assert_eq!(summary(&[unnamed]), "field `baseExecutionId`: no base execution x");
+    }
+
+    #[test]
+    fn every_error_has_at_least_one_detail() {
+        let errors = [
+            ApiError::Invalid(Vec::new()),
+            ApiError::NotJson(None),
+            ApiError::Callback(CallbackError::Unavailable("later".into())),
+        ];
+        for error in errors {
+            let (_, code) = error.status_and_code();
+            let details = error.details(code);
+            assert_eq!(details.len(), 1, "{error:?}");
+            assert_eq!(summary(&details), error.to_string());
+        }
     }
 }

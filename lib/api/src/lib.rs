@@ -2,6 +2,7 @@
 //! AWS (`lambda_http::run`).
 
 mod error;
+mod files;
 mod routes;
 mod view;
 

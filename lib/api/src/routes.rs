@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::to_bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::body::{to_bytes, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +16,7 @@ use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
@@ -23,7 +26,8 @@ use reelay_core::ports::{KeyStore, PageCursor};
 use reelay_core::tenants::authenticate;
 use reelay_core::{Engine, Event};
 
-use crate::{iso8601, status_view, ApiError};
+use crate::view::execution_error;
+use crate::{iso8601, status_view, ApiError, StatusView};
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -50,12 +54,15 @@ pub fn routes(state: ApiState) -> (Router, Vec<(Method, &'static str)>) {
         router.route(path, handler)
     };
     authed = add(authed, Method::POST, "/api/execute", post(execute));
-    authed = add(authed, Method::GET, "/api/execute/{id}/status", get(status));
+    authed = add(authed, Method::GET, "/api/execute/{id}/status", get(sdk_status));
     authed = add(authed, Method::GET, "/api/status/{id}", get(status));
     authed = add(authed, Method::GET, "/api/executions", get(list));
     authed = add(authed, Method::POST, "/api/executions/{id}/cancel", post(cancel));
     let mut public = add(Router::new(), Method::GET, "/api/openapi.json", get(openapi));
     public = add(public, Method::POST, CALLBACK_PATH, post(provider_callback));
+    // Signed output URLs carry their own authority; the key spans segments (`{*key}`).
+    served.push((Method::GET, crate::files::PATH));
+    public = public.route(crate::files::ROUTE, get(crate::files::file));
     let router = authed
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
         .merge(public);
@@ -115,30 +122,18 @@ async fn execute(
     Extension(Tenant(tenant)): Extension<Tenant>,
     request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let is_json = request
+    let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let is_json = content_type
+        .as_deref()
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return Err(ApiError::NotJson);
+        return Err(ApiError::NotJson(content_type));
     }
-    let limit = state.engine.settings().limits.max_body_bytes;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if let Some(size) = declared.filter(|s| *s > limit) {
-        return Err(ApiError::TooLarge { size, limit });
-    }
-    // Read one byte past the limit, so an oversize body without a length is caught too.
-    let body = to_bytes(request.into_body(), limit + 1)
-        .await
-        .map_err(|_| ApiError::TooLarge { size: limit + 1, limit })?;
+    let body = read_body(request, state.engine.settings().limits.max_body_bytes).await?;
     let execution = state.engine.submit(&tenant, &body).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -156,13 +151,38 @@ struct StatusQuery {
     wait: Option<f64>,
 }
 
+/// `GET /api/status/{id}`: the execution as it stands.
 async fn status(
     State(state): State<ApiState>,
     Extension(Tenant(tenant)): Extension<Tenant>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     reread: Option<Extension<Reread>>,
-    query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Result<Json<StatusView>, ApiError> {
+    read_status(&state, &tenant, id, reread, query).await.map(Json)
+}
+
+/// `GET /api/execute/{id}/status`, the SDK's: the same answer, but a cancelled execution reads
+/// `failed`, because the SDK's blocking mode stops polling only on `completed` or `failed`.
+async fn sdk_status(
+    State(state): State<ApiState>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    PathId(id): PathId,
+    reread: Option<Extension<Reread>>,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Result<Json<StatusView>, ApiError> {
+    let view = read_status(&state, &tenant, id, reread, query).await?;
+    Ok(Json(view.for_sdk()))
+}
+
+/// The status of the tenant's execution `id`, once it ends or `?wait=` runs out.
+async fn read_status(
+    state: &ApiState,
+    tenant: &str,
+    id: String,
+    reread: Option<Extension<Reread>>,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Result<StatusView, ApiError> {
     let wait = match query {
         Ok(Query(q)) => match q.wait {
             Some(w) if !(0.0..=MAX_WAIT.as_secs_f64()).contains(&w) => {
@@ -197,7 +217,7 @@ async fn status(
         if execution.status.is_terminal() || tokio::time::Instant::now() >= deadline {
             let deliveries = store.deliveries(&id).await?;
             state.engine.fresh_urls(&mut execution, &mut jobs).await?;
-            return Ok(Json(status_view(&execution, &jobs, &deliveries)));
+            return Ok(status_view(&execution, &jobs, &deliveries));
         }
         // Sleep until this execution ends (or the deadline); a lagging receiver re-reads, and
         // so does a set re-read period when it passes.
@@ -238,12 +258,8 @@ struct ListQuery {
 async fn list(
     State(state): State<ApiState>,
     Extension(Tenant(tenant)): Extension<Tenant>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Queried(q): Queried<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::BadRequest {
-        field: "query".into(),
-        message: e.body_text(),
-    })?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(ExecutionStatus::parse(s).ok_or_else(|| ApiError::BadRequest {
@@ -282,7 +298,7 @@ async fn list(
                 "totalJobs": e.total_jobs,
                 "completedJobs": e.completed_jobs,
                 "baseExecutionId": e.base_execution_id,
-                "error": e.error.as_ref().map(|err| err.message.clone()),
+                "error": execution_error(e),
                 "createdAt": iso8601(e.created_at),
                 "completedAt": e.completed_at.map(iso8601),
             })
@@ -312,7 +328,7 @@ fn decode_cursor(cursor: &str) -> Result<PageCursor, ApiError> {
 async fn cancel(
     State(state): State<ApiState>,
     Extension(Tenant(tenant)): Extension<Tenant>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let cancelled = state.engine.cancel(&tenant, &id).await?;
     Ok((
@@ -331,24 +347,69 @@ const MAX_CALLBACK_BYTES: usize = 4 * 1024 * 1024;
 
 async fn provider_callback(
     State(state): State<ApiState>,
-    Path(record): Path<String>,
-    Query(query): Query<CallbackQuery>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    PathId(record): PathId,
+    Queried(query): Queried<CallbackQuery>,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    if body.len() > MAX_CALLBACK_BYTES {
-        return Err(ApiError::TooLarge {
-            size: body.len(),
-            limit: MAX_CALLBACK_BYTES,
-        });
-    }
-    let headers: Vec<(String, String)> = headers
+    let headers: Vec<(String, String)> = request
+        .headers()
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
         .collect();
+    let body = read_body(request, MAX_CALLBACK_BYTES).await?;
     let token = query.token.unwrap_or_default();
     let recorded = state.engine.provider_callback(&record, &token, &headers, &body).await?;
     Ok(Json(json!({ "received": true, "recorded": recorded.name() })))
+}
+
+/// The whole body, refused past `limit` bytes: by its declared length before reading, else
+/// while reading (a body sent without a length is caught too).
+async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|size| size > limit) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| ApiError::TooLarge { limit })
+}
+
+/// A route's one path parameter (an execution id, a job record). axum's own refusal would be
+/// plain text; this one answers like every other error.
+struct PathId(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest {
+                field: "path".into(),
+                message: e.body_text(),
+            })?;
+        Ok(PathId(id))
+    }
+}
+
+/// A query string read into `T`, refused (naming `query`) like every other error.
+struct Queried<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Queried<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(query) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest {
+                field: "query".into(),
+                message: e.body_text(),
+            })?;
+        Ok(Queried(query))
+    }
 }
 
 async fn no_route(uri: axum::http::Uri) -> ApiError {

@@ -3,7 +3,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use reelay_core::domain::{DeliveryState, Execution, Job, JobOutput, JobStatus, WebhookDelivery};
+use reelay_core::domain::{DeliveryState, Execution, ExecutionStatus, Job, JobOutput, JobStatus, WebhookDelivery};
+use reelay_core::plan::{Params, ProviderParams};
 
 use crate::iso8601;
 
@@ -24,6 +25,8 @@ pub struct StatusView {
     pub result: Option<Value>,
     pub outputs: serde_json::Map<String, Value>,
     pub error: Option<String>,
+    /// Whether the execution was cancelled: on the SDK's route its `status` reads `failed`.
+    pub cancelled: bool,
     pub failed_jobs: Vec<String>,
     pub base_execution_id: Option<String>,
     /// The end-of-execution webhook's delivery, when the execution has a webhook and has ended.
@@ -71,6 +74,12 @@ impl From<&WebhookDelivery> for DeliveryView {
 pub struct JobView {
     pub id: String,
     pub operation: &'static str,
+    /// The model a provider job runs: the one it named, or the server's default for its
+    /// operation when it named none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
     pub status: &'static str,
     pub result: Option<Value>,
     pub error: Option<String>,
@@ -78,6 +87,13 @@ pub struct JobView {
     pub completed_at: Option<String>,
     /// The job's own webhook (`sendJobWebhook`), once it has ended.
     pub webhook: Option<DeliveryView>,
+}
+
+fn model_of(job: &Job) -> Option<&ProviderParams> {
+    match &job.spec.params {
+        Params::Provider(params) => Some(params),
+        _ => None,
+    }
 }
 
 pub fn status_view(execution: &Execution, jobs: &[Job], deliveries: &[WebhookDelivery]) -> StatusView {
@@ -112,6 +128,8 @@ pub fn status_view(execution: &Execution, jobs: &[Job], deliveries: &[WebhookDel
             .map(|j| JobView {
                 id: j.id().to_string(),
                 operation: j.spec.operation.name(),
+                provider: model_of(j).map(|p| p.provider.clone()),
+                model_id: model_of(j).map(|p| p.model_id.clone()),
                 status: j.status.name(),
                 result: j.output.as_ref().map(JobOutput::as_result),
                 error: j.error.as_ref().map(|e| e.message.clone()),
@@ -126,7 +144,8 @@ pub fn status_view(execution: &Execution, jobs: &[Job], deliveries: &[WebhookDel
             .iter()
             .map(|(id, o)| (id.clone(), o.as_result()))
             .collect(),
-        error: execution.error.as_ref().map(|e| e.message.clone()),
+        error: execution_error(execution),
+        cancelled: execution.status == ExecutionStatus::Cancelled,
         failed_jobs: execution
             .error
             .as_ref()
@@ -138,4 +157,28 @@ pub fn status_view(execution: &Execution, jobs: &[Job], deliveries: &[WebhookDel
         started_at: execution.started_at.map(iso8601),
         completed_at: execution.completed_at.map(iso8601),
     }
+}
+
+impl StatusView {
+    /// As the SDK's route answers: its blocking mode polls until `completed` or `failed` and
+    /// knows no other end, so a cancelled execution reads `failed` there, with `cancelled`
+    /// and `error` saying why.
+    pub fn for_sdk(mut self) -> Self {
+        if self.cancelled {
+            self.status = ExecutionStatus::Failed.name();
+        }
+        self
+    }
+}
+
+/// Why an execution did not complete: its failure, or its cancellation (and when it was
+/// asked for), so a client that shows only `error` has something to show.
+pub(crate) fn execution_error(execution: &Execution) -> Option<String> {
+    if let Some(error) = &execution.error {
+        return Some(error.message.clone());
+    }
+    (execution.status == ExecutionStatus::Cancelled).then(|| match execution.cancel_requested_at {
+        Some(at) => format!("execution was cancelled by a cancel request at {}", iso8601(at)),
+        None => "execution was cancelled".to_string(),
+    })
 }

@@ -5,16 +5,17 @@
 //!   is aborted on any failure (the stream's or S3's), so a failed put leaves no object and no
 //!   upload behind, and an existing object under the key is untouched until the put completes.
 //!   The content type is stored with the object.
-//! * `get` streams the object; a missing key is [`BlobError::NotFound`].
+//! * `get` streams the object; a missing key is [`BlobError::NotFound`]. `read` streams it, or
+//!   one range of it, with its size, type and ETag.
 //! * `url` is a presigned GET URL valid for [`S3Settings::url_expiry`], or `{cdn_base}/{key}`
-//!   when a CDN base is configured.
+//!   when a CDN base is configured; `public_url` is the same URL, which reads from anywhere.
 //! * Keys are relative paths of plain segments: empty keys, a leading `/`, and empty, `.` or
 //!   `..` segments are refused (as by the file blobs), so keys stay meaningful as paths.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -22,7 +23,7 @@ use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
-use reelay_core::ports::{BlobError, Blobs, ByteStream, StoredBlob};
+use reelay_core::ports::{BlobError, BlobRead, Blobs, ByteRange, ByteStream, PublicUrl, StoredBlob};
 
 use crate::sdk_message;
 
@@ -229,28 +230,49 @@ impl Blobs for S3Blobs {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, BlobError> {
-        check_key(key)?;
+        Ok(body_stream(self.object(key, None).await?.body))
+    }
+
+    async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<BlobRead, BlobError> {
+        // A range is resolved against the object's size first, so that one outside it answers
+        // as the port says (S3's own 416 does not tell the size).
+        let span = match range {
+            None => None,
+            Some(range) => {
+                let head = self
+                    .client
+                    .head_object()
+                    .bucket(&self.settings.bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| match e.raw_response().map(|r| r.status().as_u16()) {
+                        Some(404) => BlobError::NotFound(key.to_string()),
+                        _ => io(e),
+                    })?;
+                let size = head.content_length.unwrap_or(0).max(0) as u64;
+                Some(range.within(size).ok_or(BlobError::RangeNotSatisfiable { size })?)
+            }
+        };
         let out = self
-            .client
-            .get_object()
-            .bucket(&self.settings.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| {
-                let missing = e.raw_response().is_some_and(|r| r.status().as_u16() == 404);
-                match e.into_service_error() {
-                    GetObjectError::NoSuchKey(_) => BlobError::NotFound(key.to_string()),
-                    _ if missing => BlobError::NotFound(key.to_string()),
-                    other => io(other),
-                }
-            })?;
-        let stream = futures::stream::unfold(out.body, |mut body| async move {
-            body.next()
-                .await
-                .map(|chunk| (chunk.map_err(std::io::Error::other), body))
-        });
-        Ok(Box::pin(stream))
+            .object(key, span.map(|(first, last)| format!("bytes={first}-{last}")))
+            .await?;
+        let size = match (span, out.content_range.as_deref()) {
+            // `bytes first-last/size`
+            (Some(_), Some(content_range)) => content_range
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| BlobError::Io(format!("unreadable Content-Range {content_range:?}")))?,
+            _ => out.content_length.unwrap_or(0).max(0) as u64,
+        };
+        Ok(BlobRead {
+            size,
+            range: span,
+            content_type: out.content_type.clone(),
+            etag: out.e_tag.clone().unwrap_or_default(),
+            body: body_stream(out.body),
+        })
     }
 
     async fn url(&self, key: &str) -> Result<String, BlobError> {
@@ -269,6 +291,44 @@ impl Blobs for S3Blobs {
             .map_err(io)?;
         Ok(request.uri().to_string())
     }
+
+    /// Presigned URLs (and a CDN's) read from anywhere already.
+    async fn public_url(&self, key: &str) -> Result<Option<PublicUrl>, BlobError> {
+        Ok(Some(PublicUrl {
+            url: self.url(key).await?,
+            anywhere: true,
+        }))
+    }
+}
+
+impl S3Blobs {
+    /// The object under `key`, or the bytes of it `range` names; a missing key is `NotFound`.
+    async fn object(&self, key: &str, range: Option<String>) -> Result<GetObjectOutput, BlobError> {
+        check_key(key)?;
+        self.client
+            .get_object()
+            .bucket(&self.settings.bucket)
+            .key(key)
+            .set_range(range)
+            .send()
+            .await
+            .map_err(|e| {
+                let missing = e.raw_response().is_some_and(|r| r.status().as_u16() == 404);
+                match e.into_service_error() {
+                    GetObjectError::NoSuchKey(_) => BlobError::NotFound(key.to_string()),
+                    _ if missing => BlobError::NotFound(key.to_string()),
+                    other => io(other),
+                }
+            })
+    }
+}
+
+fn body_stream(body: S3Body) -> ByteStream {
+    Box::pin(futures::stream::unfold(body, |mut body| async move {
+        body.next()
+            .await
+            .map(|chunk| (chunk.map_err(std::io::Error::other), body))
+    }))
 }
 
 #[cfg(test)]

@@ -20,11 +20,13 @@ use crate::sdk_message;
 
 /// The provider keys a secret may carry. `GOOGLE_APPLICATION_CREDENTIALS_JSON` is a Vertex AI
 /// service-account key itself (not a path to one).
-pub const PROVIDER_KEYS: [&str; 4] = [
+pub const PROVIDER_KEYS: [&str; 6] = [
     "REPLICATE_API_TOKEN",
     "FAL_KEY",
     "GEMINI_API_KEY",
     "GOOGLE_APPLICATION_CREDENTIALS_JSON",
+    "ELEVENLABS_API_KEY",
+    "HUME_API_KEY",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -103,6 +103,14 @@ impl ExecutionStatus {
     }
 }
 
+/// A spoken word and when it is said, in seconds from the start of the audio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimedWord {
+    pub word: String,
+    pub start: f64,
+    pub end: f64,
+}
+
 /// A stored media output (ours, in the blob store) and what probing it found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -121,6 +129,10 @@ pub struct JobOutput {
     pub height: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aspect_ratio: Option<String>,
+    /// Speech whose provider gave word timings (ElevenLabs, Hume): the words, so captions
+    /// need no transcription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<Vec<TimedWord>>,
 }
 
 impl JobOutput {

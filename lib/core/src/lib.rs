@@ -8,13 +8,14 @@ pub mod outbound;
 pub mod plan;
 pub mod ports;
 pub mod secrets;
+pub mod signed_urls;
 pub mod tenants;
 pub mod time;
 pub mod webhooks;
 pub mod worker;
 
 pub use engine::{
-    CallbackRejected, CancelError, Cancelled, Engine, EngineError, EngineSettings, Event, Ports, Providers, Recorded,
-    SubmitError, Via,
+    CallbackRejected, CancelError, Cancelled, Engine, EngineError, EngineSettings, Event, OutputRefused, Ports,
+    Providers, Recorded, SubmitError, Via,
 };
 pub use worker::Handled;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis, WebhookDelivery};
+use crate::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis, TimedWord, WebhookDelivery};
 use crate::plan::{MediaKind, Operation, ProviderParams, ReframeMode, Secret, Transition};
 // Providers name their models with these; validation owns them.
 pub use crate::plan::{ModelInfo, DEFAULT_DEADLINE};
@@ -234,6 +234,9 @@ pub enum BlobError {
     NotFound(String),
     #[error("blob store failed: {0}")]
     Io(String),
+    /// A range that covers none of the blob's bytes (HTTP 416).
+    #[error("the range asked for lies outside the blob's {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,13 +246,63 @@ pub struct StoredBlob {
     pub content_type: String,
 }
 
+/// A URL that reads a blob from outside this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    pub url: String,
+    /// Whether hosts anywhere (a hosted provider) can read it, not only this machine's: false
+    /// for a server without a public URL, which serves outputs at its listen address.
+    pub anywhere: bool,
+}
+
+/// One range of a blob a reader asks for (HTTP's `Range: bytes=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// From this byte to the end.
+    From(u64),
+    /// From the first to the last byte given, inclusive.
+    Span(u64, u64),
+    /// The last this many bytes.
+    Last(u64),
+}
+
+impl ByteRange {
+    /// The first and last byte it covers in a blob of `size` bytes; `None` if it covers none.
+    pub fn within(self, size: u64) -> Option<(u64, u64)> {
+        let last = size.checked_sub(1)?;
+        match self {
+            ByteRange::From(first) => (first <= last).then_some((first, last)),
+            ByteRange::Span(first, end) => (first <= end && first <= last).then_some((first, end.min(last))),
+            ByteRange::Last(n) => (n > 0).then(|| (size.saturating_sub(n), last)),
+        }
+    }
+}
+
+/// A blob, or one range of it, being read, with what serving it over HTTP needs.
+pub struct BlobRead {
+    pub body: ByteStream,
+    /// The whole blob's size.
+    pub size: u64,
+    /// The first and last byte `body` holds, when a range was asked for.
+    pub range: Option<(u64, u64)>,
+    /// As stored, where the store keeps it.
+    pub content_type: Option<String>,
+    /// Changes whenever the content does (quoted, as HTTP sends it).
+    pub etag: String,
+}
+
 #[async_trait]
 pub trait Blobs: Send + Sync {
     /// Stores a stream under `key` chunk by chunk; a failed stream leaves nothing behind.
     async fn put(&self, key: &str, content_type: &str, body: ByteStream) -> Result<StoredBlob, BlobError>;
     async fn get(&self, key: &str) -> Result<ByteStream, BlobError>;
-    /// A URL that reads the blob (ffmpeg and clients read it).
+    /// The blob, or one `range` of it, for serving it over HTTP.
+    async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<BlobRead, BlobError>;
+    /// A URL this node's own tools read the blob at (ffmpeg, a provider in this process).
     async fn url(&self, key: &str) -> Result<String, BlobError>;
+    /// A URL another process or machine reads the blob at (clients, hosted providers), signed
+    /// and expiring; `None` when nothing serves this store (`reelay run`).
+    async fn public_url(&self, key: &str) -> Result<Option<PublicUrl>, BlobError>;
 }
 
 /// Time, as the engine sees it. Tests drive a manual clock.
@@ -265,6 +318,8 @@ pub struct MediaInfo {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub size_bytes: u64,
+    /// Word timings the file carries (speech providers tag their audio with them).
+    pub words: Option<Vec<TimedWord>>,
 }
 
 /// A media input resolved to something ffmpeg can read.
@@ -398,6 +453,11 @@ pub enum ProviderError {
 pub trait Provider: Send + Sync {
     fn name(&self) -> &str;
     fn models(&self) -> &[ModelInfo];
+    /// The model a job's `modelId` names. Most providers know each model by one id; Replicate
+    /// also takes `owner/name:version`.
+    fn model(&self, model_id: &str) -> Option<&ModelInfo> {
+        self.models().iter().find(|m| m.id == model_id)
+    }
     /// Problems of a job's params against its model's input schema, as `(field, message)`
     /// (checked when the plan is submitted, so they answer 400).
     fn check_params(&self, _params: &ProviderParams) -> Vec<(String, String)> {
@@ -411,6 +471,11 @@ pub trait Provider: Send + Sync {
     /// (no lookup by anything of ours), a submit whose answer was lost is not repeated: the
     /// engine waits for the provider's callback to adopt it, or fails the job.
     fn reconciles(&self) -> bool {
+        false
+    }
+    /// Whether it runs in this process and reads blob-store files itself (`local`); a hosted
+    /// provider gets each input at a URL it can fetch, or inline as a `data:` URI.
+    fn reads_files(&self) -> bool {
         false
     }
     async fn status(&self, provider_job_id: &str, key: Option<&Secret>) -> Result<ProviderStatus, ProviderError>;

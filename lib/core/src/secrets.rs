@@ -37,6 +37,8 @@ pub enum SealError {
 #[derive(Clone)]
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
+    /// Kept only to derive keys for other purposes ([`Sealer::derive`]).
+    key: [u8; 32],
 }
 
 impl fmt::Debug for Sealer {
@@ -56,12 +58,18 @@ impl Sealer {
     }
 
     pub fn from_bytes(key: &[u8]) -> Result<Sealer, SealError> {
-        if key.len() != 32 {
-            return Err(SealError::BadKey);
-        }
+        let key: [u8; 32] = key.try_into().map_err(|_| SealError::BadKey)?;
         Ok(Sealer {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+            key,
         })
+    }
+
+    /// A key for another `purpose` (signing output URLs), derived as HMAC-SHA256 of the
+    /// purpose under the server key: one key per purpose, and the sealing key itself is never
+    /// used for anything but sealing.
+    pub fn derive(&self, purpose: &str) -> Vec<u8> {
+        crate::webhooks::signature::hmac(&self.key, &[purpose.as_bytes()])
     }
 
     /// A fresh random key, base64-encoded (what `reelay` writes on first start).

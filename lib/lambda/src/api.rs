@@ -94,7 +94,7 @@ mod tests {
 
         let (status, body) = call(router(app.state()), event("apigw-v2-execute-unauthenticated.json", &[])).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-        assert!(body["error"]["code"].is_string(), "{body}");
+        assert!(body["code"] == "unauthorized" && body["error"].is_string(), "{body}");
 
         // Refused callbacks change nothing: an unknown job reads as unauthorised.
         let (status, body) = call(router(app.state()), event("apigw-v2-provider-callback.json", &[])).await;

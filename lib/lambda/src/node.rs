@@ -59,7 +59,7 @@ pub fn aws_adapters(config: &SdkConfig, settings: &AwsSettings) -> Adapters {
             config,
             S3Settings {
                 bucket: settings.bucket.clone(),
-                url_expiry: settings.output_url_expiry,
+                url_expiry: settings.node.output_url_expiry,
                 cdn_base: settings.cdn_base_url.clone(),
                 endpoint_url: endpoint_url.clone(),
             },

@@ -1,7 +1,7 @@
 //! The functions' settings, read once from their environment (`lookup`: the process's
 //! environment, or a test's map): the AWS resources below, and what every node reads
 //! (`reelay_node::settings`: limits, outbound addresses, webhook retries, public URL,
-//! providers). Each error names the variable at fault.
+//! output URL expiry, providers). Each error names the variable at fault.
 //!
 //! | variable                        | meaning                                       | default     |
 //! |---------------------------------|-----------------------------------------------|-------------|
@@ -10,7 +10,6 @@
 //! | `REELAY_WEBHOOK_QUEUE_URL`      | the client-webhook queue                      | required    |
 //! | `REELAY_BUCKET`                 | the S3 bucket of outputs                      | required    |
 //! | `REELAY_SECRETS_ID`             | the Secrets Manager secret (server key, provider keys) | required |
-//! | `REELAY_OUTPUT_URL_EXPIRY_SECS` | how long presigned output URLs stay valid     | 86400       |
 //! | `REELAY_CDN_BASE_URL`           | outputs served from a CDN instead             | unset       |
 //! | `REELAY_RETENTION_DAYS`         | finished records expire after                 | 30          |
 //! | `REELAY_POLLER_RUN_FOR_SECS`    | how long one poller invocation keeps ticking  | 50          |
@@ -44,7 +43,6 @@ pub struct AwsSettings {
     pub bucket: String,
     /// The secret holding the server key and the provider keys.
     pub secrets_id: String,
-    pub output_url_expiry: Duration,
     pub cdn_base_url: Option<String>,
     pub retention: Duration,
     /// Another endpoint for every AWS client (moto); `None` for AWS's.
@@ -56,9 +54,6 @@ pub struct AwsSettings {
     /// What every node reads, with the job runner's lease.
     pub node: Settings,
 }
-
-/// The longest presigned URL S3 signs (7 days).
-const MAX_URL_EXPIRY_SECS: u64 = 7 * 24 * 3600;
 
 impl AwsSettings {
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, SettingsError> {
@@ -73,11 +68,6 @@ impl AwsSettings {
             webhook_queue_url: vars.required("REELAY_WEBHOOK_QUEUE_URL")?,
             bucket: vars.required("REELAY_BUCKET")?,
             secrets_id: vars.required("REELAY_SECRETS_ID")?,
-            output_url_expiry: Duration::from_secs(vars.number(
-                "REELAY_OUTPUT_URL_EXPIRY_SECS",
-                86_400,
-                1..=MAX_URL_EXPIRY_SECS,
-            )?),
             cdn_base_url: vars.base_url("REELAY_CDN_BASE_URL")?,
             retention: Duration::from_secs(vars.number("REELAY_RETENTION_DAYS", 30, 1..=3650)? * 86_400),
             endpoint_url: vars.base_url("AWS_ENDPOINT_URL")?,
@@ -132,7 +122,7 @@ mod tests {
             (s.bucket.as_str(), s.secrets_id.as_str()),
             ("reelay-outputs", "reelay/server")
         );
-        assert_eq!(s.output_url_expiry, Duration::from_secs(86_400));
+        assert_eq!(s.node.output_url_expiry, Duration::from_secs(86_400));
         assert_eq!(s.retention, Duration::from_secs(30 * 86_400));
         assert_eq!((s.cdn_base_url, s.endpoint_url), (None, None));
         assert_eq!(s.ffmpeg_dir, PathBuf::from("/opt/bin"));
@@ -173,7 +163,7 @@ mod tests {
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
         ])
         .unwrap();
-        assert_eq!(s.output_url_expiry, Duration::from_secs(600));
+        assert_eq!(s.node.output_url_expiry, Duration::from_secs(600));
         assert_eq!(s.cdn_base_url.as_deref(), Some("https://cdn.example.com"));
         assert_eq!(s.retention, Duration::from_secs(7 * 86_400));
         assert_eq!(s.node.engine.callback_base.as_deref(), Some("https://api.example.com"));

@@ -1,25 +1,53 @@
 //! The `Blobs` port on the filesystem: one file per key under a root folder, written through
-//! a temporary name and renamed, so a reader never sees half a file.
+//! a temporary name and renamed, so a reader never sees half a file. This node's tools read
+//! them as `file://` paths; under `reelay serve` everyone else reads them over HTTP, at signed,
+//! expiring URLs the API answers (`/api/files/…`, `lib/api/src/files.rs`).
 
+use std::io::SeekFrom;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use reelay_core::ports::{BlobError, Blobs, ByteStream, StoredBlob};
+use reelay_core::ports::{BlobError, BlobRead, Blobs, ByteRange, ByteStream, PublicUrl, StoredBlob};
+use reelay_core::signed_urls::UrlSigner;
 
 pub struct FileBlobs {
     root: PathBuf,
+    served: Option<Served>,
 }
+
+/// How a server hands out its blobs: at signed URLs under its base, valid for `expiry`.
+#[derive(Debug, Clone)]
+pub(crate) struct Served {
+    /// `--public-url`, or else the address the server listens on.
+    pub base: String,
+    /// Whether `base` is the public URL, which hosts anywhere can reach.
+    pub anywhere: bool,
+    pub signer: UrlSigner,
+    pub expiry: Duration,
+}
+
+/// The size of the chunks a file is streamed in.
+const CHUNK: usize = 256 * 1024;
 
 impl FileBlobs {
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, BlobError> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(io)?;
         let root = root.canonicalize().map_err(io)?;
-        Ok(FileBlobs { root })
+        Ok(FileBlobs { root, served: None })
+    }
+
+    /// Blobs a server hands out over HTTP.
+    pub(crate) fn served(self, served: Served) -> Self {
+        FileBlobs {
+            served: Some(served),
+            ..self
+        }
     }
 
     /// The file behind a key; keys cannot climb out of the root.
@@ -73,8 +101,12 @@ impl Blobs for FileBlobs {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, BlobError> {
+        Ok(self.read(key, None).await?.body)
+    }
+
+    async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<BlobRead, BlobError> {
         let missing = || BlobError::NotFound(key.to_string());
-        let file = match tokio::fs::File::open(self.path(key)?).await {
+        let mut file = match tokio::fs::File::open(self.path(key)?).await {
             Ok(f) => f,
             // `a/b/c` where `a/b` is a blob: no blob either.
             Err(e)
@@ -87,14 +119,52 @@ impl Blobs for FileBlobs {
             }
             Err(e) => return Err(io(e)),
         };
+        let meta = file.metadata().await.map_err(io)?;
         // A folder (the prefix of other keys) opens fine but is no blob.
-        if !file.metadata().await.map_err(io)?.is_file() {
+        if !meta.is_file() {
             return Err(missing());
         }
-        Ok(Box::pin(ReaderStream::with_capacity(file, 256 * 1024)))
+        let size = meta.len();
+        // A put renames a new file into place, so size and time change with the content.
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let etag = format!("\"{size:x}-{modified:x}\"");
+        let span = range
+            .map(|r| r.within(size).ok_or(BlobError::RangeNotSatisfiable { size }))
+            .transpose()?;
+        let body: ByteStream = match span {
+            Some((first, last)) => {
+                file.seek(SeekFrom::Start(first)).await.map_err(io)?;
+                Box::pin(ReaderStream::with_capacity(file.take(last - first + 1), CHUNK))
+            }
+            None => Box::pin(ReaderStream::with_capacity(file, CHUNK)),
+        };
+        Ok(BlobRead {
+            body,
+            size,
+            range: span,
+            content_type: None,
+            etag,
+        })
     }
 
     async fn url(&self, key: &str) -> Result<String, BlobError> {
         Ok(format!("file://{}", self.path(key)?.display()))
+    }
+
+    async fn public_url(&self, key: &str) -> Result<Option<PublicUrl>, BlobError> {
+        let Some(served) = &self.served else {
+            return Ok(None);
+        };
+        self.path(key)?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let expires = (now + served.expiry).as_secs() as i64;
+        Ok(Some(PublicUrl {
+            url: served.signer.url(&served.base, key, expires),
+            anywhere: served.anywhere,
+        }))
     }
 }

@@ -14,12 +14,14 @@ use tokio::task::JoinSet;
 use reelay_core::clock::SystemClock;
 use reelay_core::ports::Clock;
 use reelay_core::secrets::Sealer;
+use reelay_core::signed_urls::UrlSigner;
 use reelay_core::webhooks::Dispatcher;
 use reelay_core::worker::{run_timer, run_workers, MessageHandler, WorkerSettings};
 use reelay_core::Engine;
 use reelay_node::{deliver_local_callbacks, Adapters, LocalCallbacks, Node, NodeError, Settings};
 use reelay_providers::InProcessBudget;
 
+use crate::blobs::Served;
 use crate::{Db, DbError, Durability, FileBlobs, SqliteQueue, SqliteStore};
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,9 @@ pub struct LocalSettings {
     /// What every node is configured with. The `local` provider always runs here, whatever
     /// `node.providers.local` says.
     pub node: Settings,
+    /// Where `reelay serve` listens (`http://127.0.0.1:8080`). Set, outputs are handed out at
+    /// signed URLs under the public URL, or else under this; unset (`reelay run`), as files.
+    pub listen_url: Option<String>,
 }
 
 impl LocalSettings {
@@ -50,6 +55,7 @@ impl LocalSettings {
             workers: WorkerSettings::default(),
             secret_key: None,
             node,
+            listen_url: None,
         }
     }
 }
@@ -138,12 +144,22 @@ impl LocalNode {
         if leases + in_flight > 0 {
             tracing::info!(leases, in_flight, "took over work left by a previous process");
         }
+        let mut blobs = FileBlobs::new(dir.join("blobs")).map_err(|e| OpenError::Recovery(e.to_string()))?;
+        if let Some(listen) = &settings.listen_url {
+            let public = &settings.node.engine.callback_base;
+            blobs = blobs.served(Served {
+                base: public.clone().unwrap_or_else(|| listen.clone()),
+                anywhere: public.is_some(),
+                signer: UrlSigner::new(&sealer),
+                expiry: settings.node.output_url_expiry,
+            });
+        }
         let adapters = Adapters {
             store: store.clone(),
             keys: store.clone(),
             job_queue: queue.clone(),
             webhook_queue: webhook_queue.clone(),
-            blobs: Arc::new(FileBlobs::new(dir.join("blobs")).map_err(|e| OpenError::Recovery(e.to_string()))?),
+            blobs: Arc::new(blobs),
             // One process: its own count is the account's.
             budget: Arc::new(InProcessBudget::default()),
         };

@@ -2,8 +2,9 @@
 //! the result back as a stream that deletes the scratch folder when it is dropped.
 //!
 //! Inputs are `file://` URLs (the embedded stack's blobs) and, once enabled with
-//! [`FfmpegMedia::with_http`], http(s) URLs (presigned S3 URLs on AWS), which are streamed into
-//! the task's scratch folder before ffmpeg reads them. Other schemes are refused.
+//! [`FfmpegMedia::with_http`], http(s) URLs (presigned S3 URLs on AWS, a client's URLs), which
+//! are streamed into the task's scratch folder, up to a size cap, before ffmpeg reads them.
+//! Other schemes are refused.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,10 +40,10 @@ impl FfmpegMedia {
         }
     }
 
-    /// Also reads http(s) inputs. Input URLs may come from clients, so a download reaches only
-    /// the addresses `policy` permits, checked on the resolved address and on every redirect
-    /// (and ignores proxies, which would resolve past the check).
-    pub fn with_http(mut self, policy: AddressPolicy) -> Result<Self, FfmpegError> {
+    /// Also reads http(s) inputs of at most `max_bytes` each. Input URLs may come from clients,
+    /// so a download reaches only the addresses `policy` permits, checked on the resolved
+    /// address and on every redirect (and ignores proxies, which would resolve past the check).
+    pub fn with_http(mut self, policy: AddressPolicy, max_bytes: u64) -> Result<Self, FfmpegError> {
         let policy = Arc::new(policy);
         let hops = policy.clone();
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
@@ -61,7 +62,11 @@ impl FfmpegMedia {
             .user_agent(concat!("reelay-media/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| FfmpegError::Invalid(format!("cannot build the input download client: {e}")))?;
-        self.http = Some(Fetcher { client, policy });
+        self.http = Some(Fetcher {
+            client,
+            policy,
+            max_bytes,
+        });
         Ok(self)
     }
 
@@ -100,6 +105,8 @@ impl FfmpegMedia {
 struct Fetcher {
     client: reqwest::Client,
     policy: Arc<AddressPolicy>,
+    /// The largest input downloaded; a larger one fails its job.
+    max_bytes: u64,
 }
 
 impl Fetcher {
@@ -125,12 +132,34 @@ impl Fetcher {
                 MediaError::Failed(format!("cannot read input {shown}: {why}"))
             });
         }
+        // Named by host only: the path and query may carry a client's secrets.
+        let too_large = || {
+            let host = reqwest::Url::parse(url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_default();
+            MediaError::Invalid(format!(
+                "a media input from {host} is larger than the {} bytes allowed \
+                 (REELAY_MEDIA_INPUT_MAX_BYTES)",
+                self.max_bytes
+            ))
+        };
+        if response.content_length().is_some_and(|n| n > self.max_bytes) {
+            return Err(too_large());
+        }
         let path = dir.join(format!("{name}{}", extension(url)));
         let write_failed = |e: std::io::Error| MediaError::Failed(format!("cannot store input {shown}: {e}"));
         let mut file = tokio::fs::File::create(&path).await.map_err(write_failed)?;
         let mut body = response.bytes_stream();
+        let mut size = 0u64;
         while let Some(chunk) = body.next().await {
-            file.write_all(&chunk.map_err(failed)?).await.map_err(write_failed)?;
+            let chunk = chunk.map_err(failed)?;
+            // A server may send no length, or a wrong one: count what arrives.
+            size += chunk.len() as u64;
+            if size > self.max_bytes {
+                return Err(too_large());
+            }
+            file.write_all(&chunk).await.map_err(write_failed)?;
         }
         file.flush().await.map_err(write_failed)?;
         Ok(path)
@@ -231,6 +260,7 @@ async fn info_of(path: &Path) -> Result<MediaInfo, MediaError> {
         width: p.width,
         height: p.height,
         size_bytes: p.size_bytes,
+        words: p.words,
     })
 }
 
@@ -267,7 +297,7 @@ mod tests {
         render_video("served", 1.0, 160, 90, &clip).await.unwrap();
         let base = serve(std::fs::read(&clip).unwrap()).await;
         let scratch = dir.path().join("scratch");
-        let media = FfmpegMedia::new(&scratch).with_http(loopback()).unwrap();
+        let media = FfmpegMedia::new(&scratch).with_http(loopback(), 1 << 30).unwrap();
         // As a presigned URL: the query is the server's business.
         let url = format!("{base}/clip.mp4?X-Amz-Signature=abc");
 
@@ -315,7 +345,9 @@ mod tests {
         );
 
         // Loopback is not public: refused unless allowed, whatever the answer would be.
-        let strict = FfmpegMedia::new(dir.path()).with_http(AddressPolicy::strict()).unwrap();
+        let strict = FfmpegMedia::new(dir.path())
+            .with_http(AddressPolicy::strict(), 1 << 30)
+            .unwrap();
         let err = strict.probe(&url).await.unwrap_err();
         assert!(matches!(&err, MediaError::Invalid(_)), "{err:?}");
         assert!(!err.to_string().contains("session-token"), "{err}");
@@ -323,7 +355,7 @@ mod tests {
         let err = strict.probe(&named).await.unwrap_err();
         assert!(matches!(&err, MediaError::Invalid(_)), "{err:?}");
 
-        let media = FfmpegMedia::new(dir.path()).with_http(loopback()).unwrap();
+        let media = FfmpegMedia::new(dir.path()).with_http(loopback(), 1 << 30).unwrap();
         let err = media.probe("ftp://127.0.0.1/clip.mp4").await.unwrap_err();
         assert!(
             matches!(&err, MediaError::Invalid(m) if m.contains("file and http(s)")),
@@ -338,6 +370,29 @@ mod tests {
         assert!(matches!(&err, MediaError::Failed(m) if m.contains("500")), "{err:?}");
         // Downloaded, but not media: ffprobe's verdict.
         assert!(media.probe(&url).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn inputs_over_the_cap_are_refused_naming_the_host_only() {
+        let base = serve(vec![7u8; 4096]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join("scratch");
+        let media = FfmpegMedia::new(&scratch).with_http(loopback(), 1000).unwrap();
+        let err = media.probe(&format!("{base}/clip.mp4?token=secret")).await.unwrap_err();
+        let MediaError::Invalid(message) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            message.contains("from 127.0.0.1 ") && message.contains("1000 bytes"),
+            "{message}"
+        );
+        assert!(message.contains("REELAY_MEDIA_INPUT_MAX_BYTES"), "{message}");
+        assert!(
+            !message.contains("secret") && !message.contains("clip.mp4"),
+            "{message}"
+        );
+        // Nothing of the download is left behind.
+        assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::ffmpeg::{ffprobe, file_arg};
 use crate::FfmpegError;
+use reelay_core::domain::TimedWord;
 use reelay_core::plan::AspectRatio;
 
 /// The facts about a media file that the pipelines need.
@@ -28,6 +29,10 @@ pub struct Probe {
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
     pub fps: Option<f64>,
+    /// Word timings in the file's `comment` tag (`{"transcript": [{word, start, end}]}`), as
+    /// the speech providers write them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub words: Option<Vec<TimedWord>>,
 }
 
 /// Probes `path` with `ffprobe -print_format json -show_format -show_streams`.
@@ -68,6 +73,18 @@ struct RawFormat {
     format_name: Option<String>,
     duration: Option<String>,
     size: Option<String>,
+    #[serde(default)]
+    tags: RawFormatTags,
+}
+
+#[derive(Deserialize, Default)]
+struct RawFormatTags {
+    comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TaggedTranscript {
+    transcript: Vec<TimedWord>,
 }
 
 #[derive(Deserialize)]
@@ -154,6 +171,12 @@ fn parse(json: &[u8]) -> Result<Detailed, FfmpegError> {
             video_codec: video.and_then(|v| v.codec_name.clone()),
             audio_codec: audio.and_then(|a| a.codec_name.clone()),
             fps,
+            // Any other comment is someone else's: no words then.
+            words: format
+                .tags
+                .comment
+                .and_then(|c| serde_json::from_str::<TaggedTranscript>(&c).ok())
+                .map(|t| t.transcript),
         },
     })
 }

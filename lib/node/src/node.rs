@@ -13,6 +13,7 @@ use reelay_core::webhooks::Dispatcher;
 use reelay_core::{Engine, Ports, Providers, Via};
 use reelay_media::FfmpegMedia;
 use reelay_outbound_http::HttpTransport;
+use reelay_providers::registry::ROUTES;
 use reelay_providers::ProviderWebhook;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -73,11 +74,22 @@ impl Node {
         // Inputs are blob-store files, presigned S3 URLs or a client's URLs: downloads go
         // through the same address guard as every other outbound request.
         let media = FfmpegMedia::new(work_dir.join("scratch"))
-            .with_http(outbound.clone())
+            .with_http(outbound.clone(), settings.media_input_max_bytes)
             .map_err(|e| setup("ffmpeg")(&e))?;
         let built = settings
             .providers
             .build(outbound, &adapters.budget, &work_dir.join("provider"))?;
+        let defaults = settings
+            .default_models
+            .resolve(&built.providers)
+            .map_err(|e| setup("the default models")(&e))?;
+        let providers = built.providers.into_iter().fold(Providers::new(), |all, p| all.with(p));
+        let providers = defaults.iter().fold(providers, |all, (op, provider, model)| {
+            all.with_default(*op, provider, model)
+        });
+        let providers = ROUTES
+            .iter()
+            .fold(providers, |all, (from, model, to)| all.with_route(from, model, to));
         let ports = Ports {
             store: adapters.store.clone(),
             queue: adapters.job_queue.clone(),
@@ -85,7 +97,7 @@ impl Node {
             sealer,
             blobs: adapters.blobs.clone(),
             media: Arc::new(media),
-            providers: built.providers.into_iter().fold(Providers::new(), |all, p| all.with(p)),
+            providers,
             clock,
         };
         Ok(Node {

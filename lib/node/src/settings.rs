@@ -14,6 +14,7 @@
 //! | `REELAY_MEDIA_INPUT_MAX_BYTES`   | the largest media input ffmpeg downloads by URL     | 2 GiB |
 //! | `REELAY_PROVIDERS`               | providers to run, comma-separated (`local`, `replicate`, `fal`, `google-cloud`, `elevenlabs`, `hume`, or `none`) | the hosted five |
 //! | `REELAY_PROVIDER_DELAY_MS`       | how long the `local` models "think"                 | 300 |
+//! | `REELAY_DEFAULT_MODELS`          | the model of jobs that name none, `op=provider:model,…` (`lipSync=fal:veed/lipsync`) | [`DEFAULT_MODELS`], else `local`'s |
 //! | `REELAY_PYTHON`                  | the Python with `pocketsphinx` for `local`'s transcriber | `python3` |
 //! | `REPLICATE_API_TOKEN`            | Replicate's account key                             | unset |
 //! | `REELAY_REPLICATE_BASE_URL`      | Replicate's API                                     | Replicate's |
@@ -34,16 +35,18 @@
 //! ([`ProviderSettings::use_keys`]).
 
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reelay_core::outbound::AddressPolicy;
-use reelay_core::plan::Secret;
-use reelay_core::ports::Admission;
+use reelay_core::plan::{Operation, Secret};
+use reelay_core::ports::{Admission, Provider};
 use reelay_core::webhooks::schedule::RetrySchedule;
 use reelay_core::webhooks::DispatchSettings;
 use reelay_core::EngineSettings;
 
 use reelay_providers::google::{GoogleApi, GoogleSettings};
+use reelay_providers::registry::DEFAULT_MODELS;
 
 use crate::providers::ProviderSettings;
 
@@ -68,6 +71,7 @@ pub struct Settings {
     pub output_url_expiry: Duration,
     /// The largest media input (by URL) a merge or reframe downloads.
     pub media_input_max_bytes: u64,
+    pub default_models: DefaultModels,
 }
 
 /// The longest a signed output URL may last: S3 signs for 7 days at most.
@@ -87,6 +91,7 @@ impl Default for Settings {
             providers: ProviderSettings::default(),
             output_url_expiry: Duration::from_secs(86_400),
             media_input_max_bytes: 2 * 1024 * 1024 * 1024,
+            default_models: DefaultModels::default(),
         }
     }
 }
@@ -118,7 +123,78 @@ impl Settings {
             settings.media_input_max_bytes,
             1..=u64::MAX,
         )?;
+        if let Some(list) = vars.get(DEFAULT_MODELS_VAR) {
+            settings.default_models = DefaultModels::parse(&list)?;
+        }
         Ok(settings)
+    }
+}
+
+const DEFAULT_MODELS_VAR: &str = "REELAY_DEFAULT_MODELS";
+
+/// The model a job runs when it names none, by operation: the operator's choices
+/// (`REELAY_DEFAULT_MODELS`), then [`DEFAULT_MODELS`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DefaultModels {
+    /// The operator's `(operation, provider, model id)`s.
+    pub chosen: Vec<(Operation, String, String)>,
+}
+
+impl DefaultModels {
+    /// `removeBackground=replicate:arielreplicate/robust_video_matting,lipSync=fal:veed/lipsync`
+    /// (a model id may hold a `:`, as Replicate's `owner/name:version` do).
+    pub fn parse(list: &str) -> Result<DefaultModels, SettingsError> {
+        let mut chosen = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let bad = |why: &str| invalid(DEFAULT_MODELS_VAR, format!("`{entry}`: {why}"));
+            let (op, model) = entry
+                .split_once('=')
+                .ok_or_else(|| bad("not `operation=provider:model`"))?;
+            let op = Operation::parse(op.trim())
+                .filter(|op| op.is_provider_operation())
+                .ok_or_else(|| bad("no operation that runs a model"))?;
+            let (provider, model_id) = model
+                .split_once(':')
+                .map(|(p, m)| (p.trim(), m.trim()))
+                .filter(|(p, m)| !p.is_empty() && !m.is_empty())
+                .ok_or_else(|| bad("not `operation=provider:model`"))?;
+            chosen.retain(|(o, _, _)| *o != op);
+            chosen.push((op, provider.to_string(), model_id.to_string()));
+        }
+        Ok(DefaultModels { chosen })
+    }
+
+    /// The default of each operation among `running` providers: the operator's choice, which
+    /// must be a model there for that operation; else the built-in one if its provider runs;
+    /// else a model of `local` (the embedded stack with no hosted provider). Operations left
+    /// without one need jobs that name their model.
+    pub fn resolve(&self, running: &[Arc<dyn Provider>]) -> Result<Vec<(Operation, String, String)>, SettingsError> {
+        let find = |name: &str| running.iter().find(|p| p.name() == name);
+        let mut resolved = Vec::new();
+        for (op, provider, model_id) in &self.chosen {
+            let fits = find(provider)
+                .and_then(|p| p.model(model_id))
+                .is_some_and(|m| m.operations.contains(op));
+            if !fits {
+                return Err(invalid(
+                    DEFAULT_MODELS_VAR,
+                    format!("`{provider}:{model_id}` is not a model for `{op}` of a provider this server runs"),
+                ));
+            }
+            resolved.push((*op, provider.clone(), model_id.clone()));
+        }
+        for (op, provider, model_id) in DEFAULT_MODELS {
+            if resolved.iter().any(|(o, _, _)| o == op) {
+                continue;
+            }
+            let local = find("local").and_then(|p| p.models().iter().find(|m| m.operations.contains(op)));
+            match (find(provider), local) {
+                (Some(_), _) => resolved.push((*op, provider.to_string(), model_id.to_string())),
+                (None, Some(m)) => resolved.push((*op, "local".to_string(), m.id.clone())),
+                (None, None) => {}
+            }
+        }
+        Ok(resolved)
     }
 }
 
@@ -293,13 +369,78 @@ mod tests {
         Ok(names)
     }
 
+    /// The default model of each operation that has one, as `op=provider:model`.
+    fn defaults(env: &[(&str, &str)]) -> Result<Vec<String>, String> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let settings = Settings::from_env(|k| env.get(k).cloned()).map_err(|e| e.to_string())?;
+        let dir = tempfile::tempdir().unwrap();
+        let budget: Arc<dyn RateBudget> = Arc::new(InProcessBudget::default());
+        let built = settings
+            .providers
+            .build(&AddressPolicy::strict(), &budget, dir.path())
+            .map_err(|e| e.to_string())?;
+        let resolved = settings
+            .default_models
+            .resolve(&built.providers)
+            .map_err(|e| e.to_string())?;
+        Ok(resolved.iter().map(|(op, p, m)| format!("{op}={p}:{m}")).collect())
+    }
+
+    #[tokio::test]
+    async fn operations_default_to_the_built_in_models_the_operators_or_locals() {
+        let built_in = defaults(&[]).unwrap();
+        for expected in [
+            "lipSync=fal:veed/lipsync",
+            "removeBackground=replicate:arielreplicate/robust_video_matting",
+        ] {
+            assert!(built_in.iter().any(|d| d == expected), "{built_in:?}");
+        }
+        let chosen = defaults(&[(
+            "REELAY_DEFAULT_MODELS",
+            "removeBackground=replicate:nateraw/video-background-remover, lipSync=fal:veed/fabric-1.0",
+        )])
+        .unwrap();
+        assert!(chosen.contains(&"removeBackground=replicate:nateraw/video-background-remover".to_string()));
+        assert!(chosen.contains(&"lipSync=fal:veed/fabric-1.0".to_string()));
+        // A versioned Replicate id keeps its `:`.
+        let versioned = format!("transcribe=replicate:openai/whisper:{}", "ab".repeat(32));
+        assert!(defaults(&[("REELAY_DEFAULT_MODELS", &versioned)])
+            .unwrap()
+            .contains(&versioned));
+        // Without the hosted providers, `local`'s stand-ins; nothing where it has none.
+        let offline = defaults(&[("REELAY_PROVIDERS", "local")]).unwrap();
+        assert!(offline.contains(&"lipSync=local:lipsync".to_string()), "{offline:?}");
+        assert!(offline.contains(&"removeBackground=local:remove-background".to_string()));
+        assert!(defaults(&[("REELAY_PROVIDERS", "none")]).unwrap().is_empty());
+        for bad in [
+            "lipSync",
+            "lipSync=veed/lipsync",
+            "merge=fal:veed/lipsync",
+            "dance=fal:veed/lipsync",
+            "lipSync=fal:veed/nope",
+            "lipSync=replicate:openai/whisper",
+        ] {
+            let error = defaults(&[("REELAY_DEFAULT_MODELS", bad)]).unwrap_err();
+            assert!(error.contains("REELAY_DEFAULT_MODELS"), "{bad}: {error}");
+        }
+        let error = defaults(&[
+            ("REELAY_PROVIDERS", "replicate"),
+            ("REELAY_DEFAULT_MODELS", "lipSync=fal:veed/lipsync"),
+        ])
+        .unwrap_err();
+        assert!(error.contains("fal:veed/lipsync"), "{error}");
+    }
+
     #[tokio::test]
     async fn all_hosted_providers_by_default_or_the_ones_named() {
         assert_eq!(
             names(&[]).unwrap(),
             ["replicate", "fal", "google-cloud", "elevenlabs", "hume"]
         );
-        assert_eq!(names(&[("REELAY_PROVIDERS", "hume,elevenlabs")]).unwrap(), ["elevenlabs", "hume"]);
+        assert_eq!(
+            names(&[("REELAY_PROVIDERS", "hume,elevenlabs")]).unwrap(),
+            ["elevenlabs", "hume"]
+        );
         assert_eq!(names(&[("REELAY_PROVIDERS", "fal")]).unwrap(), ["fal"]);
         assert!(names(&[("REELAY_PROVIDERS", "none")]).unwrap().is_empty());
         let error = names(&[("REELAY_PROVIDERS", "replicate,acme")]).unwrap_err();

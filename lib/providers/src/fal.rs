@@ -29,13 +29,89 @@ use reelay_core::ports::{
 
 use crate::http::{error_message, HttpClient};
 use crate::rate::RateLimiter;
-use crate::registry::{self, Field, FieldType, ModelSpec, Unified};
+use crate::registry::{self, Field, FieldType, Lit, Mapping, ModelSpec, Unified};
 
 /// A webhook whose timestamp is further off than this is refused (a replay, or a bad clock).
 const WEBHOOK_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// Kling's durations, in seconds, as the strings its schema takes.
 const KLING_DURATION: FieldType = FieldType::OneOf(&["5", "10"]);
+
+/// VEED Fabric makes a talking video from a still image and a voice track: the SDK's
+/// `generate` with fabric, and a `lipSync` of a still. Only 480p and 720p: the SDK sends
+/// 1080p, or nothing, as 720p.
+const fn fabric(id: &'static str) -> ModelSpec {
+    ModelSpec {
+        id,
+        version: None,
+        operations: &[Operation::Generate, Operation::LipSync],
+        output: MediaKind::Video,
+        completion: Completion::Webhook,
+        deadline: DEFAULT_DEADLINE,
+        fields: FABRIC_FIELDS,
+        mapping: FABRIC_MAPPING,
+        defaults: &[("resolution", Lit::Str("720p"))],
+        variants: &[],
+    }
+}
+
+const FABRIC_FIELDS: &[Field] = &[
+    Field::required("image_url", FieldType::Url),
+    Field::required("audio_url", FieldType::Url),
+    Field::required("resolution", FieldType::OneOf(&["480p", "720p"])),
+];
+const FABRIC_MAPPING: &[Mapping] = &[
+    Mapping::field(Unified::Image, "image_url"),
+    Mapping::field(Unified::Audio, "audio_url"),
+    Mapping::translated(Unified::Resolution, "resolution", &[("1080p", Lit::Str("720p"))]),
+    // The rest of the SDK's unified video params mean nothing to it.
+    Mapping::dropped(Unified::Prompt),
+    Mapping::dropped(Unified::Duration),
+    Mapping::dropped(Unified::AspectRatio),
+    Mapping::dropped(Unified::Seed),
+    Mapping::dropped(Unified::EndImage),
+    Mapping::dropped(Unified::CameraMotion),
+];
+
+const NANO_BANANA_RATIOS: &[&str] = &["21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16"];
+
+/// Google's image models on fal. With input images (`image_urls`, or the unified `image`) the
+/// job goes to the model's `/edit` endpoint (`variants`), as fal serves edits there. fal says
+/// `jpeg` where the SDK says `jpg`; a seed is never sent; `-pro`'s `resolution` goes to its
+/// field of that name.
+const fn nano_banana(
+    id: &'static str,
+    fields: &'static [Field],
+    variants: &'static [(&'static str, &'static str)],
+) -> ModelSpec {
+    ModelSpec {
+        id,
+        version: None,
+        operations: &[Operation::GenerateImage],
+        output: MediaKind::Image,
+        // Images take seconds: polled (see `find` for what that costs when a submit answer is lost).
+        completion: Completion::Polling,
+        deadline: Duration::from_secs(600),
+        fields,
+        mapping: NANO_BANANA_MAPPING,
+        defaults: &[],
+        variants,
+    }
+}
+
+const NANO_BANANA_MAPPING: &[Mapping] = &[
+    Mapping::field(Unified::Prompt, "prompt"),
+    Mapping::field(Unified::AspectRatio, "aspect_ratio"),
+    Mapping::field(Unified::Image, "image_urls"),
+    Mapping::translated(Unified::OutputFormat, "output_format", &[("jpg", Lit::Str("jpeg"))]),
+    Mapping::dropped(Unified::Seed),
+];
+const NANO_BANANA_PROMPT: Field = Field::required("prompt", FieldType::String);
+const NANO_BANANA_IMAGES: Field = Field::optional("image_urls", FieldType::UrlList(14));
+const NANO_BANANA_RATIO: Field = Field::optional("aspect_ratio", FieldType::OneOf(NANO_BANANA_RATIOS));
+const NANO_BANANA_FORMAT: Field = Field::optional("output_format", FieldType::OneOf(&["jpeg", "png", "webp"]));
+const NANO_BANANA_COUNT: Field = Field::optional("num_images", FieldType::IntRange(1, 4));
+const SYNC_MODE: Field = Field::optional("sync_mode", FieldType::Boolean);
 
 /// The fal models reelay knows, with their input schemas.
 pub const MODELS: &[ModelSpec] = &[
@@ -54,10 +130,12 @@ pub const MODELS: &[ModelSpec] = &[
             Field::optional("cfg_scale", FieldType::Number),
         ],
         mapping: &[
-            (Unified::Prompt, "prompt"),
-            (Unified::Duration, "duration"),
-            (Unified::AspectRatio, "aspect_ratio"),
+            Mapping::field(Unified::Prompt, "prompt"),
+            Mapping::field(Unified::Duration, "duration"),
+            Mapping::field(Unified::AspectRatio, "aspect_ratio"),
         ],
+        defaults: &[],
+        variants: &[],
     },
     ModelSpec {
         id: "fal-ai/kling-video/v2.1/standard/image-to-video",
@@ -74,30 +152,15 @@ pub const MODELS: &[ModelSpec] = &[
             Field::optional("cfg_scale", FieldType::Number),
         ],
         mapping: &[
-            (Unified::Prompt, "prompt"),
-            (Unified::Image, "image_url"),
-            (Unified::Duration, "duration"),
+            Mapping::field(Unified::Prompt, "prompt"),
+            Mapping::field(Unified::Image, "image_url"),
+            Mapping::field(Unified::Duration, "duration"),
         ],
+        defaults: &[],
+        variants: &[],
     },
-    // VEED Fabric makes a talking video from a still image and a voice track (not a video).
-    ModelSpec {
-        id: "veed/fabric-1.0",
-        version: None,
-        operations: &[Operation::LipSync],
-        output: MediaKind::Video,
-        completion: Completion::Webhook,
-        deadline: DEFAULT_DEADLINE,
-        fields: &[
-            Field::required("image_url", FieldType::Url),
-            Field::required("audio_url", FieldType::Url),
-            Field::required("resolution", FieldType::OneOf(&["480p", "720p"])),
-        ],
-        mapping: &[
-            (Unified::Image, "image_url"),
-            (Unified::Audio, "audio_url"),
-            (Unified::Resolution, "resolution"),
-        ],
-    },
+    fabric("veed/fabric-1.0"),
+    fabric("veed/fabric-1.0/fast"),
     // Lip-syncs an existing video to a voice track: the SDK's chained `lipSync` form.
     ModelSpec {
         id: "veed/lipsync",
@@ -110,9 +173,13 @@ pub const MODELS: &[ModelSpec] = &[
             Field::required("video_url", FieldType::Url),
             Field::required("audio_url", FieldType::Url),
         ],
-        mapping: &[(Unified::Video, "video_url"), (Unified::Audio, "audio_url")],
+        mapping: &[
+            Mapping::field(Unified::Video, "video_url"),
+            Mapping::field(Unified::Audio, "audio_url"),
+        ],
+        defaults: &[],
+        variants: &[],
     },
-    // Images take seconds: polled (see `find` for what that costs when a submit answer is lost).
     ModelSpec {
         id: "fal-ai/flux/schnell",
         version: None,
@@ -134,8 +201,38 @@ pub const MODELS: &[ModelSpec] = &[
             Field::optional("output_format", FieldType::OneOf(&["jpeg", "png"])),
             Field::optional("sync_mode", FieldType::Boolean),
         ],
-        mapping: &[(Unified::Prompt, "prompt"), (Unified::Seed, "seed")],
+        mapping: &[
+            Mapping::field(Unified::Prompt, "prompt"),
+            Mapping::field(Unified::Seed, "seed"),
+        ],
+        defaults: &[],
+        variants: &[],
     },
+    nano_banana(
+        "fal-ai/nano-banana",
+        &[
+            NANO_BANANA_PROMPT,
+            NANO_BANANA_IMAGES,
+            NANO_BANANA_RATIO,
+            NANO_BANANA_FORMAT,
+            NANO_BANANA_COUNT,
+            SYNC_MODE,
+        ],
+        &[("image_urls", "fal-ai/nano-banana/edit")],
+    ),
+    nano_banana(
+        "fal-ai/nano-banana-pro",
+        &[
+            NANO_BANANA_PROMPT,
+            NANO_BANANA_IMAGES,
+            NANO_BANANA_RATIO,
+            Field::optional("resolution", FieldType::OneOf(&["1K", "2K", "4K"])),
+            NANO_BANANA_FORMAT,
+            NANO_BANANA_COUNT,
+            SYNC_MODE,
+        ],
+        &[("image_urls", "fal-ai/nano-banana-pro/edit")],
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -464,7 +561,7 @@ impl Provider for FalProvider {
         let mut call = self
             .http
             .inner()
-            .post(format!("{base}/{}", model.id))
+            .post(format!("{base}/{}", model.endpoint(&input)))
             .header(AUTHORIZATION, auth(key))
             .json(&input);
         if let Some(url) = &request.callback_url {
@@ -707,17 +804,75 @@ mod tests {
         p.inputs.insert("audioUrl".into(), MediaRef::Job("voice".into()));
         let model = registry::find(MODELS, &p.model_id).unwrap();
         assert_eq!(model.check(&p), vec![]);
+        assert!(model.operations.contains(&Operation::Generate));
         p.inputs.insert("video".into(), MediaRef::Job("scene".into()));
         assert!(model.check(&p).iter().any(|(f, _)| f == "video"));
     }
 
     #[test]
-    fn every_mapping_names_a_field() {
-        for model in MODELS {
-            for (_, field) in model.mapping {
-                assert!(model.fields.iter().any(|f| f.name == *field), "{}: {field}", model.id);
-            }
+    fn fabric_as_the_sdk_maps_it() {
+        for id in ["veed/fabric-1.0", "veed/fabric-1.0/fast"] {
+            let model = registry::find(MODELS, id).unwrap();
+            // The SDK's unified `generate`: a prompt and a ratio it drops, 1080p sent as 720p.
+            let mut p = params(id);
+            p.resolution = Some("1080p".into());
+            p.aspect_ratio = Some(AspectRatio { w: 9, h: 16 });
+            p.inputs
+                .insert("startImage".into(), MediaRef::Url("https://x/start.png".into()));
+            p.inputs
+                .insert("image".into(), MediaRef::Url("https://x/face.png".into()));
+            p.inputs
+                .insert("audio".into(), MediaRef::Url("https://x/voice.mp3".into()));
+            assert_eq!(
+                Value::Object(model.input(&p).unwrap()),
+                json!({"image_url": "https://x/face.png", "audio_url": "https://x/voice.mp3", "resolution": "720p"})
+            );
+            // No resolution: 720p; a start image alone is the image.
+            p.resolution = None;
+            p.inputs.remove("image");
+            let input = model.input(&p).unwrap();
+            assert_eq!(
+                (&input["resolution"], &input["image_url"]),
+                (&json!("720p"), &json!("https://x/start.png"))
+            );
         }
+    }
+
+    #[test]
+    fn nano_banana_edits_at_its_edit_endpoint_and_says_jpeg() {
+        for (id, edit) in [
+            ("fal-ai/nano-banana", "fal-ai/nano-banana/edit"),
+            ("fal-ai/nano-banana-pro", "fal-ai/nano-banana-pro/edit"),
+        ] {
+            let model = registry::find(MODELS, id).unwrap();
+            let mut p = params(id);
+            p.seed = Some(9);
+            p.aspect_ratio = Some(AspectRatio { w: 21, h: 9 });
+            p.options.insert("outputFormat".into(), json!("jpg"));
+            let input = model.input(&p).unwrap();
+            assert_eq!(
+                Value::Object(input.clone()),
+                json!({"prompt": "a fox", "aspect_ratio": "21:9", "output_format": "jpeg"})
+            );
+            assert_eq!(model.endpoint(&input), id);
+            p.inputs
+                .insert("image".into(), MediaRef::Url("https://x/in.png".into()));
+            let input = model.input(&p).unwrap();
+            assert_eq!(input["image_urls"], json!(["https://x/in.png"]));
+            assert_eq!(model.endpoint(&input), edit);
+            assert_eq!(app_of(edit), id);
+        }
+        let pro = registry::find(MODELS, "fal-ai/nano-banana-pro").unwrap();
+        let mut p = params("fal-ai/nano-banana-pro");
+        p.resolution = Some("4K".into());
+        assert_eq!(pro.input(&p).unwrap()["resolution"], "4K");
+        let plain = registry::find(MODELS, "fal-ai/nano-banana").unwrap();
+        assert_eq!(plain.check(&p)[0].0, "resolution");
+    }
+
+    #[test]
+    fn every_model_is_well_formed() {
+        registry::assert_well_formed(MODELS);
     }
 
     #[test]

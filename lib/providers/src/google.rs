@@ -26,7 +26,7 @@ use reelay_core::ports::{
 
 use crate::http::HttpClient;
 use crate::rate::{self, RateLimiter};
-use crate::registry::{self, Field, FieldType, ModelSpec, Unified};
+use crate::registry::{self, Field, FieldType, Mapping, ModelSpec, Unified};
 
 /// The provider's name in plans.
 pub const NAME: &str = "google-cloud";
@@ -110,13 +110,15 @@ impl GoogleSettings {
 
 const MB: usize = 1024 * 1024;
 
-// Veo 3.1's request fields (instances[0] takes prompt, image and lastFrame; the rest are
-// parameters). Seed and generateAudio exist on Vertex only (the Gemini API refuses them).
+// Veo's request fields (instances[0] takes prompt, image and lastFrame; the rest are
+// parameters). Seed and generateAudio exist on Vertex only (the Gemini API refuses them);
+// Veo 3.0 takes no last frame and makes 8 s clips only.
 const PROMPT: Field = Field::optional("prompt", FieldType::String);
 const IMAGE: Field = Field::optional("image", FieldType::Url);
 const LAST_FRAME: Field = Field::optional("lastFrame", FieldType::Url);
 const ASPECT_RATIO: Field = Field::optional("aspectRatio", FieldType::OneOf(&["16:9", "9:16"]));
 const DURATION: Field = Field::optional("durationSeconds", FieldType::OneOfInt(&[4, 6, 8]));
+const DURATION_3_0: Field = Field::optional("durationSeconds", FieldType::OneOfInt(&[8]));
 const RESOLUTION: Field = Field::optional("resolution", FieldType::OneOf(&["720p", "1080p"]));
 const NEGATIVE_PROMPT: Field = Field::optional("negativePrompt", FieldType::String);
 const PERSON_GENERATION: Field = Field::optional(
@@ -148,32 +150,37 @@ const VERTEX_FIELDS: &[Field] = &[
     SEED,
     GENERATE_AUDIO,
 ];
-const GEMINI_MAPPING: &[(Unified, &str)] = &[
-    (Unified::Prompt, "prompt"),
-    (Unified::Image, "image"),
-    (Unified::EndImage, "lastFrame"),
-    (Unified::AspectRatio, "aspectRatio"),
-    (Unified::Duration, "durationSeconds"),
-    (Unified::Resolution, "resolution"),
+const GEMINI_3_0_FIELDS: &[Field] = &[
+    PROMPT,
+    IMAGE,
+    ASPECT_RATIO,
+    DURATION_3_0,
+    RESOLUTION,
+    NEGATIVE_PROMPT,
+    PERSON_GENERATION,
 ];
-const VERTEX_MAPPING: &[(Unified, &str)] = &[
-    (Unified::Prompt, "prompt"),
-    (Unified::Image, "image"),
-    (Unified::EndImage, "lastFrame"),
-    (Unified::AspectRatio, "aspectRatio"),
-    (Unified::Duration, "durationSeconds"),
-    (Unified::Resolution, "resolution"),
-    (Unified::Seed, "seed"),
+const VERTEX_3_0_FIELDS: &[Field] = &[
+    PROMPT,
+    IMAGE,
+    ASPECT_RATIO,
+    DURATION_3_0,
+    RESOLUTION,
+    NEGATIVE_PROMPT,
+    PERSON_GENERATION,
+    SEED,
+    GENERATE_AUDIO,
 ];
+// The other unified params (prompt, image, aspectRatio, resolution, seed) have fields of
+// their own name.
+const MAPPING: &[Mapping] = &[
+    Mapping::field(Unified::Duration, "durationSeconds"),
+    Mapping::field(Unified::EndImage, "lastFrame"),
+];
+const MAPPING_3_0: &[Mapping] = &[Mapping::field(Unified::Duration, "durationSeconds")];
 
 /// A Veo model: polled (Veo has no callbacks), failed and cancelled after `minutes`
 /// (generation takes from about 11 s to several minutes).
-const fn veo(
-    id: &'static str,
-    minutes: u64,
-    fields: &'static [Field],
-    mapping: &'static [(Unified, &'static str)],
-) -> ModelSpec {
+const fn veo(id: &'static str, minutes: u64, fields: &'static [Field], mapping: &'static [Mapping]) -> ModelSpec {
     ModelSpec {
         id,
         version: None,
@@ -183,19 +190,25 @@ const fn veo(
         deadline: Duration::from_secs(minutes * 60),
         fields,
         mapping,
+        defaults: &[],
+        variants: &[],
     }
 }
 
 /// The Gemini API's Veo models.
 pub const GEMINI_MODELS: &[ModelSpec] = &[
-    veo("veo-3.1-generate-preview", 20, GEMINI_FIELDS, GEMINI_MAPPING),
-    veo("veo-3.1-fast-generate-preview", 15, GEMINI_FIELDS, GEMINI_MAPPING),
+    veo("veo-3.1-generate-preview", 20, GEMINI_FIELDS, MAPPING),
+    veo("veo-3.1-fast-generate-preview", 15, GEMINI_FIELDS, MAPPING),
+    veo("veo-3.0-generate-preview", 20, GEMINI_3_0_FIELDS, MAPPING_3_0),
+    veo("veo-3.0-fast-generate-preview", 15, GEMINI_3_0_FIELDS, MAPPING_3_0),
 ];
 
 /// Vertex AI's Veo models.
 pub const VERTEX_MODELS: &[ModelSpec] = &[
-    veo("veo-3.1-generate-001", 20, VERTEX_FIELDS, VERTEX_MAPPING),
-    veo("veo-3.1-fast-generate-001", 15, VERTEX_FIELDS, VERTEX_MAPPING),
+    veo("veo-3.1-generate-001", 20, VERTEX_FIELDS, MAPPING),
+    veo("veo-3.1-fast-generate-001", 15, VERTEX_FIELDS, MAPPING),
+    veo("veo-3.0-generate-001", 20, VERTEX_3_0_FIELDS, MAPPING_3_0),
+    veo("veo-3.0-fast-generate-001", 15, VERTEX_3_0_FIELDS, MAPPING_3_0),
 ];
 
 /// The fields of `instances[0]` that are images, sent inline.
@@ -873,6 +886,12 @@ mod tests {
         assert!(matches!(too_big, Err(ProviderError::Fatal(m)) if m.contains("larger than")));
         let text = provider.inline_image("image", "data:text/plain,hello").await;
         assert!(matches!(text, Err(ProviderError::Fatal(m)) if m.contains("not a PNG, JPEG or WebP")));
+    }
+
+    #[test]
+    fn every_model_is_well_formed() {
+        registry::assert_well_formed(GEMINI_MODELS);
+        registry::assert_well_formed(VERTEX_MODELS);
     }
 
     #[test]

@@ -4,13 +4,16 @@
 //! (models, their schemas, and the unified params' mapping). Which of them a node runs, and
 //! with what settings, is `reelay-node`'s business.
 
+pub mod elevenlabs;
 pub mod fal;
 pub mod google;
 pub mod http;
+pub mod hume;
 pub mod local;
 pub mod rate;
 pub mod registry;
 pub mod replicate;
+pub mod speech;
 
 pub use local::{LocalProvider, LocalProviderSettings, ProviderWebhook};
 pub use rate::InProcessBudget;

@@ -112,6 +112,16 @@ impl LocalProvider {
                 MediaKind::Transcript,
                 Completion::Polling,
             ),
+            // Stand-ins for the video transforms, so that the SDK's `lipSync()` and
+            // `removeBackground()` run offline: like the models above they render a clip of
+            // their own, and leave their input as it is.
+            model("lipsync", Operation::LipSync, MediaKind::Video, Completion::Webhook),
+            model(
+                "remove-background",
+                Operation::RemoveBackground,
+                MediaKind::Video,
+                Completion::Webhook,
+            ),
         ];
         let provider = Arc::new_cyclic(|this| LocalProvider {
             settings,
@@ -258,6 +268,11 @@ impl Provider for LocalProvider {
 
     /// Its token files (instant: its token map) know every submit that arrived.
     fn reconciles(&self) -> bool {
+        true
+    }
+
+    /// It runs in the process, beside the blob store.
+    fn reads_files(&self) -> bool {
         true
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use reelay_core::domain::Completion;
-use reelay_core::plan::{MediaKind, MediaRef, Operation, ProviderParams};
+use reelay_core::plan::{reference, MediaKind, MediaRef, Operation, ProviderParams};
 use reelay_core::ports::ModelInfo;
 
 /// A unified param (the SDK's names) that a model may take under a name of its own.
@@ -18,7 +18,8 @@ pub enum Unified {
     AspectRatio,
     Resolution,
     Seed,
-    /// The `image` input (also `startImage` when the model has no field for it).
+    /// The `image` input (also `startImage` when the model has no field for it). A list of
+    /// images (`image: [url, …]`) arrives among the raw options under the same name.
     Image,
     StartImage,
     EndImage,
@@ -26,6 +27,33 @@ pub enum Unified {
     Audio,
     /// The `video` / `videoUrl` input.
     Video,
+    /// `cameraMotion`: `fixed` or `dynamic`.
+    CameraMotion,
+    /// `outputFormat` of image models (`jpg`, `png`, `webp`).
+    OutputFormat,
+    /// `outputType` of background removal (`green-screen`, `alpha-mask`, `foreground-mask`).
+    OutputType,
+}
+
+impl Unified {
+    /// The param's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unified::Prompt => "prompt",
+            Unified::Duration => "duration",
+            Unified::AspectRatio => "aspectRatio",
+            Unified::Resolution => "resolution",
+            Unified::Seed => "seed",
+            Unified::Image => "image",
+            Unified::StartImage => "startImage",
+            Unified::EndImage => "endImage",
+            Unified::Audio => "audio",
+            Unified::Video => "video",
+            Unified::CameraMotion => "cameraMotion",
+            Unified::OutputFormat => "outputFormat",
+            Unified::OutputType => "outputType",
+        }
+    }
 }
 
 /// The JSON a model's field takes.
@@ -34,11 +62,13 @@ pub enum FieldType {
     String,
     Number,
     Integer,
+    /// A whole number from the first to the second, both included.
+    IntRange(i64, i64),
     Boolean,
     /// A media URL (a reference to another job's output is one, once resolved).
     Url,
-    /// A list of media URLs (one input is sent as a one-item list).
-    UrlList,
+    /// A list of at most this many media URLs (one input is sent as a one-item list).
+    UrlList(usize),
     /// One of these strings (a whole number is taken as its text: fal's `"5"`/`"10"` durations).
     OneOf(&'static [&'static str]),
     /// One of these whole numbers (durations such models accept).
@@ -71,6 +101,66 @@ impl Field {
     }
 }
 
+/// A constant a mapping or a default writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lit {
+    Str(&'static str),
+    Bool(bool),
+}
+
+impl Lit {
+    fn value(self) -> Value {
+        match self {
+            Lit::Str(s) => Value::from(s),
+            Lit::Bool(b) => Value::from(b),
+        }
+    }
+}
+
+/// Where a unified param goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum To {
+    /// This field of the model, the value as given.
+    Field(&'static str),
+    /// This field, with the values listed translated (`jpg` → `jpeg`); others as given.
+    Translated(&'static str, &'static [(&'static str, Lit)]),
+    /// Nowhere: the SDK's mapping leaves it out for this model, so it is accepted and dropped.
+    Dropped,
+}
+
+/// One unified param's way to a model's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapping {
+    pub from: Unified,
+    pub to: To,
+}
+
+impl Mapping {
+    pub const fn field(from: Unified, field: &'static str) -> Mapping {
+        Mapping {
+            from,
+            to: To::Field(field),
+        }
+    }
+    pub const fn translated(from: Unified, field: &'static str, values: &'static [(&'static str, Lit)]) -> Mapping {
+        Mapping {
+            from,
+            to: To::Translated(field, values),
+        }
+    }
+    pub const fn dropped(from: Unified) -> Mapping {
+        Mapping { from, to: To::Dropped }
+    }
+
+    /// The model's field it fills, if any.
+    pub fn target(&self) -> Option<&'static str> {
+        match self.to {
+            To::Field(f) | To::Translated(f, _) => Some(f),
+            To::Dropped => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
     /// The id plans use (`bytedance/seedance-1-pro`).
@@ -83,8 +173,13 @@ pub struct ModelSpec {
     pub deadline: Duration,
     /// The model's input fields (its schema).
     pub fields: &'static [Field],
-    /// Where each unified param goes.
-    pub mapping: &'static [(Unified, &'static str)],
+    /// Where each unified param goes; one left out goes to the field of its own name, if any.
+    pub mapping: &'static [Mapping],
+    /// Values fields take when the job gives none (the SDK's mapping, or the model's docs).
+    pub defaults: &'static [(&'static str, Lit)],
+    /// `(field, endpoint)`: an input with that field goes to that endpoint of the model
+    /// instead of `id` (fal's nano-banana edits images at `…/edit`).
+    pub variants: &'static [(&'static str, &'static str)],
 }
 
 /// One problem, as `(field relative to params, message)`.
@@ -113,65 +208,104 @@ impl ModelSpec {
         self.build(params, true).err().unwrap_or_default()
     }
 
+    /// The endpoint an input goes to: `id`, or the variant its fields ask for.
+    pub fn endpoint(&self, input: &Map<String, Value>) -> &'static str {
+        self.variants
+            .iter()
+            .find(|(field, _)| input.contains_key(*field))
+            .map_or(self.id, |(_, endpoint)| endpoint)
+    }
+
+    fn mapping_of(&self, which: Unified) -> Option<&Mapping> {
+        self.mapping.iter().find(|m| m.from == which)
+    }
+
     fn build(&self, params: &ProviderParams, unresolved_ok: bool) -> Result<Map<String, Value>, Vec<Problem>> {
         let mut problems = Vec::new();
         let mut input = Map::new();
+        let mut options = params.options.clone();
         let media = |r: &MediaRef| match r {
             MediaRef::Url(url) => Value::from(url.clone()),
             MediaRef::Job(id) => Value::from(format!("${id}")),
         };
         let inputs = &params.inputs;
-        let unified: [(Unified, &str, Option<Value>); 10] = [
-            (Unified::Prompt, "prompt", params.prompt.clone().map(Value::from)),
-            (Unified::Duration, "duration", params.duration.map(Value::from)),
+        // In precedence order: a later one overwrites an earlier one mapped to the same field
+        // (seedance's `startImage` wins over `image`), except a start image standing in for
+        // the image (fabric's `image` wins over `startImage`).
+        let typed: [(Unified, Option<Value>); 13] = [
+            (Unified::Prompt, params.prompt.clone().map(Value::from)),
+            (Unified::Duration, params.duration.map(Value::from)),
             (
                 Unified::AspectRatio,
-                "aspectRatio",
                 params.aspect_ratio.map(|r| Value::from(r.to_string())),
             ),
-            (
-                Unified::Resolution,
-                "resolution",
-                params.resolution.clone().map(Value::from),
-            ),
-            (Unified::Seed, "seed", params.seed.map(Value::from)),
-            (Unified::Image, "image", inputs.get("image").map(media)),
-            (Unified::StartImage, "startImage", inputs.get("startImage").map(media)),
-            (Unified::EndImage, "endImage", inputs.get("endImage").map(media)),
+            (Unified::Resolution, params.resolution.clone().map(Value::from)),
+            (Unified::Seed, params.seed.map(Value::from)),
+            (Unified::Image, inputs.get("image").map(media)),
+            (Unified::StartImage, inputs.get("startImage").map(media)),
+            (Unified::EndImage, inputs.get("endImage").map(media)),
             (
                 Unified::Audio,
-                "audio",
                 inputs.get("audio").or_else(|| inputs.get("audioUrl")).map(media),
             ),
             (
                 Unified::Video,
-                "video",
                 inputs.get("video").or_else(|| inputs.get("videoUrl")).map(media),
             ),
+            (Unified::CameraMotion, None),
+            (Unified::OutputFormat, None),
+            (Unified::OutputType, None),
         ];
-        for (which, name, value) in unified {
-            let Some(value) = value else { continue };
-            let target = self
-                .mapping
-                .iter()
-                .find(|(u, _)| *u == which)
-                .map(|(_, f)| *f)
-                .or_else(|| {
-                    // A start image is the image for models with no separate field for it.
-                    (which == Unified::StartImage)
-                        .then(|| self.mapping.iter().find(|(u, _)| *u == Unified::Image).map(|(_, f)| *f))
-                        .flatten()
-                });
-            match target {
-                Some(field) => {
+        for (which, value) in typed {
+            // Unified params the plan does not type (and image lists) are among the options.
+            let Some(value) = value.or_else(|| options.remove(which.name())) else {
+                continue;
+            };
+            let name = which.name();
+            let (mapping, stand_in) = match self.mapping_of(which) {
+                Some(m) => (Some(*m), false),
+                // A start image is the image for models with no separate field for it.
+                None if which == Unified::StartImage => (self.mapping_of(Unified::Image).copied(), true),
+                // Else the model's field of the same name, if it has one.
+                None => (
+                    self.fields
+                        .iter()
+                        .find(|f| f.name == name)
+                        .map(|f| Mapping::field(which, f.name)),
+                    false,
+                ),
+            };
+            let Some(mapping) = mapping else {
+                problems.push((name.to_string(), format!("model `{}` does not take `{name}`", self.id)));
+                continue;
+            };
+            let value = match mapping.to {
+                To::Translated(_, values) => value
+                    .as_str()
+                    .and_then(|s| values.iter().find(|(from, _)| *from == s))
+                    .map_or(value.clone(), |(_, to)| to.value()),
+                _ => value,
+            };
+            if let Some(field) = mapping.target() {
+                if !(stand_in && input.contains_key(field)) {
                     input.insert(field.to_string(), value);
                 }
-                None => problems.push((name.to_string(), format!("model `{}` does not take `{name}`", self.id))),
             }
         }
-        // Raw params: the model's own names, as given.
-        for (key, value) in &params.options {
-            input.insert(key.clone(), value.clone());
+        // Raw params: the model's own names, as given; the camelCase spelling the SDK's docs
+        // use (`cameraFixed`) stands for the snake_case field (`camera_fixed`).
+        for (key, value) in options {
+            let known = |name: &str| self.fields.iter().any(|f| f.name == name);
+            let key = match snake_case(&key) {
+                Some(snake) if !known(&key) && known(&snake) => snake,
+                _ => key,
+            };
+            input.insert(key, value);
+        }
+        for (field, value) in self.defaults {
+            if !input.contains_key(*field) {
+                input.insert(field.to_string(), value.value());
+            }
         }
         for (key, value) in input.iter_mut() {
             let Some(field) = self.fields.iter().find(|f| f.name == key) else {
@@ -206,14 +340,29 @@ impl ModelSpec {
     }
 }
 
+/// `cameraFixed` → `camera_fixed`; `None` for a name with no capital.
+fn snake_case(name: &str) -> Option<String> {
+    name.contains(|c: char| c.is_ascii_uppercase()).then(|| {
+        name.chars().fold(String::new(), |mut out, c| {
+            if c.is_ascii_uppercase() {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            out
+        })
+    })
+}
+
 /// Checks a value against a field type, converting where the meaning is plain (a duration
 /// of 5.0 for an integer field, one URL for a list).
 fn conform(ty: FieldType, value: &mut Value, unresolved_ok: bool) -> Result<(), String> {
+    // Before references are resolved, a job's output stands for a URL: `$job` from the typed
+    // inputs, or the SDK's markers left in raw options (image lists).
     let is_url = |s: &str| {
         s.starts_with("https://")
             || s.starts_with("http://")
             || s.starts_with("data:")
-            || (unresolved_ok && s.starts_with('$'))
+            || (unresolved_ok && reference(s).is_some())
     };
     match ty {
         FieldType::Any => Ok(()),
@@ -221,6 +370,15 @@ fn conform(ty: FieldType, value: &mut Value, unresolved_ok: bool) -> Result<(), 
         FieldType::Boolean => value.is_boolean().then_some(()).ok_or("must be true or false".into()),
         FieldType::Number => value.is_number().then_some(()).ok_or("must be a number".into()),
         FieldType::Integer => to_integer(value).map(|n| *value = Value::from(n)),
+        FieldType::IntRange(min, max) => {
+            let n = to_integer(value)?;
+            if (min..=max).contains(&n) {
+                *value = Value::from(n);
+                Ok(())
+            } else {
+                Err(format!("must be from {min} to {max}, not {n}"))
+            }
+        }
         FieldType::OneOfInt(allowed) => {
             let n = to_integer(value)?;
             if allowed.contains(&n) {
@@ -245,11 +403,12 @@ fn conform(ty: FieldType, value: &mut Value, unresolved_ok: bool) -> Result<(), 
             Some(s) if is_url(s) => Ok(()),
             _ => Err("must be an http(s) URL or an output of another job".into()),
         },
-        FieldType::UrlList => {
+        FieldType::UrlList(max) => {
             if value.is_string() {
                 *value = Value::Array(vec![value.take()]);
             }
             match value.as_array() {
+                Some(items) if items.len() > max => Err(format!("takes at most {max} URLs, not {}", items.len())),
                 Some(items) if items.iter().all(|v| v.as_str().is_some_and(is_url)) => Ok(()),
                 _ => Err("must be a list of http(s) URLs".into()),
             }
@@ -269,9 +428,50 @@ fn to_integer(value: &Value) -> Result<i64, String> {
     }
 }
 
+/// The model each operation that needs one runs when a job names none, unless the operator
+/// chooses another (`REELAY_DEFAULT_MODELS`): `(operation, provider, model id)`.
+pub const DEFAULT_MODELS: &[(Operation, &str, &str)] = &[
+    // A video and a voice in, the video lip-synced out: what the SDK's chained `lipSync()` is.
+    (Operation::LipSync, "fal", "veed/lipsync"),
+    // A green screen unless the job's `outputType` says otherwise.
+    (
+        Operation::RemoveBackground,
+        "replicate",
+        "arielreplicate/robust_video_matting",
+    ),
+    (
+        Operation::RemoveImageBackground,
+        "replicate",
+        "codeplugtech/background_remover",
+    ),
+    (Operation::Transcribe, "replicate", "openai/whisper"),
+];
+
+/// Models the SDK lists under a provider that is not the one running them:
+/// `(provider named, model id, provider that runs it)`.
+pub const ROUTES: &[(&str, &str, &str)] = &[("replicate", "elevenlabs/turbo-v2.5", "elevenlabs")];
+
 /// Finds a model in a provider's list.
 pub fn find<'a>(models: &'a [ModelSpec], id: &str) -> Option<&'a ModelSpec> {
     models.iter().find(|m| m.id == id)
+}
+
+/// Checks a provider's table: every mapping, default and variant names a field of the model,
+/// and no two models share an id.
+#[cfg(test)]
+pub(crate) fn assert_well_formed(models: &[ModelSpec]) {
+    for spec in models {
+        let named = spec
+            .mapping
+            .iter()
+            .filter_map(Mapping::target)
+            .chain(spec.defaults.iter().map(|(f, _)| *f))
+            .chain(spec.variants.iter().map(|(f, _)| *f));
+        for field in named {
+            assert!(spec.fields.iter().any(|f| f.name == field), "{}: {field}", spec.id);
+        }
+        assert_eq!(models.iter().filter(|m| m.id == spec.id).count(), 1, "{}", spec.id);
+    }
 }
 
 #[cfg(test)]
@@ -291,15 +491,27 @@ mod tests {
             Field::optional("first_frame", FieldType::Url),
             Field::optional("seconds", FieldType::OneOfInt(&[5, 10])),
             Field::optional("ratio", FieldType::OneOf(&["16:9", "9:16"])),
-            Field::optional("refs", FieldType::UrlList),
-            Field::optional("fps", FieldType::Integer),
+            Field::optional("refs", FieldType::UrlList(2)),
+            Field::optional("fps", FieldType::IntRange(1, 60)),
+            Field::optional("still", FieldType::Boolean),
+            Field::optional("format", FieldType::OneOf(&["jpeg", "png"])),
+            Field::optional("look_ahead", FieldType::Boolean),
         ],
         mapping: &[
-            (Unified::Prompt, "prompt"),
-            (Unified::Image, "first_frame"),
-            (Unified::Duration, "seconds"),
-            (Unified::AspectRatio, "ratio"),
+            Mapping::field(Unified::Prompt, "prompt"),
+            Mapping::field(Unified::Image, "first_frame"),
+            Mapping::field(Unified::Duration, "seconds"),
+            Mapping::field(Unified::AspectRatio, "ratio"),
+            Mapping::translated(
+                Unified::CameraMotion,
+                "still",
+                &[("fixed", Lit::Bool(true)), ("dynamic", Lit::Bool(false))],
+            ),
+            Mapping::translated(Unified::OutputFormat, "format", &[("jpg", Lit::Str("jpeg"))]),
+            Mapping::dropped(Unified::Resolution),
         ],
+        defaults: &[("still", Lit::Bool(false))],
+        variants: &[("refs", "acme/video/with-refs")],
     };
 
     fn params() -> ProviderParams {
@@ -320,8 +532,57 @@ mod tests {
         assert_eq!(
             Value::Object(input),
             serde_json::json!({"prompt": "a fox", "seconds": 5, "ratio": "9:16",
-                "first_frame": "https://x/y.png", "refs": ["https://x/r.png"]})
+                "first_frame": "https://x/y.png", "refs": ["https://x/r.png"], "still": false})
         );
+    }
+
+    #[test]
+    fn values_translate_drop_default_and_alias() {
+        let mut p = params();
+        p.resolution = Some("1080p".into());
+        p.options.insert("cameraMotion".into(), Value::from("fixed"));
+        p.options.insert("outputFormat".into(), Value::from("jpg"));
+        p.options.insert("lookAhead".into(), Value::from(true));
+        let input = TEST_MODEL.input(&p).unwrap();
+        assert_eq!(
+            Value::Object(input.clone()),
+            serde_json::json!({"prompt": "a fox", "seconds": 5, "ratio": "9:16", "still": true,
+                "format": "jpeg", "look_ahead": true})
+        );
+        assert_eq!(TEST_MODEL.endpoint(&input), "acme/video");
+        // Absent, the default; a value with no translation passes as given.
+        p.options.remove("cameraMotion");
+        p.options.insert("outputFormat".into(), Value::from("png"));
+        let input = TEST_MODEL.input(&p).unwrap();
+        assert_eq!(
+            (&input["still"], &input["format"]),
+            (&Value::from(false), &Value::from("png"))
+        );
+        // A list of images among the options; one field's presence picks the variant.
+        p.options.insert(
+            "refs".into(),
+            serde_json::json!(["https://x/1.png", "_imageJobDependency:still"]),
+        );
+        assert_eq!(TEST_MODEL.check(&p), vec![]);
+        p.options
+            .insert("refs".into(), serde_json::json!(["https://x/1.png", "https://x/2.png"]));
+        assert_eq!(
+            TEST_MODEL.endpoint(&TEST_MODEL.input(&p).unwrap()),
+            "acme/video/with-refs"
+        );
+        p.options.insert("refs".into(), Value::from(vec!["https://x/1.png"; 3]));
+        assert!(TEST_MODEL.check(&p)[0].1.contains("at most 2"));
+    }
+
+    #[test]
+    fn a_start_image_stands_in_for_the_image_without_overriding_it() {
+        let mut p = params();
+        p.inputs
+            .insert("startImage".into(), MediaRef::Url("https://x/start.png".into()));
+        assert_eq!(TEST_MODEL.input(&p).unwrap()["first_frame"], "https://x/start.png");
+        p.inputs
+            .insert("image".into(), MediaRef::Url("https://x/image.png".into()));
+        assert_eq!(TEST_MODEL.input(&p).unwrap()["first_frame"], "https://x/image.png");
     }
 
     #[test]
@@ -330,7 +591,7 @@ mod tests {
         p.prompt = None;
         p.duration = Some(7.0);
         p.seed = Some(1);
-        p.options.insert("fps".into(), Value::from("fast"));
+        p.options.insert("fps".into(), Value::from(61));
         p.options.insert("colour".into(), Value::from("red"));
         let problems = TEST_MODEL.check(&p);
         let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();

@@ -35,7 +35,7 @@ use reelay_core::webhooks::signature::{check_timestamp, verify_standard, Signatu
 
 use crate::http::{data_uri_type, HttpClient};
 use crate::rate::{account, RateLimiter};
-use crate::registry::{self, Field, FieldType, ModelSpec, Unified};
+use crate::registry::{self, Field, FieldType, Lit, Mapping, ModelSpec, Unified};
 
 const MINUTE: u64 = 60;
 
@@ -58,7 +58,24 @@ const NANO_BANANA_RATIOS: &[&str] = &[
     "21:9",
 ];
 
-/// Replicate's models, with their input schemas as Replicate documents them.
+/// What the SDK's mapping of Google's image models does (`google/nano-banana`, `-pro`): an
+/// image-only job still sends a prompt, `""`; a seed is never sent (`-pro`'s `resolution`
+/// goes to its field of that name).
+const NANO_BANANA_MAPPING: &[Mapping] = &[
+    Mapping::field(Unified::Prompt, "prompt"),
+    Mapping::field(Unified::Image, "image_input"),
+    Mapping::field(Unified::AspectRatio, "aspect_ratio"),
+    Mapping::field(Unified::OutputFormat, "output_format"),
+    Mapping::dropped(Unified::Seed),
+];
+const EMPTY_PROMPT: &[(&str, Lit)] = &[("prompt", Lit::Str(""))];
+
+/// A transcription model: a video's audio track is transcribed too.
+const TRANSCRIPT_DEADLINE: Duration = Duration::from_secs(30 * MINUTE);
+
+/// Replicate's models, with their input schemas as Replicate documents them. A model that is
+/// not official is called by its `version`; a job may name another version
+/// (`owner/name:version`), which then runs with the same schema.
 pub const MODELS: &[ModelSpec] = &[
     ModelSpec {
         id: "bytedance/seedance-1-pro",
@@ -71,22 +88,32 @@ pub const MODELS: &[ModelSpec] = &[
             Field::required("prompt", FieldType::String),
             Field::optional("image", FieldType::Url),
             Field::optional("last_frame_image", FieldType::Url),
-            Field::optional("duration", FieldType::OneOfInt(&[2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])),
+            Field::optional("duration", FieldType::IntRange(2, 12)),
             Field::optional("resolution", FieldType::OneOf(&["480p", "720p", "1080p"])),
             Field::optional("aspect_ratio", FieldType::OneOf(SEEDANCE_RATIOS)),
             Field::optional("fps", FieldType::OneOfInt(&[24])),
             Field::optional("camera_fixed", FieldType::Boolean),
             Field::optional("seed", FieldType::Integer),
         ],
+        // The SDK leaves `audio` out: seedance makes no sound.
         mapping: &[
-            (Unified::Prompt, "prompt"),
-            (Unified::Image, "image"),
-            (Unified::EndImage, "last_frame_image"),
-            (Unified::Duration, "duration"),
-            (Unified::Resolution, "resolution"),
-            (Unified::AspectRatio, "aspect_ratio"),
-            (Unified::Seed, "seed"),
+            Mapping::field(Unified::Prompt, "prompt"),
+            Mapping::field(Unified::Image, "image"),
+            Mapping::field(Unified::StartImage, "image"),
+            Mapping::field(Unified::EndImage, "last_frame_image"),
+            Mapping::field(Unified::Duration, "duration"),
+            Mapping::field(Unified::Resolution, "resolution"),
+            Mapping::field(Unified::AspectRatio, "aspect_ratio"),
+            Mapping::field(Unified::Seed, "seed"),
+            Mapping::translated(
+                Unified::CameraMotion,
+                "camera_fixed",
+                &[("fixed", Lit::Bool(true)), ("dynamic", Lit::Bool(false))],
+            ),
+            Mapping::dropped(Unified::Audio),
         ],
+        defaults: &[("camera_fixed", Lit::Bool(false))],
+        variants: &[],
     },
     ModelSpec {
         id: "minimax/video-01",
@@ -95,14 +122,26 @@ pub const MODELS: &[ModelSpec] = &[
         output: MediaKind::Video,
         completion: Completion::Webhook,
         deadline: VIDEO_DEADLINE,
-        // Always 6 s at 720p: it takes no duration, size or ratio.
+        // Always 6 s at 720p: the SDK drops the duration, size and ratio it is sent.
         fields: &[
             Field::required("prompt", FieldType::String),
             Field::optional("prompt_optimizer", FieldType::Boolean),
             Field::optional("first_frame_image", FieldType::Url),
             Field::optional("subject_reference", FieldType::Url),
         ],
-        mapping: &[(Unified::Prompt, "prompt"), (Unified::Image, "first_frame_image")],
+        mapping: &[
+            Mapping::field(Unified::Prompt, "prompt"),
+            Mapping::field(Unified::Image, "first_frame_image"),
+            Mapping::dropped(Unified::Duration),
+            Mapping::dropped(Unified::Resolution),
+            Mapping::dropped(Unified::AspectRatio),
+            Mapping::dropped(Unified::Seed),
+            Mapping::dropped(Unified::EndImage),
+            Mapping::dropped(Unified::Audio),
+            Mapping::dropped(Unified::CameraMotion),
+        ],
+        defaults: &[("prompt_optimizer", Lit::Bool(true))],
+        variants: &[],
     },
     ModelSpec {
         id: "google/nano-banana",
@@ -113,24 +152,135 @@ pub const MODELS: &[ModelSpec] = &[
         deadline: Duration::from_secs(10 * MINUTE),
         fields: &[
             Field::required("prompt", FieldType::String),
-            Field::optional("image_input", FieldType::UrlList),
+            Field::optional("image_input", FieldType::UrlList(14)),
             Field::optional("aspect_ratio", FieldType::OneOf(NANO_BANANA_RATIOS)),
             Field::optional("output_format", FieldType::OneOf(&["jpg", "png"])),
         ],
-        mapping: &[
-            (Unified::Prompt, "prompt"),
-            (Unified::Image, "image_input"),
-            (Unified::AspectRatio, "aspect_ratio"),
+        mapping: NANO_BANANA_MAPPING,
+        defaults: EMPTY_PROMPT,
+        variants: &[],
+    },
+    ModelSpec {
+        id: "google/nano-banana-pro",
+        version: None,
+        operations: &[Operation::GenerateImage],
+        output: MediaKind::Image,
+        completion: Completion::Webhook,
+        deadline: Duration::from_secs(10 * MINUTE),
+        fields: &[
+            Field::required("prompt", FieldType::String),
+            Field::optional("image_input", FieldType::UrlList(14)),
+            Field::optional("aspect_ratio", FieldType::OneOf(NANO_BANANA_RATIOS)),
+            Field::optional("resolution", FieldType::OneOf(&["1K", "2K", "4K"])),
+            Field::optional("output_format", FieldType::OneOf(&["jpg", "png"])),
+            Field::optional(
+                "safety_filter_level",
+                FieldType::OneOf(&["block_low_and_above", "block_medium_and_above", "block_only_high"]),
+            ),
         ],
+        mapping: NANO_BANANA_MAPPING,
+        defaults: EMPTY_PROMPT,
+        variants: &[],
+    },
+    ModelSpec {
+        id: "bytedance/seedream-4",
+        version: None,
+        operations: &[Operation::GenerateImage],
+        output: MediaKind::Image,
+        completion: Completion::Webhook,
+        deadline: Duration::from_secs(10 * MINUTE),
+        // `width` and `height` count only with `size: custom`; Replicate checks that pairing.
+        fields: &[
+            Field::required("prompt", FieldType::String),
+            Field::optional("size", FieldType::OneOf(&["1K", "2K", "4K", "custom"])),
+            Field::optional(
+                "aspect_ratio",
+                FieldType::OneOf(&[
+                    "match_input_image",
+                    "1:1",
+                    "4:3",
+                    "3:4",
+                    "16:9",
+                    "9:16",
+                    "3:2",
+                    "2:3",
+                    "21:9",
+                ]),
+            ),
+            Field::optional("width", FieldType::IntRange(1024, 4096)),
+            Field::optional("height", FieldType::IntRange(1024, 4096)),
+            Field::optional("sequential_image_generation", FieldType::OneOf(&["disabled", "auto"])),
+            Field::optional("max_images", FieldType::IntRange(1, 15)),
+            Field::optional("enhance_prompt", FieldType::Boolean),
+            Field::optional("image_input", FieldType::UrlList(10)),
+        ],
+        mapping: &[
+            Mapping::field(Unified::Prompt, "prompt"),
+            Mapping::field(Unified::Image, "image_input"),
+            Mapping::field(Unified::AspectRatio, "aspect_ratio"),
+            Mapping::dropped(Unified::OutputFormat),
+            Mapping::dropped(Unified::Seed),
+        ],
+        defaults: EMPTY_PROMPT,
+        variants: &[],
+    },
+    // Cuts the subject out of a still: a transparent PNG. The SDK runs it as `generateImage`.
+    ModelSpec {
+        id: "codeplugtech/background_remover",
+        version: Some("37ff2aa89897c0de4a140a3d50969dc62b663ea467e1e2bde18008e3d3731b2b"),
+        operations: &[Operation::GenerateImage, Operation::RemoveImageBackground],
+        output: MediaKind::Image,
+        completion: Completion::Webhook,
+        deadline: Duration::from_secs(10 * MINUTE),
+        fields: &[Field::required("image", FieldType::Url)],
+        mapping: &[Mapping::field(Unified::Image, "image"), Mapping::dropped(Unified::Seed)],
+        defaults: &[],
+        variants: &[],
+    },
+    ModelSpec {
+        id: "arielreplicate/robust_video_matting",
+        version: Some("73d2128a371922d5d1abf0712a1d974be0e4e2358cc1218e4e34714767232bac"),
+        operations: &[Operation::RemoveBackground],
+        output: MediaKind::Video,
+        completion: Completion::Webhook,
+        deadline: VIDEO_DEADLINE,
+        fields: &[
+            Field::required("input_video", FieldType::Url),
+            Field::optional(
+                "output_type",
+                FieldType::OneOf(&["green-screen", "alpha-mask", "foreground-mask"]),
+            ),
+        ],
+        mapping: &[
+            Mapping::field(Unified::Video, "input_video"),
+            Mapping::field(Unified::OutputType, "output_type"),
+        ],
+        defaults: &[("output_type", Lit::Str("green-screen"))],
+        variants: &[],
+    },
+    // Green screen only: the SDK drops `outputType` for it.
+    ModelSpec {
+        id: "nateraw/video-background-remover",
+        version: Some("ac5c138171b04413a69222c304f67c135e259d46089fc70ef12da685b3c604aa"),
+        operations: &[Operation::RemoveBackground],
+        output: MediaKind::Video,
+        completion: Completion::Webhook,
+        deadline: VIDEO_DEADLINE,
+        fields: &[Field::required("video", FieldType::Url)],
+        mapping: &[
+            Mapping::field(Unified::Video, "video"),
+            Mapping::dropped(Unified::OutputType),
+        ],
+        defaults: &[],
+        variants: &[],
     },
     ModelSpec {
         id: "openai/whisper",
-        // Not an official model: it is called by version.
         version: Some("8099696689d249cf8b122d833c36ac3f75505c666a395ca40ef26f68e7d3d16e"),
         operations: &[Operation::Transcribe],
         output: MediaKind::Transcript,
         completion: Completion::Webhook,
-        deadline: Duration::from_secs(30 * MINUTE),
+        deadline: TRANSCRIPT_DEADLINE,
         fields: &[
             Field::required("audio", FieldType::Url),
             Field::optional(
@@ -140,6 +290,7 @@ pub const MODELS: &[ModelSpec] = &[
             Field::optional("transcription", FieldType::OneOf(&["plain text", "srt", "vtt"])),
             Field::optional("translate", FieldType::Boolean),
             Field::optional("language", FieldType::String),
+            Field::optional("word_timestamps", FieldType::Boolean),
             Field::optional("temperature", FieldType::Number),
             Field::optional("patience", FieldType::Number),
             Field::optional("suppress_tokens", FieldType::String),
@@ -150,14 +301,55 @@ pub const MODELS: &[ModelSpec] = &[
             Field::optional("logprob_threshold", FieldType::Number),
             Field::optional("no_speech_threshold", FieldType::Number),
         ],
-        // Whisper decodes the audio track of a video too, so a video output can be transcribed.
         mapping: &[
-            (Unified::Audio, "audio"),
-            (Unified::Video, "audio"),
-            (Unified::Prompt, "initial_prompt"),
+            Mapping::field(Unified::Audio, "audio"),
+            Mapping::field(Unified::Video, "audio"),
+            Mapping::field(Unified::Prompt, "initial_prompt"),
         ],
+        // Subtitles need each word's time.
+        defaults: &[("word_timestamps", Lit::Bool(true))],
+        variants: &[],
+    },
+    ModelSpec {
+        id: "vaibhavs10/incredibly-fast-whisper",
+        version: Some("3ab86df6c8f54c11309d4d1f930ac292bad43ace52d10c80d87eb258b3c9f79c"),
+        operations: &[Operation::Transcribe],
+        output: MediaKind::Transcript,
+        completion: Completion::Webhook,
+        deadline: TRANSCRIPT_DEADLINE,
+        fields: &[
+            Field::required("audio", FieldType::Url),
+            Field::optional("task", FieldType::OneOf(&["transcribe", "translate"])),
+            // A language name, or "None" to detect it.
+            Field::optional("language", FieldType::String),
+            Field::optional("timestamp", FieldType::OneOf(&["chunk", "word"])),
+            Field::optional("batch_size", FieldType::Integer),
+            Field::optional("diarise_audio", FieldType::Boolean),
+            Field::optional("hf_token", FieldType::String),
+        ],
+        mapping: &[
+            Mapping::field(Unified::Audio, "audio"),
+            Mapping::field(Unified::Video, "audio"),
+        ],
+        defaults: &[("timestamp", Lit::Str("word")), ("language", Lit::Str("None"))],
+        variants: &[],
     },
 ];
+
+/// A model id as a job names it, `owner/name` or `owner/name:version`: its registry entry and
+/// the version to call (`None`: the official model's latest).
+pub fn resolve(model_id: &str) -> Option<(&'static ModelSpec, Option<&str>)> {
+    match model_id.split_once(':') {
+        None => registry::find(MODELS, model_id).map(|spec| (spec, spec.version)),
+        Some((name, version)) if is_version(version) => registry::find(MODELS, name).map(|spec| (spec, Some(version))),
+        Some(_) => None,
+    }
+}
+
+/// A Replicate version id: 64 hex digits.
+fn is_version(s: &str) -> bool {
+    s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
 
 #[derive(Debug, Clone)]
 pub struct ReplicateSettings {
@@ -412,14 +604,15 @@ impl ReplicateProvider {
         format!("{}{path}", self.settings.base_url)
     }
 
-    fn spec(&self, model_id: &str) -> Result<&'static ModelSpec, ProviderError> {
-        registry::find(MODELS, model_id)
-            .ok_or_else(|| ProviderError::Fatal(format!("replicate has no model `{model_id}`")))
+    /// The registry entry of a job's model, and the version to call.
+    fn spec(model_id: &str) -> Result<(&'static ModelSpec, Option<&str>), ProviderError> {
+        resolve(model_id).ok_or_else(|| ProviderError::Fatal(format!("replicate has no model `{model_id}`")))
     }
 
-    /// The create's path and body for a request.
+    /// The create's path and body for a request: by version (`POST /v1/predictions`) when
+    /// the model or the job names one, else the official model's latest.
     fn create_call(&self, request: &ProviderRequest) -> Result<(String, Value), ProviderError> {
-        let spec = self.spec(&request.params.model_id)?;
+        let (spec, version) = Self::spec(&request.params.model_id)?;
         let input = spec.input(&request.params).map_err(|problems| {
             let listed: Vec<String> = problems.iter().map(|(f, m)| format!("{f}: {m}")).collect();
             ProviderError::Fatal(format!("invalid input for `{}`: {}", spec.id, listed.join("; ")))
@@ -429,7 +622,7 @@ impl ReplicateProvider {
             body["webhook"] = json!(webhook);
             body["webhook_events_filter"] = json!(["completed"]);
         }
-        let path = match spec.version {
+        let path = match version {
             Some(version) => {
                 body["version"] = json!(version);
                 "/v1/predictions".to_string()
@@ -550,11 +743,17 @@ impl ReplicateProvider {
     }
 
     /// Whether a listed prediction is the one `request` created.
-    fn is_ours(&self, listed: &Prediction, request: &ProviderRequest, spec: &ModelSpec, input: &Value) -> bool {
+    fn is_ours(
+        &self,
+        listed: &Prediction,
+        request: &ProviderRequest,
+        (spec, version): (&ModelSpec, Option<&str>),
+        input: &Value,
+    ) -> bool {
         if let Some(webhook) = &listed.webhook {
             return token_of(webhook) == Some(request.token.as_str());
         }
-        let same_model = match spec.version {
+        let same_model = match version {
             Some(version) => listed.version.as_deref() == Some(version),
             None => listed.model.as_deref() == Some(spec.id),
         };
@@ -575,14 +774,20 @@ impl Provider for ReplicateProvider {
         &self.models
     }
 
+    /// `owner/name:version` is the model `owner/name`, run at that version.
+    fn model(&self, model_id: &str) -> Option<&ModelInfo> {
+        let (spec, _) = resolve(model_id)?;
+        self.models.iter().find(|m| m.id == spec.id)
+    }
+
     /// Its prediction listing is the lookup (`find`'s doc says where it falls short).
     fn reconciles(&self) -> bool {
         true
     }
 
     fn check_params(&self, params: &ProviderParams) -> Vec<(String, String)> {
-        registry::find(MODELS, &params.model_id)
-            .map(|spec| spec.check(params))
+        resolve(&params.model_id)
+            .map(|(spec, _)| spec.check(params))
             .unwrap_or_default()
     }
 
@@ -640,7 +845,7 @@ impl Provider for ReplicateProvider {
     ///   60 s call timeout gave up on and Replicate had not yet received.
     async fn find(&self, request: &ProviderRequest) -> Result<Option<Submission>, ProviderError> {
         let called = Instant::now();
-        let spec = self.spec(&request.params.model_id)?;
+        let (spec, version) = Self::spec(&request.params.model_id)?;
         let Ok(input) = self.create_call(request).map(|(_, body)| body["input"].clone()) else {
             // Its input cannot be made, so it was never created.
             return Ok(None);
@@ -665,7 +870,7 @@ impl Provider for ReplicateProvider {
         let mut ours: Vec<&Listed> = scan
             .seen
             .values()
-            .filter(|l| l.created_ms >= since && self.is_ours(&l.prediction, request, spec, &input))
+            .filter(|l| l.created_ms >= since && self.is_ours(&l.prediction, request, (spec, version), &input))
             .collect();
         // The first create, should a retry have made more.
         ours.sort_by_key(|l| l.created_ms);
@@ -871,24 +1076,219 @@ mod tests {
         assert_eq!(path, "/v1/models/bytedance/seedance-1-pro/predictions");
         assert_eq!(
             body,
-            json!({"input": {"prompt": "a fox", "duration": 5, "aspect_ratio": "9:16", "image": "https://x/first.png"},
+            json!({"input": {"prompt": "a fox", "duration": 5, "aspect_ratio": "9:16", "image": "https://x/first.png",
+                             "camera_fixed": false},
                    "webhook": "https://us/api/webhooks/job/r?token=t0k", "webhook_events_filter": ["completed"]})
         );
-        let mut p = params("openai/whisper");
-        p.prompt = None;
-        p.inputs.insert("audio".into(), MediaRef::Url("https://x/a.mp3".into()));
-        let (path, body) = provider.create_call(&request(p, None)).unwrap();
+        let whisper = |model: &str| {
+            let mut p = params(model);
+            p.prompt = None;
+            p.inputs.insert("audio".into(), MediaRef::Url("https://x/a.mp3".into()));
+            provider.create_call(&request(p, None))
+        };
+        let (path, body) = whisper("openai/whisper").unwrap();
         assert_eq!(path, "/v1/predictions");
-        assert_eq!(body["version"].as_str().unwrap().len(), 64);
-        assert_eq!(body["input"], json!({"audio": "https://x/a.mp3"}));
+        assert_eq!(body["version"], WHISPER_VERSION);
+        assert_eq!(
+            body["input"],
+            json!({"audio": "https://x/a.mp3", "word_timestamps": true})
+        );
         assert!(body.get("webhook").is_none());
         // Bad input is the job's fault, named field by field.
-        let mut p = params("minimax/video-01");
-        p.duration = Some(6.0);
+        let mut p = params("bytedance/seedance-1-pro");
+        p.duration = Some(15.0);
         let Err(ProviderError::Fatal(message)) = provider.create_call(&request(p, None)) else {
-            panic!("minimax takes no duration")
+            panic!("seedance makes at most 12 s")
         };
         assert!(message.contains("duration"), "{message}");
+    }
+
+    const WHISPER_VERSION: &str = "8099696689d249cf8b122d833c36ac3f75505c666a395ca40ef26f68e7d3d16e";
+
+    #[test]
+    fn a_version_in_the_id_is_the_models_entry_run_at_that_version() {
+        let provider = ReplicateProvider::new(ReplicateSettings::new(None)).unwrap();
+        let pinned = format!("openai/whisper:{WHISPER_VERSION}");
+        let other = format!("openai/whisper:{}", "ab".repeat(32));
+        for id in [pinned.as_str(), other.as_str()] {
+            assert_eq!(provider.model(id).map(|m| m.id.as_str()), Some("openai/whisper"));
+        }
+        let call = |id: &str| {
+            let mut p = params(id);
+            p.prompt = None;
+            p.inputs
+                .insert("videoUrl".into(), MediaRef::Url("https://x/v.mp4".into()));
+            provider.create_call(&request(p, None))
+        };
+        let (path, body) = call(&other).unwrap();
+        assert_eq!(
+            (path.as_str(), &body["version"]),
+            ("/v1/predictions", &json!("ab".repeat(32)))
+        );
+        assert_eq!(body["input"]["audio"], "https://x/v.mp4");
+        // An official model named with a version runs that version too.
+        let seedance = params(&format!("bytedance/seedance-1-pro:{}", "cd".repeat(32)));
+        let (path, body) = provider.create_call(&request(seedance, None)).unwrap();
+        assert_eq!(path, "/v1/predictions");
+        assert_eq!(body["version"], "cd".repeat(32));
+        for unknown in [
+            "openai/whisper:latest".to_string(),
+            "openai/whisperer".into(),
+            format!("acme/x:{WHISPER_VERSION}"),
+        ] {
+            assert!(provider.model(&unknown).is_none(), "{unknown}");
+        }
+        assert_eq!(
+            resolve(
+                "vaibhavs10/incredibly-fast-whisper:3ab86df6c8f54c11309d4d1f930ac292bad43ace52d10c80d87eb258b3c9f79c"
+            )
+            .map(|(spec, _)| spec.id),
+            Some("vaibhavs10/incredibly-fast-whisper")
+        );
+    }
+
+    /// The model's input for unified `params` (and the raw `options`).
+    fn input(model: &str, edit: impl FnOnce(&mut ProviderParams)) -> Value {
+        let mut p = params(model);
+        edit(&mut p);
+        let (spec, _) = resolve(model).unwrap();
+        Value::Object(spec.input(&p).unwrap_or_else(|e| panic!("{model}: {e:?}")))
+    }
+
+    fn url(s: &str) -> MediaRef {
+        MediaRef::Url(s.into())
+    }
+
+    #[test]
+    fn seedance_as_the_sdk_maps_it() {
+        let got = input("bytedance/seedance-1-pro", |p| {
+            p.duration = Some(5.0);
+            p.resolution = Some("1080p".into());
+            p.seed = Some(7);
+            p.inputs.insert("image".into(), url("https://x/image.png"));
+            p.inputs.insert("startImage".into(), url("https://x/start.png"));
+            p.inputs.insert("endImage".into(), url("https://x/end.png"));
+            p.inputs.insert("audio".into(), url("https://x/voice.mp3"));
+            p.options.insert("cameraMotion".into(), json!("fixed"));
+        });
+        assert_eq!(
+            got,
+            json!({"prompt": "a fox", "duration": 5, "resolution": "1080p", "seed": 7,
+                   "image": "https://x/start.png", "last_frame_image": "https://x/end.png", "camera_fixed": true})
+        );
+        let got = input("bytedance/seedance-1-pro", |p| {
+            p.options.insert("cameraMotion".into(), json!("dynamic"));
+            // The docs' camelCase options.
+            p.options.insert("lastFrameImage".into(), json!("https://x/last.png"));
+        });
+        assert_eq!(got["camera_fixed"], false);
+        assert_eq!(got["last_frame_image"], "https://x/last.png");
+        assert_eq!(
+            input("bytedance/seedance-1-pro", |p| {
+                p.options.insert("cameraFixed".into(), json!(true));
+            })["camera_fixed"],
+            true
+        );
+    }
+
+    #[test]
+    fn minimax_always_optimizes_the_prompt_and_drops_what_it_cannot_take() {
+        let got = input("minimax/video-01", |p| {
+            p.duration = Some(10.0);
+            p.aspect_ratio = Some(AspectRatio { w: 16, h: 9 });
+            p.seed = Some(1);
+            p.options.insert("cameraMotion".into(), json!("fixed"));
+        });
+        assert_eq!(got, json!({"prompt": "a fox", "prompt_optimizer": true}));
+        let got = input("minimax/video-01", |p| {
+            p.options.insert("promptOptimizer".into(), json!(false));
+        });
+        assert_eq!(got["prompt_optimizer"], false);
+    }
+
+    #[test]
+    fn google_image_models_take_a_list_of_images_and_no_seed() {
+        for model in ["google/nano-banana", "google/nano-banana-pro"] {
+            let got = input(model, |p| {
+                p.prompt = None;
+                p.seed = Some(3);
+                p.aspect_ratio = Some(AspectRatio { w: 4, h: 5 });
+                p.inputs.insert("image".into(), url("https://x/in.png"));
+                p.options.insert("outputFormat".into(), json!("png"));
+            });
+            assert_eq!(
+                got,
+                json!({"prompt": "", "image_input": ["https://x/in.png"], "aspect_ratio": "4:5", "output_format": "png"})
+            );
+            let got = input(model, |p| {
+                p.options
+                    .insert("image".into(), json!(["https://x/1.png", "https://x/2.png"]));
+            });
+            assert_eq!(got["image_input"], json!(["https://x/1.png", "https://x/2.png"]));
+        }
+        let got = input("google/nano-banana-pro", |p| p.resolution = Some("2K".into()));
+        assert_eq!(got["resolution"], "2K");
+    }
+
+    #[test]
+    fn seedream_takes_images_and_the_docs_camel_case_options() {
+        let got = input("bytedance/seedream-4", |p| {
+            p.aspect_ratio = Some(AspectRatio { w: 16, h: 9 });
+            p.inputs.insert("image".into(), url("https://x/in.png"));
+            p.options.insert("outputFormat".into(), json!("jpg"));
+            p.options.insert("sequentialImageGeneration".into(), json!("auto"));
+            p.options.insert("maxImages".into(), json!(4));
+            p.options.insert("enhancePrompt".into(), json!(true));
+            p.options.insert("size".into(), json!("2K"));
+        });
+        assert_eq!(
+            got,
+            json!({"prompt": "a fox", "image_input": ["https://x/in.png"], "aspect_ratio": "16:9",
+                   "sequential_image_generation": "auto", "max_images": 4, "enhance_prompt": true, "size": "2K"})
+        );
+        let (spec, _) = resolve("bytedance/seedream-4").unwrap();
+        let mut p = params("bytedance/seedream-4");
+        p.options.insert("maxImages".into(), json!(16));
+        assert_eq!(spec.check(&p)[0].0, "max_images");
+    }
+
+    #[test]
+    fn background_removers_take_the_video_and_its_output_type() {
+        let video = |p: &mut ProviderParams| {
+            p.prompt = None;
+            p.inputs.insert("video".into(), url("https://x/v.mp4"));
+        };
+        assert_eq!(
+            input("arielreplicate/robust_video_matting", video),
+            json!({"input_video": "https://x/v.mp4", "output_type": "green-screen"})
+        );
+        let got = input("arielreplicate/robust_video_matting", |p| {
+            video(p);
+            p.options.insert("outputType".into(), json!("alpha-mask"));
+        });
+        assert_eq!(got["output_type"], "alpha-mask");
+        let got = input("nateraw/video-background-remover", |p| {
+            video(p);
+            p.options.insert("outputType".into(), json!("alpha-mask"));
+        });
+        assert_eq!(got, json!({"video": "https://x/v.mp4"}));
+        let got = input("codeplugtech/background_remover", |p| {
+            p.prompt = None;
+            p.inputs.insert("image".into(), url("https://x/in.png"));
+        });
+        assert_eq!(got, json!({"image": "https://x/in.png"}));
+    }
+
+    #[test]
+    fn whispers_ask_for_word_times() {
+        let got = input("vaibhavs10/incredibly-fast-whisper", |p| {
+            p.prompt = None;
+            p.inputs.insert("audio".into(), url("https://x/a.mp3"));
+        });
+        assert_eq!(
+            got,
+            json!({"audio": "https://x/a.mp3", "timestamp": "word", "language": "None"})
+        );
     }
 
     #[test]
@@ -927,13 +1327,7 @@ mod tests {
 
     #[test]
     fn every_model_is_well_formed() {
-        for spec in MODELS {
-            for (_, field) in spec.mapping {
-                assert!(spec.fields.iter().any(|f| f.name == *field), "{}: {field}", spec.id);
-            }
-            if let Some(version) = spec.version {
-                assert!(version.len() == 64 && version.chars().all(|c| c.is_ascii_hexdigit()));
-            }
-        }
+        registry::assert_well_formed(MODELS);
+        assert!(MODELS.iter().filter_map(|m| m.version).all(is_version));
     }
 }

@@ -11,8 +11,9 @@ use futures::StreamExt;
 use reelay_core::domain::{Completion, JobKey};
 use reelay_core::plan::{MediaKind, Operation, Secret};
 use reelay_core::ports::{
-    Artifact, BlobError, Blobs, ByteStream, Callback, CallbackError, Media, MediaError, MediaInfo, MediaTask,
-    ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus, StoredBlob, Submission, DEFAULT_DEADLINE,
+    Artifact, BlobError, BlobRead, Blobs, ByteRange, ByteStream, Callback, CallbackError, Media, MediaError, MediaInfo,
+    MediaTask, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus, PublicUrl, StoredBlob, Submission,
+    DEFAULT_DEADLINE,
 };
 
 /// Provider `instant`: model `done` answers a submit with a finished result; model `later`
@@ -233,6 +234,7 @@ impl Media for InstantMedia {
                 width: Some(16),
                 height: Some(9),
                 size_bytes: 5,
+                words: None,
             },
         })
     }
@@ -243,6 +245,7 @@ impl Media for InstantMedia {
             width: Some(16),
             height: Some(9),
             size_bytes: 7,
+            words: None,
         })
     }
 }
@@ -269,7 +272,15 @@ impl Blobs for NullBlobs {
         Err(BlobError::NotFound(key.to_string()))
     }
 
+    async fn read(&self, key: &str, _range: Option<ByteRange>) -> Result<BlobRead, BlobError> {
+        Err(BlobError::NotFound(key.to_string()))
+    }
+
     async fn url(&self, key: &str) -> Result<String, BlobError> {
         Ok(format!("null://{key}"))
+    }
+
+    async fn public_url(&self, _key: &str) -> Result<Option<PublicUrl>, BlobError> {
+        Ok(None)
     }
 }

@@ -13,7 +13,7 @@ use crate::worker::Handled;
 
 impl Engine {
     pub(super) async fn run_media_job(&self, job: &Job) -> Result<Handled, WorkError> {
-        let parents = self.parent_outputs(job).await?;
+        let parents = self.node_inputs(job).await?;
         let task = match &job.spec.params {
             Params::Merge(merge) => MediaTask::Merge {
                 items: merge
@@ -65,7 +65,7 @@ impl Engine {
     async fn store_artifact(&self, job: &Job, artifact: Artifact) -> Result<JobOutput, WorkError> {
         let key = output_key(job, &artifact.extension);
         let stored = self.blobs.put(&key, &artifact.content_type, artifact.body).await?;
-        let url = self.blobs.url(&key).await?;
+        let url = self.client_url(&key).await?;
         let info = artifact.info;
         Ok(job_output(job, key, url, artifact.content_type, &stored, info))
     }

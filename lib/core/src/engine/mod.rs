@@ -42,6 +42,8 @@ use tokio::sync::broadcast;
 
 pub use admission::SubmitError;
 pub use cancel::{CancelError, Cancelled};
+pub use outputs::OutputRefused;
+pub(crate) use provider_call::constant_time_eq;
 pub use provider_wait::{CallbackRejected, Recorded, Via};
 pub use registry::Providers;
 
@@ -50,6 +52,7 @@ use crate::outbound::AddressPolicy;
 use crate::plan::PlanLimits;
 use crate::ports::{Admission, BlobError, Blobs, Clock, Media, Queue, QueueError, Store, StoreError};
 use crate::secrets::Sealer;
+use crate::signed_urls::UrlSigner;
 
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -79,6 +82,9 @@ pub struct EngineSettings {
     /// This server's public base URL (`https://api.example.com`): providers call back at
     /// `{base}/api/webhooks/job/{record}?token=…`. Unset: no callbacks, polling only.
     pub callback_base: Option<String>,
+    /// The largest output of an earlier job handed to a hosted provider inline, as a `data:`
+    /// URI, when no public URL serves it (Replicate and fal take data URIs of a few MB).
+    pub inline_input_max_bytes: u64,
     /// Events kept for slow observers before the oldest are dropped for them.
     pub event_buffer: usize,
 }
@@ -101,6 +107,7 @@ impl Default for EngineSettings {
             },
             outbound_addresses: AddressPolicy::strict(),
             callback_base: None,
+            inline_input_max_bytes: 10 * 1024 * 1024,
             event_buffer: 4096,
         }
     }
@@ -146,6 +153,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     webhook_queue: Arc<dyn Queue>,
     sealer: Sealer,
+    /// Checks the signed URLs of outputs this node serves itself (`/api/files/…`).
+    url_signer: UrlSigner,
     settings: EngineSettings,
     events: broadcast::Sender<Event>,
 }
@@ -180,6 +189,7 @@ impl Engine {
             providers: ports.providers,
             clock: ports.clock,
             webhook_queue: ports.webhook_queue,
+            url_signer: UrlSigner::new(&ports.sealer),
             sealer: ports.sealer,
             settings,
             events,

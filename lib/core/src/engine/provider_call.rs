@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::outputs::{resolve, substitute_references};
+use super::outputs::{resolve, substitute_references, visit_references};
 use super::settle::WorkError;
 use super::Engine;
 use crate::domain::{Completion, Job, ProviderCall, ProviderOutcome};
@@ -31,15 +31,31 @@ impl Engine {
             .map_or(DEFAULT_DEADLINE, |m| m.deadline)
     }
 
-    /// The request a provider job makes: inputs resolved to URLs, its key, and where to call back.
+    /// The request a provider job makes: inputs resolved to URLs the provider can read, its
+    /// key, and where to call back.
     pub(super) async fn provider_request(
         &self,
         job: &Job,
         params: &ProviderParams,
         call: &ProviderCall,
     ) -> Result<ProviderRequest, WorkError> {
-        let parents = self.parent_outputs(job).await?;
         let mut resolved = params.clone();
+        // Which parents' outputs the request carries, and under which input, so only those are
+        // made readable (a data: URI costs a read of the blob).
+        let mut wanted: Vec<(String, String)> = resolved
+            .inputs
+            .iter()
+            .filter_map(|(input, source)| match source {
+                MediaRef::Job(id) => Some((input.clone(), id.clone())),
+                MediaRef::Url(_) => None,
+            })
+            .collect();
+        for (option, value) in resolved.options.iter_mut() {
+            visit_references(value, &mut |id, _| wanted.push((option.clone(), id.to_string())));
+        }
+        let parents = self
+            .provider_inputs(job, self.provider_of(call)?.as_ref(), &wanted)
+            .await?;
         for source in resolved.inputs.values_mut() {
             *source = MediaRef::Url(resolve(source, &parents)?.0);
         }
@@ -108,7 +124,7 @@ pub(super) fn new_token() -> String {
 }
 
 /// Compares tokens in time that does not tell a guesser how much of a guess was right.
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

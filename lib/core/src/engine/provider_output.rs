@@ -68,6 +68,7 @@ impl Engine {
                 message: format!("the provider's output is not readable media: {e}"),
             })?
         };
-        Ok(job_output(job, key, our_url, content_type, &stored, info))
+        let url = self.client_url(&key).await?;
+        Ok(job_output(job, key, url, content_type, &stored, info))
     }
 }

@@ -15,6 +15,16 @@ pub trait Catalog: Send + Sync {
     fn check(&self, _params: &ProviderParams) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// The `(provider, model id)` a job of `operation` runs when it names no model (the
+    /// SDK's `lipSync()` and `removeBackground()` name none).
+    fn default_model(&self, _operation: Operation) -> Option<(String, String)> {
+        None
+    }
+    /// The provider that runs a model the client named under another provider (the SDK lists
+    /// ElevenLabs' `elevenlabs/turbo-v2.5` under `replicate`).
+    fn route(&self, _provider: &str, _model_id: &str) -> Option<String> {
+        None
+    }
 }
 
 pub enum ModelLookup {

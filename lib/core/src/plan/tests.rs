@@ -28,6 +28,25 @@ const MODELS: &[(&str, &str, Operation, MediaKind)] = &[
         MediaKind::Transcript,
     ),
     ("fal", "veed/fabric-1.0", Operation::LipSync, MediaKind::Video),
+    ("fal", "veed/lipsync", Operation::LipSync, MediaKind::Video),
+    (
+        "replicate",
+        "arielreplicate/robust_video_matting",
+        Operation::RemoveBackground,
+        MediaKind::Video,
+    ),
+    (
+        "replicate",
+        "google/nano-banana-pro",
+        Operation::GenerateImage,
+        MediaKind::Image,
+    ),
+    (
+        "elevenlabs",
+        "elevenlabs/turbo-v2.5",
+        Operation::GenerateAudio,
+        MediaKind::Audio,
+    ),
 ];
 
 struct TestCatalog;
@@ -50,6 +69,19 @@ impl Catalog for TestCatalog {
             }),
             None => ModelLookup::UnknownModel(of_provider.iter().map(|m| m.1.to_string()).collect()),
         }
+    }
+
+    fn default_model(&self, operation: Operation) -> Option<(String, String)> {
+        let (provider, model) = match operation {
+            Operation::LipSync => ("fal", "veed/lipsync"),
+            Operation::RemoveBackground => ("replicate", "arielreplicate/robust_video_matting"),
+            _ => return None,
+        };
+        Some((provider.into(), model.into()))
+    }
+
+    fn route(&self, provider: &str, model_id: &str) -> Option<String> {
+        (provider == "replicate" && model_id == "elevenlabs/turbo-v2.5").then(|| "elevenlabs".into())
     }
 }
 
@@ -1219,6 +1251,67 @@ fn missing_provider_or_model_id() {
         Some("job1"),
         Some("params.modelId"),
     );
+}
+
+#[test]
+fn operations_that_name_no_model_run_the_default_and_record_it() {
+    // What the SDK's `lipSync()` and `removeBackground()` send after a generate.
+    let lip_sync = json!({"id": "job2", "type": "lipSync", "params": {"audioUrl": "https://x/voice.mp3"},
+        "dependsOn": ["job1"]});
+    let matting = json!({"id": "job3", "type": "removeBackground", "params": {"outputType": "alpha-mask"},
+        "dependsOn": ["job2"]});
+    let request = parse_ok(&plan(vec![video_job("job1"), lip_sync, matting]));
+    let synced = provider_params(job(&request, "job2"));
+    assert_eq!(
+        (synced.provider.as_str(), synced.model_id.as_str()),
+        ("fal", "veed/lipsync")
+    );
+    assert_eq!(synced.inputs.get("video"), Some(&job_ref("job1")));
+    let matted = provider_params(job(&request, "job3"));
+    assert_eq!(
+        (matted.provider.as_str(), matted.model_id.as_str()),
+        ("replicate", "arielreplicate/robust_video_matting")
+    );
+    assert_eq!(matted.inputs.get("video"), Some(&job_ref("job2")));
+    assert_eq!(matted.options.get("outputType"), Some(&json!("alpha-mask")));
+    // Recorded with the job, as if the client had named it.
+    let stored = serde_json::to_value(job(&request, "job3")).unwrap();
+    assert_eq!(stored["params"]["modelId"], "arielreplicate/robust_video_matting");
+    // A model named by half is not completed by the default.
+    let half = json!({"id": "job2", "type": "lipSync", "params": {"provider": "replicate", "audioUrl": "https://x/v.mp3"},
+        "dependsOn": ["job1"]});
+    only_error(
+        &plan(vec![video_job("job1"), half]),
+        "missing_field",
+        Some("job2"),
+        Some("params.modelId"),
+    );
+    // An operation with no default still needs its model.
+    let errors = parse_err(&plan(vec![json!({"id": "job1", "type": "transcribe", "params": {}})]));
+    find_error(&errors, "missing_field", Some("job1"), Some("params.provider"));
+}
+
+#[test]
+fn a_model_listed_under_another_provider_runs_where_it_lives() {
+    let speech = json!({"id": "job1", "type": "generateAudio", "params": {"provider": "replicate",
+        "modelId": "elevenlabs/turbo-v2.5", "text": "hi", "voiceId": "21m00Tcm4TlvDq8ikWAM"}});
+    let request = parse_ok(&plan(vec![speech]));
+    assert_eq!(provider_params(job(&request, "job1")).provider, "elevenlabs");
+}
+
+#[test]
+fn image_lists_and_image_sizes_reach_the_model() {
+    let image = json!({"id": "job2", "type": "generateImage", "params": {"provider": "replicate",
+        "modelId": "google/nano-banana-pro", "prompt": "merge them", "resolution": "2K",
+        "image": ["https://x/1.png", "_imageJobDependency:job1"]}});
+    let request = parse_ok(&plan(vec![image_job("job1"), image]));
+    let p = provider_params(job(&request, "job2"));
+    assert_eq!(p.resolution.as_deref(), Some("2K"));
+    assert_eq!(
+        p.options.get("image"),
+        Some(&json!(["https://x/1.png", "_imageJobDependency:job1"]))
+    );
+    assert_eq!(deps(job(&request, "job2")), ["job1"]);
 }
 
 #[test]

@@ -60,10 +60,12 @@ pub(super) fn read(
     );
     let resolution = p.string("resolution");
     if let Some(r) = &resolution {
-        if parse_resolution(r).is_none() {
+        // Image models size by `1K`/`2K`/`4K` (nano-banana-pro); the model's schema says which.
+        let image_size = r.strip_suffix('K').is_some_and(|n| n.parse::<u8>().is_ok());
+        if parse_resolution(r).is_none() && !image_size {
             p.invalid(
                 "resolution",
-                format_args!("must be like `480p`, `720p`, `1080p` or `4k`, not `{r}`"),
+                format_args!("must be like `480p`, `720p`, `1080p`, `4k` or `2K`, not `{r}`"),
             );
         }
     }
@@ -104,8 +106,14 @@ fn read_model(
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    let provider = p.string("provider").or_else(|| from_model("provider"));
-    let model_id = p.string("modelId").or_else(|| from_model("modelId"));
+    let mut provider = p.string("provider").or_else(|| from_model("provider"));
+    let mut model_id = p.string("modelId").or_else(|| from_model("modelId"));
+    // A job that names no model runs the server's default for its operation, recorded in
+    // its params as if the client had named it.
+    if let (None, None, Some((default_provider, default_model))) = (&provider, &model_id, catalog.default_model(op)) {
+        provider = Some(default_provider);
+        model_id = Some(default_model);
+    }
     if provider.is_none() {
         p.fail(
             "missing_field",
@@ -120,7 +128,10 @@ fn read_model(
             format_args!("`{op}` needs a `modelId`"),
         );
     }
-    let (provider, model_id) = (provider?, model_id?);
+    let (mut provider, model_id) = (provider?, model_id?);
+    if let Some(runs_at) = catalog.route(&provider, &model_id) {
+        provider = runs_at;
+    }
     let (code, field, detail) = match catalog.lookup(&provider, &model_id) {
         ModelLookup::UnknownProvider(known) => (
             "unknown_provider",
@@ -159,7 +170,9 @@ fn read_inputs(p: &mut ParamReader, op: Operation, deps: &[JobId], kinds: &Kinds
     let params = p.params;
     let mut inputs = BTreeMap::new();
     for key in INPUT_KEYS {
-        if let Some(v) = params.get(key).filter(|v| !v.is_null()) {
+        // A list (nano-banana's `image: [url, …]`) stays among the options, whose references
+        // are resolved all the same.
+        if let Some(v) = params.get(key).filter(|v| !v.is_null() && !v.is_array()) {
             if let Some(r) = p.media_ref(v, key) {
                 inputs.insert(key.to_string(), r);
             }
@@ -189,7 +202,7 @@ fn options_and_key(
         .cloned()
         .unwrap_or_default();
     for (k, v) in params {
-        if !UNIFIED.contains(&k.as_str()) && !INPUT_KEYS.contains(&k.as_str()) {
+        if !UNIFIED.contains(&k.as_str()) && (!INPUT_KEYS.contains(&k.as_str()) || v.is_array()) {
             options.insert(k.clone(), v.clone());
         }
     }
