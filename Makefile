@@ -7,7 +7,10 @@ VENV := .venv
 # Debian's packages the embedded stack runs: ffmpeg and ffprobe (media jobs, the local
 # provider's renders) and espeak-ng (its voice). Its transcriber's pocketsphinx is a PyPI
 # package in the venv.
-SYSTEM_OK := $(shell command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 && echo yes)
+# Captions (libass, through fontconfig) need fonts for every script: DejaVu (Latin, Greek,
+# Cyrillic, Hebrew, Arabic) and WenQuanYi Micro Hei (Chinese, Japanese kana, Korean), 8 MB.
+FONTS := fonts-dejavu-core fonts-wqy-microhei
+SYSTEM_OK := $(shell command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 && fc-list | grep -q 'WenQuanYi Micro Hei' && fc-list | grep -q 'DejaVu Sans' && echo yes)
 # Deploying (make build, make deploy; CI needs neither): cargo-lambda, which brings zig, goes into
 # the venv; the SAM CLI into a venv of its own, because it pins boto3, click and pydantic to
 # versions the tests' packages do not want.
@@ -20,7 +23,7 @@ SAM_BUILD := target/sam
 # The venv's bin first: cargo finds cargo-lambda there, and cargo-lambda finds zig.
 WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: demo test bench aws-figures deps lint fmt build-cli build deploy
+.PHONY: demo test bench bench-media aws-figures deps lint fmt build-cli build deploy
 
 ## demo: the two-scene plan on the embedded stack (no AWS): prints the MP4's path and probe
 demo: deps build-cli
@@ -37,6 +40,11 @@ test: deps
 ## bench: engine throughput and release latency on the durable local store
 bench: deps
 	$(CARGO) run --release --quiet -- bench
+
+## bench-media: captions, a two-layer composite and a chroma key on a 30 s 1080x1920 clip, each
+## beside one hand-written ffmpeg command doing the same edit (tests/media_bench.rs)
+bench-media: deps
+	$(CARGO) test --test media_bench -- --ignored --nocapture --test-threads 1
 
 ## aws-figures: AWS requests per execution and S3 upload memory, on moto (tests/aws_figures.rs)
 aws-figures: deps
@@ -84,8 +92,8 @@ $(SAM_VENV)/installed-$(SAM_CLI_VERSION):
 
 deps: $(VENV)/installed
 ifneq ($(SYSTEM_OK),yes)
-	@echo "installing ffmpeg and espeak-ng (Debian packages)"
+	@echo "installing ffmpeg, espeak-ng and fonts (Debian packages)"
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends ffmpeg espeak-ng >/dev/null
+	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends ffmpeg espeak-ng $(FONTS) >/dev/null
 endif
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null && command -v espeak-ng >/dev/null

@@ -173,13 +173,26 @@ async fn video_image_and_transcript_complete_by_webhook() {
         .filter(|c| c.method == "POST")
         .all(|c| c.prefer.is_none()));
 
-    // Real media, probed; the transcript (a JSON object) stored as JSON.
+    // Real media, probed; Whisper's transcript stored in the one shape, its words timed from
+    // its segment, and in the result.
     let clip = job(&status, "clip");
     assert_eq!(clip["result"]["width"], 160, "{clip}");
     assert!(clip["result"]["duration"].as_f64().unwrap() > 0.9);
     assert_eq!(job(&status, "still")["result"]["width"], 64);
     let text: Value = serde_json::from_slice(&stored(&status, "words").await).unwrap();
-    assert_eq!(text, fake_replicate::transcript());
+    let words: Vec<&str> = text["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["word"].as_str().unwrap())
+        .collect();
+    assert_eq!(words, ["Hello", "from", "the", "fake."]);
+    assert_eq!(
+        (text["language"].as_str(), text["text"].as_str()),
+        (Some("english"), Some("Hello from the fake."))
+    );
+    assert_eq!(text["words"][3]["end"], 1.2);
+    assert_eq!(job(&status, "words")["result"]["transcript"], text["words"]);
     app.stop().await;
 }
 

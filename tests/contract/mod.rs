@@ -274,6 +274,7 @@ fn output(key: &str) -> JobOutput {
         height: Some(1920),
         aspect_ratio: Some("9:16".into()),
         transcript: None,
+        background: None,
     }
 }
 

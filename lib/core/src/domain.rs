@@ -133,6 +133,9 @@ pub struct JobOutput {
     /// need no transcription.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transcript: Option<Vec<TimedWord>>,
+    /// A removed background's kind: `green`, `#rrggbb`, `transparent` or `matte`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<String>,
 }
 
 impl JobOutput {

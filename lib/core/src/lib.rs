@@ -1,6 +1,7 @@
 //! reelay's core: plans, the domain, the engine, and the ports adapters implement.
 //! Nothing here talks to AWS or SQLite; adapters live in their own crates.
 
+pub mod background;
 pub mod clock;
 pub mod domain;
 pub mod engine;
@@ -11,6 +12,7 @@ pub mod secrets;
 pub mod signed_urls;
 pub mod tenants;
 pub mod time;
+pub mod transcript;
 pub mod webhooks;
 pub mod worker;
 

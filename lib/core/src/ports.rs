@@ -10,7 +10,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis, TimedWord, WebhookDelivery};
-use crate::plan::{MediaKind, Operation, ProviderParams, ReframeMode, Secret, Transition};
+use crate::plan::{CaptionStyle, LayerParams, MediaKind, Operation, ProviderParams, ReframeMode, Secret, Transition};
 // Providers name their models with these; validation owns them.
 pub use crate::plan::{ModelInfo, DEFAULT_DEADLINE};
 
@@ -345,6 +345,30 @@ pub enum MediaTask {
         height: u32,
         mode: ReframeMode,
     },
+    /// Layers composited in one filter graph, every medium resolved to a URL.
+    Layer(LayerParams<String>),
+    /// Captions burned into `video`, in the same pass that reads it.
+    Captions {
+        video: String,
+        words: CaptionWords,
+        style: Box<CaptionStyle>,
+    },
+    /// A removed background finished (`crate::background`): `input`'s background keyed out
+    /// by `key`'s colour (`None`: its alpha channel), laid on `fill` (`None`: transparent).
+    Background {
+        input: String,
+        still: bool,
+        key: Option<[u8; 3]>,
+        fill: Option<[u8; 3]>,
+    },
+}
+
+/// A caption job's words: at hand, or in a file the Media port reads (a transcript as JSON,
+/// SRT or WebVTT, or speech whose `comment` tag carries its word timings).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaptionWords {
+    Words(Vec<TimedWord>),
+    File(String),
 }
 
 /// A finished artifact: its bytes (deleted when the stream is dropped) and its probe.

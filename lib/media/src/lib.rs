@@ -6,10 +6,14 @@
 //!   otherwise one re-encode with optional xfade transitions) and mix audio
 //!   tracks over them;
 //! - [`reframe`]: crop or pad a video to an exact frame size;
+//! - [`burn_captions`]: timed words burned in as styled, karaoke-highlighted captions;
 //! - [`render_video`], [`render_image`], [`render_audio`]: cheap stand-in
 //!   renders for the offline `local` AI provider;
 //! - [`render_speech`], [`transcribe_speech`]: its offline voice (espeak-ng) and
 //!   recogniser (pocketsphinx through Python);
+//! - [`replace_background`]: key a background out (a colour, or the input's alpha) onto a
+//!   colour or transparent;
+//! - [`layer`]: composite videos and stills over a base (placed, chroma-keyed) in one pass;
 //! - [`FfmpegMedia`]: the engine's `Media` port on top of them.
 //!
 //! The binaries are looked up on `PATH`, or taken from `REELAY_FFMPEG` /
@@ -18,8 +22,11 @@
 //! interrupted call never leaves a partial file at the destination. Encoded
 //! video is H.264 (yuv420p) with AAC audio.
 
+mod captions;
 mod error;
 mod ffmpeg;
+mod keying;
+mod layer;
 mod merge;
 mod port;
 mod probe;
@@ -27,10 +34,13 @@ mod reframe;
 mod render;
 mod speech;
 
+pub use captions::{burn_captions, words_in_file};
 pub use error::FfmpegError;
+pub use keying::{replace_background, Replacement, Rgb, GREEN};
+pub use layer::layer;
 pub use merge::{merge, ItemKind, MergeItem, MergeReport};
 pub use port::FfmpegMedia;
 pub use probe::{probe, Probe};
 pub use reframe::reframe;
-pub use render::{render_audio, render_image, render_video};
+pub use render::{render_audio, render_image, render_video, BACKDROP};
 pub use speech::{render_speech, transcribe_speech};

@@ -17,10 +17,13 @@ use tokio_util::io::ReaderStream;
 
 use reelay_core::outbound::AddressPolicy;
 use reelay_core::plan::MediaKind;
-use reelay_core::ports::{Artifact, Media, MediaError, MediaInfo, MediaTask};
+use reelay_core::ports::{Artifact, CaptionWords, Media, MediaError, MediaInfo, MediaTask};
 use reelay_outbound_http::guarded_client;
 
-use crate::{merge, probe, reframe, FfmpegError, ItemKind, MergeItem};
+use crate::{
+    burn_captions, layer, merge, probe, reframe, replace_background, words_in_file, FfmpegError, ItemKind, MergeItem,
+    Replacement,
+};
 
 pub struct FfmpegMedia {
     scratch: PathBuf,
@@ -196,7 +199,16 @@ impl From<FfmpegError> for MediaError {
 impl Media for FfmpegMedia {
     async fn run(&self, task: MediaTask) -> Result<Artifact, MediaError> {
         let dir = self.task_dir().await?;
-        let out = dir.path().join("output.mp4");
+        let (extension, content_type) = match &task {
+            MediaTask::Background { still, key, fill, .. } => Replacement {
+                still: *still,
+                key: *key,
+                fill: *fill,
+            }
+            .format(),
+            _ => ("mp4", "video/mp4"),
+        };
+        let out = dir.path().join(format!("output.{extension}"));
         match task {
             MediaTask::Merge { items, transition } => {
                 let mut merged = Vec::with_capacity(items.len());
@@ -229,6 +241,38 @@ impl Media for FfmpegMedia {
                 let input = self.input(&input, dir.path(), "input").await?;
                 reframe(&input, width, height, mode, &out).await?;
             }
+            MediaTask::Layer(task) => {
+                let mut paths = Vec::new();
+                for (n, url) in task.sources().into_iter().enumerate() {
+                    paths.push(self.input(url, dir.path(), &format!("layer-{n}")).await?);
+                }
+                let mut paths = paths.into_iter();
+                let local = task.try_map(|_| {
+                    paths
+                        .next()
+                        .ok_or_else(|| MediaError::Failed("a layer lost its input".into()))
+                })?;
+                layer(&local, &out).await?;
+            }
+            MediaTask::Captions { video, words, style } => {
+                let video = self.input(&video, dir.path(), "input").await?;
+                let words = match words {
+                    CaptionWords::Words(words) => words,
+                    CaptionWords::File(url) => {
+                        words_in_file(&self.input(&url, dir.path(), "transcript").await?).await?
+                    }
+                };
+                burn_captions(&video, &words, &style, &out).await?;
+            }
+            MediaTask::Background {
+                input,
+                still,
+                key,
+                fill,
+            } => {
+                let input = self.input(&input, dir.path(), "input").await?;
+                replace_background(&input, Replacement { still, key, fill }, &out).await?;
+            }
         }
         let info = info_of(&out).await?;
         let file = tokio::fs::File::open(&out)
@@ -241,8 +285,8 @@ impl Media for FfmpegMedia {
         });
         Ok(Artifact {
             body: Box::pin(body),
-            content_type: "video/mp4".into(),
-            extension: "mp4".into(),
+            content_type: content_type.into(),
+            extension: extension.into(),
             info,
         })
     }

@@ -14,8 +14,12 @@ const MAX_TEXT_CHARS: usize = 60;
 /// Largest frame side we agree to render; beyond it ffmpeg would only burn memory.
 const MAX_SIDE: u32 = 8192;
 
+/// The flat colour around the subject (a test pattern in the middle half of the frame) of
+/// every video and still rendered here: the `local` background remover keys it out.
+pub const BACKDROP: [u8; 3] = [0x20, 0x30, 0x40];
+
 /// Renders a `duration`-second, 30 fps H.264/AAC video of `width`x`height`
-/// (even numbers): a moving test pattern tinted by the prompt, the prompt
+/// (even numbers): a moving test pattern tinted by the prompt on the backdrop, the prompt
 /// (one line, at most 60 characters) moving over it, and a sine tone.
 pub async fn render_video(prompt: &str, duration: f64, width: u32, height: u32, out: &Path) -> Result<(), FfmpegError> {
     check_duration(duration)?;
@@ -27,7 +31,7 @@ pub async fn render_video(prompt: &str, duration: f64, width: u32, height: u32, 
     }
     let seed = fnv1a(prompt);
     let d = secs(duration);
-    let mut video_filters = vec![format!("hue=h={}", seed % 360)];
+    let mut video_filters = vec![subject(seed)];
     video_filters.extend(drawtext(
         prompt,
         width.min(height),
@@ -41,17 +45,21 @@ pub async fn render_video(prompt: &str, duration: f64, width: u32, height: u32, 
         "-f".into(),
         "lavfi".into(),
         "-i".into(),
-        format!("testsrc2=size={width}x{height}:rate=30:duration={d}").into(),
+        format!("{}:rate=30:duration={d}", backdrop(width, height)).into(),
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("testsrc2=size={}:rate=30:duration={d}", pattern_size(width, height)).into(),
         "-f".into(),
         "lavfi".into(),
         "-i".into(),
         format!("sine=frequency={}:sample_rate=48000:duration={d}", 220 + seed % 660).into(),
+        "-filter_complex".into(),
+        format!("{}[v]", video_filters.join(",")).into(),
         "-map".into(),
-        "0:v".into(),
+        "[v]".into(),
         "-map".into(),
-        "1:a".into(),
-        "-vf".into(),
-        video_filters.join(",").into(),
+        "2:a".into(),
         // ultrafast: these renders run inside tests and demos, speed wins.
         "-c:v".into(),
         "libx264".into(),
@@ -76,16 +84,20 @@ pub async fn render_video(prompt: &str, duration: f64, width: u32, height: u32, 
 pub async fn render_image(prompt: &str, width: u32, height: u32, out: &Path) -> Result<(), FfmpegError> {
     check_size(width, height)?;
     let seed = fnv1a(prompt);
-    // testsrc2 rounds odd sizes down to even; a PNG can be any size.
-    let mut filters = vec![format!("scale={width}:{height}"), format!("hue=h={}", seed % 360)];
+    // The sources round odd sizes down to even; a PNG can be any size.
+    let mut filters = vec![subject(seed), format!("scale={width}:{height}")];
     filters.extend(drawtext(prompt, width.min(height), "(w-tw)/2", "(h-th)/2"));
     let tmp = TempFile::beside(out, "")?;
     let args: Vec<OsString> = vec![
         "-f".into(),
         "lavfi".into(),
         "-i".into(),
-        format!("testsrc2=size={width}x{height}:rate=1:duration=1").into(),
-        "-vf".into(),
+        format!("{}:rate=1:duration=1", backdrop(width, height)).into(),
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("testsrc2=size={}:rate=1:duration=1", pattern_size(width, height)).into(),
+        "-filter_complex".into(),
         filters.join(",").into(),
         "-frames:v".into(),
         "1".into(),
@@ -120,6 +132,23 @@ pub async fn render_audio(duration: f64, out: &Path) -> Result<(), FfmpegError> 
     args.push(file_arg(tmp.path()));
     ffmpeg(args).await?;
     tmp.persist(out).await
+}
+
+/// The backdrop source (input 0) of a frame of `width`x`height` (any size, odd ones too).
+fn backdrop(width: u32, height: u32) -> String {
+    let [r, g, b] = BACKDROP;
+    format!("color=c=0x{r:02X}{g:02X}{b:02X}:size={width}x{height}")
+}
+
+/// The pattern's size: half the frame, even (testsrc2 rounds odd sizes down anyway).
+fn pattern_size(width: u32, height: u32) -> String {
+    let half = |side: u32| (side / 4 * 2).max(2);
+    format!("{}x{}", half(width), half(height))
+}
+
+/// The pattern (input 1), tinted by the prompt, centred on the backdrop (input 0).
+fn subject(seed: u32) -> String {
+    format!("[1:v]hue=h={}[p];[0:v][p]overlay=(W-w)/2:(H-h)/2", seed % 360)
 }
 
 fn check_duration(duration: f64) -> Result<(), FfmpegError> {

@@ -20,6 +20,7 @@ use reelay_core::ports::{
     ByteStream, Callback, CallbackError, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus,
     Submission, DEFAULT_DEADLINE,
 };
+use reelay_media::Replacement;
 
 /// A callback as a provider would POST it: which job, its token, and the outcome.
 #[derive(Debug, Clone)]
@@ -62,7 +63,7 @@ struct LocalJob {
     /// What the `audio` model says (`text`, else the prompt); a tone when empty.
     #[serde(default)]
     text: String,
-    /// The `transcribe` model's input: a file of reelay's own blob store.
+    /// The `transcribe` and `remove-*` models' input: a file of reelay's own blob store.
     #[serde(default)]
     input: Option<PathBuf>,
     /// Test hook: a job whose params carry `"fail": "<reason>"` fails with that reason.
@@ -112,14 +113,22 @@ impl LocalProvider {
                 MediaKind::Transcript,
                 Completion::Polling,
             ),
-            // Stand-ins for the video transforms, so that the SDK's `lipSync()` and
-            // `removeBackground()` run offline: like the models above they render a clip of
-            // their own, and leave their input as it is.
+            // A stand-in for lip sync, so that the SDK's `lipSync()` runs offline: like the
+            // models above it renders a clip of its own, and leaves its input as it is.
             model("lipsync", Operation::LipSync, MediaKind::Video, Completion::Webhook),
+            // Background removers that really key their input, when it is one of the local
+            // renders (whose backdrop is a known flat colour): a green screen, or a PNG with
+            // alpha, as the hosted models give; the engine finishes colours and transparency.
             model(
                 "remove-background",
                 Operation::RemoveBackground,
                 MediaKind::Video,
+                Completion::Webhook,
+            ),
+            model(
+                "remove-image-background",
+                Operation::RemoveImageBackground,
+                MediaKind::Image,
                 Completion::Webhook,
             ),
         ];
@@ -172,6 +181,20 @@ impl LocalProvider {
         let out = Self::output_path(&dir, job.kind);
         let rendered = match (&job.fail, job.kind) {
             (Some(reason), _) => Err(reason.clone()),
+            (None, kind) if job.model.starts_with("remove-") => match &job.input {
+                Some(input) => {
+                    let still = kind == MediaKind::Image;
+                    let keyed = Replacement {
+                        still,
+                        key: Some(reelay_media::BACKDROP),
+                        fill: (!still).then_some(reelay_media::GREEN),
+                    };
+                    reelay_media::replace_background(input, keyed, &out)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                None => Err("the local background remover was given no input".into()),
+            },
             (None, MediaKind::Image) => reelay_media::render_image(&job.prompt, job.width, job.height, &out)
                 .await
                 .map_err(|e| e.to_string()),
@@ -223,10 +246,11 @@ impl LocalProvider {
     }
 }
 
-/// Where the `transcribe` model reads from: the first of the job's media inputs, which must be
-/// a file of reelay's own blob store (the local provider fetches nothing from the network).
+/// Where the `transcribe` and `remove-*` models read from: the first of the job's media
+/// inputs, which must be a file of reelay's own blob store (the local provider fetches nothing
+/// from the network).
 fn local_input(params: &ProviderParams) -> Result<Option<PathBuf>, ProviderError> {
-    let Some(url) = ["audio", "audioUrl", "video", "videoUrl", "url"]
+    let Some(url) = ["audio", "audioUrl", "video", "videoUrl", "image", "url"]
         .iter()
         .find_map(|name| params.inputs.get(*name))
     else {
@@ -235,7 +259,7 @@ fn local_input(params: &ProviderParams) -> Result<Option<PathBuf>, ProviderError
     match url {
         MediaRef::Url(url) if url.starts_with("file://") => Ok(Some(PathBuf::from(&url["file://".len()..]))),
         _ => Err(ProviderError::Fatal(
-            "the local transcriber reads reelay's own outputs only, not URLs".into(),
+            "the local transcriber and background removers read reelay's own outputs only, not URLs".into(),
         )),
     }
 }

@@ -31,8 +31,12 @@ pub enum Unified {
     CameraMotion,
     /// `outputFormat` of image models (`jpg`, `png`, `webp`).
     OutputFormat,
-    /// `outputType` of background removal (`green-screen`, `alpha-mask`, `foreground-mask`).
+    /// `outputType` of background removal (`green-screen`, `transparent`, `alpha-mask`,
+    /// `foreground-mask`).
     OutputType,
+    /// `backgroundColor` of background removal: applied by reelay after the model
+    /// (`reelay_core::background`), so removal models drop it.
+    BackgroundColor,
 }
 
 impl Unified {
@@ -52,6 +56,7 @@ impl Unified {
             Unified::CameraMotion => "cameraMotion",
             Unified::OutputFormat => "outputFormat",
             Unified::OutputType => "outputType",
+            Unified::BackgroundColor => "backgroundColor",
         }
     }
 }
@@ -232,7 +237,7 @@ impl ModelSpec {
         // In precedence order: a later one overwrites an earlier one mapped to the same field
         // (seedance's `startImage` wins over `image`), except a start image standing in for
         // the image (fabric's `image` wins over `startImage`).
-        let typed: [(Unified, Option<Value>); 13] = [
+        let typed: [(Unified, Option<Value>); 14] = [
             (Unified::Prompt, params.prompt.clone().map(Value::from)),
             (Unified::Duration, params.duration.map(Value::from)),
             (
@@ -255,6 +260,7 @@ impl ModelSpec {
             (Unified::CameraMotion, None),
             (Unified::OutputFormat, None),
             (Unified::OutputType, None),
+            (Unified::BackgroundColor, None),
         ];
         for (which, value) in typed {
             // Unified params the plan does not type (and image lists) are among the options.

@@ -233,7 +233,13 @@ pub const MODELS: &[ModelSpec] = &[
         completion: Completion::Webhook,
         deadline: Duration::from_secs(10 * MINUTE),
         fields: &[Field::required("image", FieldType::Url)],
-        mapping: &[Mapping::field(Unified::Image, "image"), Mapping::dropped(Unified::Seed)],
+        // The PNG's alpha is the matte; reelay lays it on a colour when asked.
+        mapping: &[
+            Mapping::field(Unified::Image, "image"),
+            Mapping::dropped(Unified::Seed),
+            Mapping::dropped(Unified::OutputType),
+            Mapping::dropped(Unified::BackgroundColor),
+        ],
         defaults: &[],
         variants: &[],
     },
@@ -253,7 +259,13 @@ pub const MODELS: &[ModelSpec] = &[
         ],
         mapping: &[
             Mapping::field(Unified::Video, "input_video"),
-            Mapping::field(Unified::OutputType, "output_type"),
+            // A transparent output is keyed from the green screen by reelay afterwards.
+            Mapping::translated(
+                Unified::OutputType,
+                "output_type",
+                &[("transparent", Lit::Str("green-screen"))],
+            ),
+            Mapping::dropped(Unified::BackgroundColor),
         ],
         defaults: &[("output_type", Lit::Str("green-screen"))],
         variants: &[],
@@ -270,6 +282,7 @@ pub const MODELS: &[ModelSpec] = &[
         mapping: &[
             Mapping::field(Unified::Video, "video"),
             Mapping::dropped(Unified::OutputType),
+            Mapping::dropped(Unified::BackgroundColor),
         ],
         defaults: &[],
         variants: &[],
@@ -1267,6 +1280,13 @@ mod tests {
             p.options.insert("outputType".into(), json!("alpha-mask"));
         });
         assert_eq!(got["output_type"], "alpha-mask");
+        let got = input("arielreplicate/robust_video_matting", |p| {
+            video(p);
+            p.options.insert("outputType".into(), json!("transparent"));
+            p.options.insert("backgroundColor".into(), json!("#102030"));
+        });
+        assert_eq!(got["output_type"], "green-screen");
+        assert!(got.get("backgroundColor").is_none());
         let got = input("nateraw/video-background-remover", |p| {
             video(p);
             p.options.insert("outputType".into(), json!("alpha-mask"));

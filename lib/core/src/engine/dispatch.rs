@@ -104,7 +104,7 @@ impl Engine {
                 let params = params.clone();
                 self.start_provider_job(&job, &params).await
             }
-            Params::Merge(_) | Params::Reframe(_) => {
+            Params::Merge(_) | Params::Reframe(_) | Params::Subtitles(_) | Params::Layer(_) => {
                 let outcome = self.run_media_job(&job).await.map(Some);
                 self.settle(job, outcome).await
             }

@@ -3,12 +3,12 @@
 //! streamed into the blob store, probed, recorded. Next: completion (`completion.rs`), or
 //! `settle.rs` when it did not finish.
 
-use super::outputs::{job_output, output_key, resolve};
+use super::outputs::{job_output, output_key, resolve, InputUrls};
 use super::settle::WorkError;
 use super::Engine;
 use crate::domain::{Job, JobOutput};
-use crate::plan::Params;
-use crate::ports::{Artifact, MediaError, MediaTask, ResolvedItem};
+use crate::plan::{MediaRef, Params, TranscriptSource};
+use crate::ports::{Artifact, CaptionWords, MediaTask, ResolvedItem};
 use crate::worker::Handled;
 
 impl Engine {
@@ -41,18 +41,17 @@ impl Engine {
                     mode: reframe.mode,
                 }
             }
+            Params::Subtitles(subtitles) => MediaTask::Captions {
+                video: resolve(&subtitles.video, &parents)?.0,
+                words: self.caption_words(job, &subtitles.transcript, &parents).await?,
+                style: Box::new(subtitles.style.clone()),
+            },
+            Params::Layer(layer) => {
+                MediaTask::Layer(layer.try_map(|source| resolve(source, &parents).map(|(url, _)| url))?)
+            }
             Params::Provider(_) | Params::Base(_) => unreachable_shape(job)?,
         };
-        let artifact = self.media.run(task).await.map_err(|e| match e {
-            MediaError::Invalid(message) => WorkError::Fatal {
-                code: "media_invalid",
-                message,
-            },
-            MediaError::Failed(message) => WorkError::Passing {
-                message,
-                retry_after: None,
-            },
-        })?;
+        let artifact = self.media.run(task).await.map_err(WorkError::media)?;
         let output = self.store_artifact(job, artifact).await?;
         match self.complete(job, output).await? {
             Some(handled) => Ok(handled),
@@ -61,8 +60,29 @@ impl Engine {
         }
     }
 
+    /// A caption job's words: inline, the word timings a speech parent recorded, or else the
+    /// file to read them from (a transcript, or speech too long for its record to hold them).
+    async fn caption_words(
+        &self,
+        job: &Job,
+        source: &TranscriptSource,
+        parents: &InputUrls,
+    ) -> Result<CaptionWords, WorkError> {
+        match source {
+            TranscriptSource::Words(words) => Ok(CaptionWords::Words(words.clone())),
+            TranscriptSource::Media(MediaRef::Job(id)) => {
+                let recorded = self.parent_outputs(job).await?.remove(id).and_then(|o| o.transcript);
+                match recorded {
+                    Some(words) => Ok(CaptionWords::Words(words)),
+                    None => Ok(CaptionWords::File(resolve(&MediaRef::Job(id.clone()), parents)?.0)),
+                }
+            }
+            TranscriptSource::Media(url) => Ok(CaptionWords::File(resolve(url, parents)?.0)),
+        }
+    }
+
     /// Streams an artifact into the blob store under the job's key.
-    async fn store_artifact(&self, job: &Job, artifact: Artifact) -> Result<JobOutput, WorkError> {
+    pub(super) async fn store_artifact(&self, job: &Job, artifact: Artifact) -> Result<JobOutput, WorkError> {
         let key = output_key(job, &artifact.extension);
         let stored = self.blobs.put(&key, &artifact.content_type, artifact.body).await?;
         let url = self.client_url(&key).await?;

@@ -199,6 +199,7 @@ pub(super) fn job_output(
         // The words ride in the job record: beyond this many (a quarter hour of speech) they
         // stay in the file alone, so a record stays well inside DynamoDB's 400 KB.
         transcript: info.words.filter(|words| words.len() <= MAX_RESULT_WORDS),
+        background: None,
     }
 }
 

@@ -8,7 +8,7 @@ use rand::Rng;
 
 use super::{Engine, EngineError};
 use crate::domain::Job;
-use crate::ports::{ProviderError, Write};
+use crate::ports::{MediaError, ProviderError, Write};
 use crate::worker::Handled;
 
 /// Why a job's work did not finish.
@@ -26,6 +26,22 @@ pub(super) enum WorkError {
     Uncertain { message: String },
     /// The engine's own ports failed: let the queue retry the message.
     Engine(EngineError),
+}
+
+impl WorkError {
+    /// A media task's failure: bad inputs fail the job, a tool's failure is retried.
+    pub(super) fn media(e: MediaError) -> WorkError {
+        match e {
+            MediaError::Invalid(message) => WorkError::Fatal {
+                code: "media_invalid",
+                message,
+            },
+            MediaError::Failed(message) => WorkError::Passing {
+                message,
+                retry_after: None,
+            },
+        }
+    }
 }
 
 impl<E: Into<EngineError>> From<E> for WorkError {

@@ -4,6 +4,7 @@
 //! reads each job as sent, `dag` checks the jobs' ids and dependencies, and `params` types each
 //! job's params, one module per operation.
 
+mod captions;
 mod catalog;
 mod dag;
 mod draft;
@@ -13,6 +14,7 @@ mod params;
 mod parse;
 mod references;
 
+pub use captions::{parse_alignment, ActiveWordEffect, AssColour, CaptionPreset, CaptionStyle};
 pub use catalog::{Catalog, Completion, ModelInfo, ModelLookup, DEFAULT_DEADLINE};
 pub use dag::BaseJobs;
 pub use frame::{parse_resolution, AspectRatio};

@@ -1220,21 +1220,119 @@ fn missing_operation() {
     );
 }
 
+fn subtitles_params(job: &JobSpec) -> &SubtitlesParams {
+    match &job.params {
+        Params::Subtitles(p) => p,
+        other => panic!("job {} has no subtitles params: {other:#?}", job.id),
+    }
+}
+
 #[test]
-fn unsupported_operations() {
-    let subtitles = json!({
-        "id": "s",
-        "type": "addSubtitles",
-        "params": {"transcript": "$t"},
-        "dependsOn": ["v"]
-    });
-    let layer = json!({"id": "l", "operation": "pipeline:layer", "params": {"layers": []}});
-    let errors = parse_err(&plan(vec![video_job("v"), subtitles, layer]));
-    // `$t` is also unknown: that is reported too.
-    assert_eq!(errors.len(), 3, "{errors:#?}");
-    find_error(&errors, "unsupported_operation", Some("s"), Some("type"));
-    find_error(&errors, "unsupported_operation", Some("l"), Some("type"));
-    find_error(&errors, "unknown_reference", Some("s"), Some("params.transcript"));
+fn captions_helper_takes_the_transcript_job_and_the_other_video() {
+    // captions({video, model}): transcribe, then addSubtitles on [transcribe, video].
+    let transcribe = json!({"id": "t", "type": "transcribe",
+        "params": {"provider": "replicate", "modelId": "openai/whisper", "videoUrl": "_videoJobDependency:v"}});
+    let subtitles = json!({"id": "s", "type": "addSubtitles",
+        "params": {"transcript": "_transcriptJobDependency:t", "style": {"preset": "youtube", "primaryColor": "#f80"}},
+        "dependsOn": ["t", "v"]});
+    let request = parse_ok(&plan(vec![video_job("v"), transcribe, subtitles]));
+    let s = subtitles_params(job(&request, "s"));
+    assert_eq!(s.video, job_ref("v"));
+    assert_eq!(s.transcript, TranscriptSource::Media(job_ref("t")));
+    assert_eq!(
+        (s.style.preset, s.style.primary_color),
+        (CaptionPreset::Youtube, Some(AssColour(0x0000_88FF)))
+    );
+
+    // The manual form: inline words (or `captions`), a string style, the video by URL.
+    let manual = json!({"id": "m", "type": "addSubtitles", "params": {"videoUrl": "https://x/v.mp4",
+        "captions": [{"word": "hi", "start": 0, "end": 0.4}], "style": "bold"}});
+    let request = parse_ok(&plan(vec![manual]));
+    let m = subtitles_params(job(&request, "m"));
+    assert_eq!(m.video, MediaRef::Url("https://x/v.mp4".into()));
+    assert!(matches!(&m.transcript, TranscriptSource::Words(w) if w.len() == 1 && w[0].end == 0.4));
+    assert_eq!(m.style.preset, CaptionPreset::Tiktok);
+
+    // No transcript named: the speech dependency's word timings.
+    let speech = with_param(audio_job("a"), "text", json!("hello"));
+    let chained = json!({"id": "c", "type": "addSubtitles", "params": {}, "dependsOn": ["a", "v"]});
+    let request = parse_ok(&plan(vec![video_job("v"), speech, chained]));
+    assert_eq!(
+        subtitles_params(job(&request, "c")).transcript,
+        TranscriptSource::Media(job_ref("a"))
+    );
+}
+
+#[test]
+fn captions_are_checked_at_submission_naming_job_and_field() {
+    let words = json!([{"word": "a", "start": 0, "end": 1}]);
+    let job_with = |style: Value, transcript: Value| {
+        json!({"id": "s", "type": "addSubtitles",
+            "params": {"videoUrl": "https://x/v.mp4", "transcript": transcript, "style": style}})
+    };
+    let cases = [
+        (json!("neon"), words.clone(), "params.style"),
+        (json!({"preset": "neon"}), words.clone(), "params.style.preset"),
+        (
+            json!({"primaryColor": "red"}),
+            words.clone(),
+            "params.style.primaryColor",
+        ),
+        (
+            json!({"activeWordColor": "#12345"}),
+            words.clone(),
+            "params.style.activeWordColor",
+        ),
+        (json!({"alignment": 0}), words.clone(), "params.style.alignment"),
+        (json!({"position": "sideways"}), words.clone(), "params.style.position"),
+        (json!({"fontSize": -4}), words.clone(), "params.style.fontSize"),
+        (json!({"outlineWidth": -1}), words.clone(), "params.style.outlineWidth"),
+        (
+            json!({"wordsPerCaption": 0}),
+            words.clone(),
+            "params.style.wordsPerCaption",
+        ),
+        (
+            json!({}),
+            json!([{"word": "a", "start": 2, "end": 1}]),
+            "params.transcript[0].end",
+        ),
+        (
+            json!({}),
+            json!([{"text": 3, "start": 0, "end": 1}]),
+            "params.transcript[0].word",
+        ),
+        (
+            json!({}),
+            json!([{"word": "a", "start": -1, "end": 1}]),
+            "params.transcript[0].start",
+        ),
+        (
+            json!({}),
+            json!([{"word": "a", "end": 1}]),
+            "params.transcript[0].start",
+        ),
+        (json!({}), json!(["a"]), "params.transcript[0]"),
+        (json!({}), json!("not a url"), "params.transcript"),
+    ];
+    for (style, transcript, field) in cases {
+        only_error(
+            &plan(vec![job_with(style, transcript)]),
+            "invalid_param",
+            Some("s"),
+            Some(field),
+        );
+    }
+    // No transcript at all, and a video job given as the transcript.
+    let bare = json!({"id": "s", "type": "addSubtitles", "params": {"videoUrl": "https://x/v.mp4"}});
+    only_error(&plan(vec![bare]), "missing_field", Some("s"), Some("params.transcript"));
+    let wrong = json!({"id": "s", "type": "addSubtitles", "params": {"transcript": "$v"}, "dependsOn": ["v"]});
+    only_error(
+        &plan(vec![video_job("v"), wrong]),
+        "invalid_param",
+        Some("s"),
+        Some("params.transcript"),
+    );
 }
 
 #[test]
@@ -2306,6 +2404,13 @@ fn check_invariants(request: &ExecutionRequest) {
                 sources.extend(m.items.iter().map(|i| &i.source));
             }
             Params::Reframe(r) => sources.push(&r.input),
+            Params::Layer(l) => sources.extend(l.sources()),
+            Params::Subtitles(s) => {
+                sources.push(&s.video);
+                if let TranscriptSource::Media(t) = &s.transcript {
+                    sources.push(t);
+                }
+            }
             Params::Base(b) => panic!("the parser never makes base references: {b:?}"),
         }
         for source in sources {
@@ -2483,4 +2588,73 @@ fn the_requested_base_is_found_in_every_place_clients_put_it() {
         assert_eq!(requested_base(&body).as_deref(), Some("b1"), "{body}");
     }
     assert_eq!(requested_base(&json!({"jobs": [], "baseExecutionId": ""})), None);
+}
+
+fn layer_job(params: Value) -> Value {
+    json!({"id": "l", "type": "layer", "params": params})
+}
+
+#[test]
+fn layers_parse_every_media_form_and_imply_their_dependencies() {
+    let req = parse_ok(&plan(vec![
+        video_job("v"),
+        layer_job(json!({"layers": [
+            {"media": "_videoJobDependency:v", "main": true},
+            {"media": ["$v"], "placement": "w-1/4 bottom-right", "chromaKey": true, "volume": 0.5},
+            {"media": [[{"media": "_jobDependency:v", "duration": 1}, "https://e.com/a.png"]], "placement": {"width": "50%", "position": {"x": "(W-w)/2"}}},
+        ]})),
+    ]));
+    let job = &req.plan.jobs[1];
+    assert_eq!(job.depends_on, vec!["v".to_string()]);
+    let Params::Layer(l) = &job.params else {
+        panic!("{job:?}")
+    };
+    assert_eq!(l.main_layer, Some(0));
+    assert_eq!(
+        l.layers[1].chroma_key,
+        Some(ChromaKey {
+            color: 0x00FF00,
+            similarity: 0.25,
+            blend: 0.05
+        })
+    );
+    assert_eq!(l.layers[1].volume, Some(0.5));
+    assert!(
+        matches!(&l.layers[2].media, LayerMedia::Timeline(items) if items.len() == 2 && items[1].duration.is_none())
+    );
+}
+
+#[test]
+fn layer_problems_are_reported_naming_job_and_field() {
+    let bad = |params: Value, field: &str| {
+        let errors = parse_err(&plan(vec![video_job("v"), layer_job(params)]));
+        find_error(&errors, "invalid_param", Some("l"), Some(field));
+    };
+    bad(json!({"layers": []}), "params.layers");
+    bad(
+        json!({"layers": [{"media": "$v", "placement": "w-2 sideways"}]}),
+        "params.layers[0].placement",
+    );
+    bad(
+        json!({"layers": [{"media": "$v", "placement": {"width": "movie=x"}}]}),
+        "params.layers[0].placement.width",
+    );
+    bad(
+        json!({"layers": [{"media": "$v", "chromaKey": true, "chromaKeyColor": "#GG0000"}]}),
+        "params.layers[0].chromaKeyColor",
+    );
+    bad(
+        json!({"layers": [{"media": "$v", "similarity": 1.5}]}),
+        "params.layers[0].similarity",
+    );
+    bad(
+        json!({"layers": [{"media": "$v", "blend": -0.1}]}),
+        "params.layers[0].blend",
+    );
+    bad(json!({"layers": [{"media": "$v"}], "mainLayer": 3}), "params.mainLayer");
+    bad(
+        json!({"layers": [{"media": "$v"}, {"media": [["$v", {"media": "$v", "duration": 9}]]}], "outputDuration": 5}),
+        "params.layers[1].media",
+    );
+    bad(json!({"layers": [{"media": ["$v", "$v"]}]}), "params.layers[0].media");
 }

@@ -1,10 +1,12 @@
 //! Each operation's params, read from the wire and checked: one module per family of
 //! operations. A new operation adds its module and its arm in `job_spec`.
 
+mod layer;
 mod merge;
 mod provider;
 mod reader;
 mod reframe;
+mod subtitles;
 
 use std::collections::HashMap;
 
@@ -29,14 +31,8 @@ pub(super) fn job_spec(
     let params = match operation {
         Operation::Merge => Params::Merge(merge::read(&mut p, kinds)),
         Operation::Reframe => Params::Reframe(reframe::read(&mut p, &deps, kinds)?),
-        Operation::AddSubtitles | Operation::Layer => {
-            p.fail(
-                "unsupported_operation",
-                "type",
-                format_args!("`{operation}` is not supported by this server yet"),
-            );
-            return None;
-        }
+        Operation::AddSubtitles => Params::Subtitles(subtitles::read(&mut p, &deps, kinds)?),
+        Operation::Layer => Params::Layer(layer::read(&mut p, kinds)?),
         op => Params::Provider(provider::read(&mut p, op, catalog, &deps, kinds)?),
     };
     let send_job_webhook = p.bool("sendJobWebhook").unwrap_or(false);

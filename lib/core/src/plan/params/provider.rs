@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::{video_dependency, Kinds, ParamReader};
+use crate::background::Background;
 use crate::plan::{parse_resolution, Catalog, JobId, MediaRef, ModelLookup, Operation, ProviderParams, Secret};
 
 /// Media inputs by their unified name.
@@ -88,6 +89,9 @@ pub(super) fn read(
     };
     for (field, message) in catalog.check(&params) {
         p.fail("invalid_model_params", format!("params.{field}"), message);
+    }
+    if let Err((field, message)) = Background::of(op, &params.options) {
+        p.invalid(field, message);
     }
     Some(params)
 }

@@ -17,7 +17,7 @@ pub(super) fn read(p: &mut ParamReader, deps: &[JobId], kinds: &Kinds) -> Option
         }
         return None;
     };
-    let input = read_input(p, deps, kinds)?;
+    let input = read_input(p, deps, kinds, "reframe")?;
     let mode = match p.string("mode").or_else(|| p.string("fit")).as_deref() {
         None | Some("crop") | Some("cover") => ReframeMode::Crop,
         Some("pad") | Some("contain") | Some("fit") => ReframeMode::Pad,
@@ -44,8 +44,8 @@ pub(super) fn read(p: &mut ParamReader, deps: &[JobId], kinds: &Kinds) -> Option
     })
 }
 
-/// The video to reframe: named in params, or else the job's video dependency.
-fn read_input(p: &mut ParamReader, deps: &[JobId], kinds: &Kinds) -> Option<MediaRef> {
+/// The video `operation` transforms: named in params, or else the job's video dependency.
+pub(super) fn read_input(p: &mut ParamReader, deps: &[JobId], kinds: &Kinds, operation: &str) -> Option<MediaRef> {
     let params = p.params;
     let explicit = VIDEO_INPUT_KEYS[..4]
         .iter()
@@ -66,7 +66,7 @@ fn read_input(p: &mut ParamReader, deps: &[JobId], kinds: &Kinds) -> Option<Medi
         p.fail(
             "missing_input",
             "params.video",
-            "`reframe` needs a video: give `video` or depend on a video job",
+            format_args!("`{operation}` needs a video: give `video` or depend on a video job"),
         );
     }
     None

@@ -1,0 +1,151 @@
+//! `addSubtitles`: timed words burned into a video as ASS captions by libass, in the one
+//! ffmpeg pass that reads the video; the audio is copied as it is.
+//!
+//! Fonts come from fontconfig: the presets' families (Arial, Helvetica, Courier New, Times
+//! New Roman) resolve to whatever the system aliases them to (DejaVu on Debian), and libass
+//! falls back, glyph by glyph, to an installed font that has the script (CJK: WenQuanYi
+//! Micro Hei), shaping Arabic and Hebrew with HarfBuzz and FriBidi.
+
+mod ass;
+mod style;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use reelay_core::domain::TimedWord;
+use reelay_core::plan::CaptionStyle;
+use reelay_core::transcript;
+
+use crate::ffmpeg::{container_args, ffmpeg, file_arg, TempFile, X264_ARGS};
+use crate::{probe, FfmpegError};
+
+/// Burns `words` into `video` in `style`, writing `out` (H.264, the audio copied).
+pub async fn burn_captions(
+    video: &Path,
+    words: &[TimedWord],
+    style: &CaptionStyle,
+    out: &Path,
+) -> Result<(), FfmpegError> {
+    if words.is_empty() {
+        return Err(FfmpegError::Invalid("the transcript holds no words".into()));
+    }
+    // The video is a local file by now: if ffprobe cannot read it, no retry will.
+    let probed = probe(video).await.map_err(|e| match e {
+        FfmpegError::Ffmpeg(why) => FfmpegError::Invalid(format!("cannot read the video: {why}")),
+        other => other,
+    })?;
+    let (Some(width), Some(height)) = (probed.width, probed.height) else {
+        return Err(FfmpegError::Invalid("the video has no picture to caption".into()));
+    };
+    let look = style::resolve(style, width, height);
+    let script = TempFile::beside(out, ".ass")?;
+    tokio::fs::write(script.path(), ass::script(words, &look, width, height))
+        .await
+        .map_err(|e| FfmpegError::Invalid(format!("cannot write beside {}: {e}", out.display())))?;
+
+    let tmp = TempFile::beside(out, "")?;
+    let mut args: Vec<OsString> = vec![
+        "-i".into(),
+        file_arg(video),
+        "-map".into(),
+        "0:v:0".into(),
+        "-map".into(),
+        "0:a?".into(),
+        "-vf".into(),
+        format!("ass=filename={}", filter_path(script.path())).into(),
+    ];
+    args.extend(X264_ARGS.iter().map(OsString::from));
+    args.extend(["-c:a".into(), "copy".into()]);
+    args.extend(container_args(out));
+    args.push(file_arg(tmp.path()));
+    ffmpeg(args).await?;
+    tmp.persist(out).await
+}
+
+/// The words a file holds: a transcript (JSON, SRT, WebVTT), or speech whose `comment` tag
+/// carries its word timings (ElevenLabs, Hume).
+pub async fn words_in_file(path: &Path) -> Result<Vec<TimedWord>, FfmpegError> {
+    let unreadable = |e: std::io::Error| FfmpegError::Invalid(format!("cannot read the transcript: {e}"));
+    let size = tokio::fs::metadata(path).await.map_err(unreadable)?.len();
+    if size <= MAX_TRANSCRIPT_BYTES {
+        let bytes = tokio::fs::read(path).await.map_err(unreadable)?;
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            let invalid = |e: &dyn std::fmt::Display| FfmpegError::Invalid(format!("cannot read the transcript: {e}"));
+            let mut words = transcript::normalise(text.trim_start_matches('\u{feff}'))
+                .map_err(|e| invalid(&e))?
+                .words;
+            words.retain(|w| !w.word.trim().is_empty());
+            if words.is_empty() {
+                return Err(invalid(&"it holds no words"));
+            }
+            words.sort_by(|a, b| a.start.total_cmp(&b.start));
+            return Ok(words);
+        }
+    }
+    let probed = probe(path)
+        .await
+        .map_err(|e| FfmpegError::Invalid(format!("cannot read the transcript: {e}")))?;
+    probed.words.ok_or_else(|| {
+        FfmpegError::Invalid(
+            "the transcript input is media without word timings: transcribe it with a `transcribe` job".into(),
+        )
+    })
+}
+
+/// Transcript text larger than this is no transcript.
+const MAX_TRANSCRIPT_BYTES: u64 = 64 << 20;
+
+/// A path as a filter option value inside a filtergraph: escaped once for the option
+/// (`\ ' :`) and once for the graph (`\ ' [ ] , ;`).
+fn filter_path(path: &Path) -> String {
+    let escape = |s: &str, special: &[char]| {
+        s.chars().fold(String::new(), |mut out, c| {
+            if special.contains(&c) {
+                out.push('\\');
+            }
+            out.push(c);
+            out
+        })
+    };
+    let option = escape(&path.to_string_lossy(), &['\\', '\'', ':']);
+    escape(&option, &['\\', '\'', '[', ']', ',', ';'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render_video;
+
+    #[test]
+    fn filter_paths_are_escaped_twice() {
+        assert_eq!(filter_path(Path::new("/a/b.ass")), "/a/b.ass");
+        assert_eq!(filter_path(Path::new("/a:b/c,d.ass")), "/a\\\\:b/c\\,d.ass");
+    }
+
+    #[tokio::test]
+    async fn corrupt_video_or_empty_transcript_is_invalid_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let words = [TimedWord {
+            word: "hi".into(),
+            start: 0.0,
+            end: 0.5,
+        }];
+        let out = dir.path().join("out.mp4");
+        let junk = dir.path().join("junk.mp4");
+        std::fs::write(&junk, b"not a video").unwrap();
+        let err = burn_captions(&junk, &words, &CaptionStyle::default(), &out)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, FfmpegError::Invalid(m) if m.contains("cannot read the video")),
+            "{err:?}"
+        );
+        let clip = dir.path().join("clip.mp4");
+        render_video("x", 0.5, 64, 64, &clip).await.unwrap();
+        let err = burn_captions(&clip, &[], &CaptionStyle::default(), &out)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FfmpegError::Invalid(_)), "{err:?}");
+        assert!(!out.exists());
+    }
+}

@@ -1,0 +1,206 @@
+//! Captions end to end: the local voice transcribed and burned into a 9:16 scene
+//! (`examples/captions-local-voice.json`), inline words on a video served by URL
+//! (`examples/captions-inline.json`), and every script drawn with real glyphs. Each reads the
+//! output's pixels: the caption region changes while a word is said and not otherwise, and the
+//! active word wears its colour.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use reelay_core::domain::TimedWord;
+use reelay_core::plan::{CaptionPreset, CaptionStyle};
+use reelay_media::{burn_captions, probe, render_video};
+use support::{spawn_app_with, ACME};
+
+fn example(name: &str) -> Value {
+    let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn job<'a>(status: &'a Value, id: &str) -> &'a Value {
+    status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == id)
+        .unwrap()
+}
+
+fn file(result: &Value) -> PathBuf {
+    let url = result["url"].as_str().unwrap_or_else(|| panic!("{result}"));
+    PathBuf::from(url.strip_prefix("file://").unwrap())
+}
+
+/// The RGB bytes of the frame at `t` seconds, cropped to the lower part where captions sit.
+fn caption_region(video: &Path, t: f64) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &format!("{t:.3}"), "-i"])
+        .arg(video)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            "crop=iw:ih*0.45:0:ih*0.5",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn mean_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| f64::from(x.abs_diff(*y))).sum::<f64>() / a.len() as f64
+}
+
+/// Pixels of `rgb` whose colour `is` says it is.
+fn count(rgb: &[u8], is: impl Fn(u8, u8, u8) -> bool) -> usize {
+    rgb.chunks_exact(3).filter(|p| is(p[0], p[1], p[2])).count()
+}
+
+/// The output is the input with captions: same length and size, the audio kept; at `said`
+/// the caption region differs and shows `colour` pixels, at `quiet` it does not.
+async fn check_captioned(input: &Path, output: &Path, said: f64, quiet: Option<f64>, colour: fn(u8, u8, u8) -> bool) {
+    let (i, o) = (probe(input).await.unwrap(), probe(output).await.unwrap());
+    assert!((i.duration - o.duration).abs() < 0.1, "{i:?} {o:?}");
+    assert_eq!((i.width, i.height), (o.width, o.height));
+    assert!(o.has_audio, "{o:?}");
+    let (before, after) = (caption_region(input, said), caption_region(output, said));
+    assert!(mean_diff(&before, &after) > 1.0, "no caption at {said}s");
+    let gained = count(&after, colour).saturating_sub(count(&before, colour));
+    assert!(
+        gained > 50,
+        "the active word's colour is missing at {said}s ({gained} pixels)"
+    );
+    if let Some(t) = quiet {
+        let diff = mean_diff(&caption_region(input, t), &caption_region(output, t));
+        assert!(diff < 1.0, "a caption at {t}s, where no word is said ({diff})");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_voice_is_transcribed_and_burned_in_tiktok_style() {
+    let app = spawn_app_with(|s| s.node.providers.local_python = support::python().display().to_string()).await;
+    let id = app.submit(ACME, &example("captions-local-voice.json")).await;
+    let status = app.ended(ACME, &id).await;
+    assert_eq!(status["status"], "completed", "{status}");
+
+    let transcript: Value =
+        serde_json::from_slice(&std::fs::read(file(&job(&status, "words")["result"])).unwrap()).unwrap();
+    let words: Vec<TimedWord> = serde_json::from_value(transcript["words"].clone()).unwrap();
+    assert!(words.len() >= 3, "{transcript}");
+    let word = &words[words.len() / 2];
+    let last_end = words.last().unwrap().end;
+    let (input, output) = (file(&job(&status, "narrated")["result"]), file(&status["result"]));
+    let duration = probe(&input).await.unwrap().duration;
+    let quiet = (last_end + 0.3 < duration - 0.2).then_some(last_end + 0.3);
+    // TikTok's active word is yellow.
+    check_captioned(&input, &output, (word.start + word.end) / 2.0, quiet, |r, g, b| {
+        r > 200 && g > 200 && b < 90
+    })
+    .await;
+    assert_eq!(probe(&output).await.unwrap().aspect_ratio.as_deref(), Some("9:16"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_words_caption_a_video_given_by_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    render_video("served clip", 3.0, 640, 360, &clip).await.unwrap();
+    let bytes = std::fs::read(&clip).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/clip.mp4", listener.local_addr().unwrap());
+    let server = axum::Router::new().route("/clip.mp4", axum::routing::get(move || async move { bytes.clone() }));
+    tokio::spawn(async move { axum::serve(listener, server).await.unwrap() });
+
+    let app = spawn_app_with(|_| {}).await;
+    let body = example("captions-inline.json")
+        .to_string()
+        .replace("https://media.example.com/clip.mp4", &url);
+    let id = app.submit(ACME, &serde_json::from_str(&body).unwrap()).await;
+    let status = app.ended(ACME, &id).await;
+    assert_eq!(status["status"], "completed", "{status}");
+    // "every" (0.9-1.3 s) is said at 1.1 s, in green; nothing is said after 1.8 s.
+    check_captioned(&clip, &file(&status["result"]), 1.1, Some(2.5), |r, g, b| {
+        g > 200 && r < 90 && b < 90
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_script_is_drawn_with_real_glyphs() {
+    let dir = tempfile::tempdir().unwrap();
+    let blank = dir.path().join("blank.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", "color=c=black:s=640x360:d=1:r=10"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=44100:cl=mono",
+            "-t",
+            "1",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&blank)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let style = CaptionStyle {
+        preset: CaptionPreset::Minimal,
+        font_size: Some(120.0),
+        ..Default::default()
+    };
+    let render = |text: &'static str, name: &'static str| {
+        let (blank, style, out) = (blank.clone(), style.clone(), dir.path().join(name));
+        async move {
+            let words = [TimedWord {
+                word: text.into(),
+                start: 0.0,
+                end: 1.0,
+            }];
+            burn_captions(&blank, &words, &style, &out).await.unwrap();
+            caption_region(&out, 0.5)
+        }
+    };
+    let empty = caption_region(&blank, 0.5);
+    // Two words of each script, as many characters each: missing glyphs would draw both as
+    // the same row of boxes.
+    let pairs = [
+        ("latin", "čćžšđ", "ąęłńó"),
+        ("cyrillic", "Привет", "Москва"),
+        ("han", "你好世界", "日本語版"),
+        ("hangul", "안녕하세요", "감사합니다"),
+        ("hebrew", "שלום", "עולם"),
+        ("arabic", "مرحبا", "سلامة"),
+    ];
+    for (script, a, b) in pairs {
+        let ra = render(a, "a.mp4").await;
+        let rb = render(b, "b.mp4").await;
+        assert!(mean_diff(&ra, &empty) > 0.5, "{script}: nothing drawn");
+        assert!(
+            mean_diff(&ra, &rb) > 0.5,
+            "{script}: {a} and {b} look alike: boxes, not glyphs"
+        );
+    }
+    // The check itself catches boxes: characters no installed font has draw alike.
+    let ra = render("\u{10FFF0}\u{10FFF1}", "a.mp4").await;
+    let rb = render("\u{10FFF2}\u{10FFF3}", "b.mp4").await;
+    assert!(mean_diff(&ra, &rb) < 0.5, "private-use characters should all be boxes");
+}
