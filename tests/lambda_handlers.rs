@@ -278,3 +278,48 @@ async fn a_replicate_job_completes_through_the_provider_webhook_function_on_aws(
     let video = reqwest::get(result_url(&status)).await.unwrap().bytes().await.unwrap();
     assert_mp4(&video);
 }
+
+/// The media operations of the captions/layers issue run on the job runner as on the embedded
+/// node: a clip's background removed (the `local` stand-in keys its backdrop to green), laid
+/// over a scene with a chroma key, then captioned from inline words. Every input is read from
+/// S3 by its presigned URL and every output goes back to S3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_layer_and_captions_run_through_the_handlers_on_aws() {
+    let world = AwsWorld::start().await;
+    let secret = format!(r#"{{"serverKey":"{SERVER_KEY}"}}"#);
+    let (_node, functions, key, _scratch) = functions_on(&world, &secret, &[]).await;
+    let clip = |id: &str| {
+        serde_json::json!({"id": id, "type": "generate", "params": {"provider": "local", "modelId": "video",
+            "prompt": id, "duration": 2, "aspectRatio": "16:9", "resolution": "240p"}})
+    };
+    let words = serde_json::json!([{"word": "over", "start": 0.2, "end": 0.8}, {"word": "the", "start": 0.8, "end": 1.1},
+        {"word": "valley", "start": 1.1, "end": 1.8}]);
+    let (hook_url, hooks) = receiver().await;
+    let plan = serde_json::json!({"webhook": {"url": hook_url, "secret": HOOK_SECRET}, "jobs": [
+        clip("scene"),
+        clip("presenter"),
+        {"id": "cutout", "type": "removeBackground", "params": {"provider": "local", "modelId": "remove-background",
+            "video": "$presenter", "outputType": "green-screen"}},
+        {"id": "composite", "type": "layer", "params": {"layers": [
+            {"media": "$scene", "main": true},
+            {"media": "$cutout", "placement": "w-1/2 bottom-right", "chromaKey": true}]}},
+        {"id": "captioned", "type": "addSubtitles", "params": {"videoUrl": "$composite", "transcript": words,
+            "style": "youtube"}},
+    ]});
+    let (status, body) = functions.call(Method::POST, "/api/execute", &key, Some(plan)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["executionId"].as_str().unwrap().to_string();
+    let status = functions.run_to_end(&id, &key, &hooks).await;
+    assert_eq!(status["status"], "completed", "{status}");
+    let url = result_url(&status);
+    assert!(url.contains("X-Amz-Signature="), "an S3 output: {url}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("captioned.mp4");
+    std::fs::write(&file, reqwest::get(&url).await.unwrap().bytes().await.unwrap()).unwrap();
+    let probed = reelay_media::probe(&file).await.unwrap();
+    assert_eq!(probed.height, Some(240), "the scene's size: {probed:?}");
+    assert!(probed.has_audio || probed.audio_codec.is_none(), "{probed:?}");
+    assert!((probed.duration - 2.0).abs() < 0.2, "{probed:?}");
+    let objects = world.s3().list_objects_v2().bucket(&world.bucket).send().await.unwrap();
+    assert!(objects.contents().len() >= 5, "every job's output is in the bucket");
+}

@@ -118,6 +118,7 @@ impl ProviderSettings {
                 workdir: local_dir.to_path_buf(),
                 delay: self.local_delay,
                 python: self.local_python.clone(),
+                outbound: outbound.clone(),
             })
             .map_err(|e| failed("local")(&e))?;
             providers.push(local);

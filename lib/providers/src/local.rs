@@ -10,17 +10,22 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
 use reelay_core::domain::{Completion, JobKey};
+use reelay_core::outbound::AddressPolicy;
 use reelay_core::plan::{parse_resolution, AspectRatio, MediaKind, MediaRef, Operation, ProviderParams, Secret};
 use reelay_core::ports::{
     ByteStream, Callback, CallbackError, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus,
     Submission, DEFAULT_DEADLINE,
 };
 use reelay_media::Replacement;
+
+use crate::http::HttpClient;
 
 /// A callback as a provider would POST it: which job, its token, and the outcome.
 #[derive(Debug, Clone)]
@@ -38,9 +43,14 @@ pub struct LocalProviderSettings {
     pub delay: Duration,
     /// The Python whose `pocketsphinx` the `transcribe` model runs.
     pub python: String,
+    /// Where an input may be fetched from: on AWS a parent's output reaches this provider as
+    /// a presigned S3 URL, fetched through the same guard as every outbound request.
+    pub outbound: AddressPolicy,
 }
 
 pub struct LocalProvider {
+    /// Fetches inputs given by URL (presigned S3 URLs on AWS).
+    http: HttpClient,
     settings: LocalProviderSettings,
     models: Vec<ModelInfo>,
     webhooks: mpsc::UnboundedSender<ProviderWebhook>,
@@ -63,9 +73,10 @@ struct LocalJob {
     /// What the `audio` model says (`text`, else the prompt); a tone when empty.
     #[serde(default)]
     text: String,
-    /// The `transcribe` and `remove-*` models' input: a file of reelay's own blob store.
+    /// The `transcribe` and `remove-*` models' input: a reelay output, as a `file://` URL on
+    /// the embedded stack or a presigned URL on AWS.
     #[serde(default)]
-    input: Option<PathBuf>,
+    input: Option<String>,
     /// Test hook: a job whose params carry `"fail": "<reason>"` fails with that reason.
     fail: Option<String>,
     webhook: bool,
@@ -132,7 +143,9 @@ impl LocalProvider {
                 Completion::Webhook,
             ),
         ];
+        let http = HttpClient::guarded(settings.outbound.clone()).map_err(std::io::Error::other)?;
         let provider = Arc::new_cyclic(|this| LocalProvider {
+            http,
             settings,
             models,
             webhooks,
@@ -140,6 +153,28 @@ impl LocalProvider {
             this: this.clone(),
         });
         Ok((provider, receiver))
+    }
+
+    /// An input as a file: reelay's own blob (`file://`) as it is, anything else downloaded
+    /// into the job's folder through the outbound address guard.
+    async fn input_file(&self, dir: &Path, url: &str) -> Result<PathBuf, String> {
+        if let Some(path) = url.strip_prefix("file://") {
+            return Ok(PathBuf::from(path));
+        }
+        let failed = |e: &dyn std::fmt::Display| format!("cannot read the input: {e}");
+        let mut body = self
+            .http
+            .fetch(url, Default::default(), "input download")
+            .await
+            .map_err(|e| failed(&e))?;
+        let path = dir.join("input");
+        let mut file = tokio::fs::File::create(&path).await.map_err(|e| failed(&e))?;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| failed(&e))?;
+            file.write_all(&chunk).await.map_err(|e| failed(&e))?;
+        }
+        file.flush().await.map_err(|e| failed(&e))?;
+        Ok(path)
     }
 
     fn job_dir(&self, id: &str) -> Result<PathBuf, ProviderError> {
@@ -179,9 +214,14 @@ impl LocalProvider {
         tokio::time::sleep(self.settings.delay).await;
         let Ok(dir) = self.job_dir(id) else { return };
         let out = Self::output_path(&dir, job.kind);
-        let rendered = match (&job.fail, job.kind) {
-            (Some(reason), _) => Err(reason.clone()),
-            (None, kind) if job.model.starts_with("remove-") => match &job.input {
+        let input = match &job.input {
+            Some(url) => self.input_file(&dir, url).await.map(Some),
+            None => Ok(None),
+        };
+        let rendered = match (&job.fail, job.kind, input) {
+            (Some(reason), _, _) => Err(reason.clone()),
+            (None, _, Err(message)) => Err(message),
+            (None, kind, Ok(input)) if job.model.starts_with("remove-") => match input {
                 Some(input) => {
                     let still = kind == MediaKind::Image;
                     let keyed = Replacement {
@@ -189,30 +229,30 @@ impl LocalProvider {
                         key: Some(reelay_media::BACKDROP),
                         fill: (!still).then_some(reelay_media::GREEN),
                     };
-                    reelay_media::replace_background(input, keyed, &out)
+                    reelay_media::replace_background(&input, keyed, &out)
                         .await
                         .map_err(|e| e.to_string())
                 }
                 None => Err("the local background remover was given no input".into()),
             },
-            (None, MediaKind::Image) => reelay_media::render_image(&job.prompt, job.width, job.height, &out)
+            (None, MediaKind::Image, _) => reelay_media::render_image(&job.prompt, job.width, job.height, &out)
                 .await
                 .map_err(|e| e.to_string()),
-            (None, MediaKind::Audio) if !job.text.trim().is_empty() => {
+            (None, MediaKind::Audio, _) if !job.text.trim().is_empty() => {
                 reelay_media::render_speech(&job.text, job.duration, &out)
                     .await
                     .map_err(|e| e.to_string())
             }
-            (None, MediaKind::Audio) => reelay_media::render_audio(job.duration, &out)
+            (None, MediaKind::Audio, _) => reelay_media::render_audio(job.duration, &out)
                 .await
                 .map_err(|e| e.to_string()),
-            (None, MediaKind::Transcript) => match &job.input {
-                Some(input) => reelay_media::transcribe_speech(&self.settings.python, input, &out)
+            (None, MediaKind::Transcript, Ok(input)) => match input {
+                Some(input) => reelay_media::transcribe_speech(&self.settings.python, &input, &out)
                     .await
                     .map_err(|e| e.to_string()),
                 None => Err("the local transcriber was given no audio or video".into()),
             },
-            (None, MediaKind::Video) => {
+            (None, MediaKind::Video, _) => {
                 reelay_media::render_video(&job.prompt, job.duration, job.width, job.height, &out)
                     .await
                     .map_err(|e| e.to_string())
@@ -247,9 +287,8 @@ impl LocalProvider {
 }
 
 /// Where the `transcribe` and `remove-*` models read from: the first of the job's media
-/// inputs, which must be a file of reelay's own blob store (the local provider fetches nothing
-/// from the network).
-fn local_input(params: &ProviderParams) -> Result<Option<PathBuf>, ProviderError> {
+/// inputs, by its URL.
+fn local_input(params: &ProviderParams) -> Result<Option<String>, ProviderError> {
     let Some(url) = ["audio", "audioUrl", "video", "videoUrl", "image", "url"]
         .iter()
         .find_map(|name| params.inputs.get(*name))
@@ -257,10 +296,10 @@ fn local_input(params: &ProviderParams) -> Result<Option<PathBuf>, ProviderError
         return Ok(None);
     };
     match url {
-        MediaRef::Url(url) if url.starts_with("file://") => Ok(Some(PathBuf::from(&url["file://".len()..]))),
-        _ => Err(ProviderError::Fatal(
-            "the local transcriber and background removers read reelay's own outputs only, not URLs".into(),
-        )),
+        MediaRef::Url(url) => Ok(Some(url.clone())),
+        MediaRef::Job(job) => Err(ProviderError::Fatal(format!(
+            "the input of the local model is job `{job}`'s output, which was not resolved"
+        ))),
     }
 }
 
