@@ -9,6 +9,7 @@ mod catalog;
 mod dag;
 mod draft;
 mod frame;
+mod layer;
 mod model;
 mod params;
 mod parse;
@@ -18,6 +19,7 @@ pub use captions::{parse_alignment, ActiveWordEffect, AssColour, CaptionPreset, 
 pub use catalog::{Catalog, Completion, ModelInfo, ModelLookup, DEFAULT_DEADLINE};
 pub use dag::BaseJobs;
 pub use frame::{parse_resolution, AspectRatio};
+pub use layer::*;
 pub use model::*;
 pub use parse::{parse_request, parse_value, parse_value_on, read_body, requested_base, PlanLimits};
 pub use references::reference;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::captions::CaptionStyle;
 use super::frame::AspectRatio;
+use super::layer::LayerParams;
 use crate::domain::TimedWord;
 
 pub type JobId = String;
@@ -352,112 +353,6 @@ pub enum ReframeMode {
     Crop,
     /// Scale to fit inside the frame, then centre it on black bars.
     Pad,
-}
-
-/// `layer`: media composited over a base, each at a placement. Generic over where media come
-/// from: the plan's `MediaRef`, or the resolved URLs the Media port reads.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LayerParams<S = MediaRef> {
-    /// Bottom to top: layer 0 is the base.
-    pub layers: Vec<Layer<S>>,
-    /// The layer whose length (and audio) the output takes; `None` when every layer is a
-    /// timeline, and `output_duration` sets the length.
-    pub main_layer: Option<usize>,
-    pub output_duration: Option<f64>,
-    pub output_width: Option<u32>,
-    pub output_height: Option<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Layer<S = MediaRef> {
-    pub media: LayerMedia<S>,
-    pub placement: Placement,
-    pub chroma_key: Option<ChromaKey>,
-    /// Mixes this layer's audio in at this volume; the main layer's audio is always kept.
-    pub volume: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "kind", content = "value")]
-pub enum LayerMedia<S = MediaRef> {
-    Single(S),
-    /// Items shown one after another; one without a duration shares what the others leave.
-    Timeline(Vec<TimelineItem<S>>),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TimelineItem<S = MediaRef> {
-    pub source: S,
-    pub duration: Option<f64>,
-}
-
-/// Where and at what size a layer sits in the output frame.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
-pub enum Placement {
-    /// Stretched over the frame (the base: fitted, aspect kept).
-    Full,
-    /// A quarter of each side, 20 px in from the bottom-right corner.
-    Pip,
-    /// Fractions of the frame's sides (one given: the other follows the aspect; none: the
-    /// layer's own size) at a position: `center`, `w-1/4 bottom-right`, `top-left-quarter`.
-    Grid {
-        width: Option<f64>,
-        height: Option<f64>,
-        position: Position,
-    },
-    /// `{width, height, position: {x, y}, padding, aspectRatio}`.
-    Custom(CustomPlacement),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Position {
-    TopLeft,
-    Top,
-    TopRight,
-    Left,
-    Center,
-    Right,
-    BottomLeft,
-    Bottom,
-    BottomRight,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CustomPlacement {
-    pub width: Option<Dimension>,
-    pub height: Option<Dimension>,
-    pub x: Option<Dimension>,
-    pub y: Option<Dimension>,
-    /// Pixels kept clear on every side: the frame the other values refer to is inset by it.
-    pub padding: f64,
-    /// Sets the side not given, or fits the layer into the box both give.
-    pub aspect_ratio: Option<AspectRatio>,
-}
-
-/// A custom placement value: pixels (`"300"`), a percentage of the frame (`"50%"`), or an
-/// arithmetic expression over `W`, `H` (frame), `iw`, `ih` (layer), `w`, `h` (placed layer).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "kind", content = "value")]
-pub enum Dimension {
-    Pixels(f64),
-    Percent(f64),
-    Expr(String),
-}
-
-/// Keys a colour out of a layer before it is scaled.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChromaKey {
-    /// `0xRRGGBB`.
-    pub color: u32,
-    pub similarity: f64,
-    pub blend: f64,
 }
 
 #[cfg(test)]

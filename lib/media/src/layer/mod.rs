@@ -1,6 +1,7 @@
 //! `layer`: media composited over a base in one ffmpeg run: each layer keyed (before scaling),
-//! scaled and overlaid in z-order on a canvas as long as the main layer, stills looped, the
-//! main layer's audio copied (or mixed with the layers that ask for theirs).
+//! scaled and overlaid in z-order on a canvas as long as the main layer, stills looped, a
+//! timeline's items each in its slot; the main layer's audio copied (or mixed with the layers
+//! that ask for theirs, a timeline item's from its slot's start).
 
 mod graph;
 mod placement;
@@ -8,12 +9,12 @@ mod placement;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use reelay_core::plan::{LayerMedia, LayerParams};
+use reelay_core::plan::{timeline_slots, LayerMedia, LayerParams};
 
 use crate::ffmpeg::{container_args, ffmpeg, file_arg, secs, TempFile, X264_ARGS};
 use crate::probe::probe;
 use crate::FfmpegError;
-use graph::{Clip, Graph};
+use graph::{Clip, Graph, Track};
 use placement::place;
 
 /// Frame rate when the main layer gives none (a still, or none at all).
@@ -63,38 +64,50 @@ pub async fn layer(task: &LayerParams<PathBuf>, out: &Path) -> Result<(), Ffmpeg
         .unwrap_or(DEFAULT_FPS);
 
     let mut graph = Graph::new(frame, fps, duration);
-    // How long each input is read: its timeline window, else the whole output.
+    // How long each input is read: its timeline slot, else the whole output.
     let mut limits = vec![duration; probed.len()];
+    let main_input = task.main_layer.map(|i| first_source(&sources, i));
     for (index, layer) in sources.layers.iter().enumerate() {
-        let windows = match &layer.media {
-            LayerMedia::Single(n) => vec![(*n, 0.0, duration)],
-            LayerMedia::Timeline(items) => schedule(index, items.iter().map(|t| (t.source, t.duration)), duration)?,
+        let clips = match &layer.media {
+            LayerMedia::Single(n) => vec![(*n, None)],
+            LayerMedia::Timeline(items) => {
+                let slots = timeline_slots(items, duration)
+                    .map_err(|overrun| FfmpegError::Invalid(format!("layer {index} is a timeline: {overrun}")))?;
+                items
+                    .iter()
+                    .zip(slots)
+                    .map(|(t, slot)| (t.source, Some(slot)))
+                    .collect()
+            }
         };
-        for (n, start, end) in windows {
+        for (n, slot) in clips {
             let s = &probed[n];
             let rect = place(&layer.placement, frame, (s.width, s.height), index == 0)
                 .map_err(|why| FfmpegError::Invalid(format!("layer {index}: {why}")))?;
             graph.overlay(Clip {
                 input: n,
                 rect,
-                start,
-                // A timeline item plays from its window's start; a plain layer from 0.
-                shifted: matches!(layer.media, LayerMedia::Timeline(_)),
+                slot,
                 key: layer.chroma_key,
             });
-            limits[n] = end - start;
-        }
-    }
-    let main_input = task.main_layer.map(|i| first_source(&sources, i));
-    for layer in &sources.layers {
-        let LayerMedia::Single(n) = layer.media else { continue };
-        let volume = if Some(n) == main_input {
-            Some(layer.volume.unwrap_or(1.0))
-        } else {
-            layer.volume
-        };
-        if let (Some(v), Some(_)) = (volume, &probed[n].audio_codec) {
-            graph.audio(n, v, Some(n) == main_input);
+            if let Some(slot) = slot {
+                limits[n] = slot.length;
+            }
+            // The main layer's audio is kept; another's mixed in when it asks (`volume`).
+            let main = Some(n) == main_input;
+            let volume = if main {
+                Some(layer.volume.unwrap_or(1.0))
+            } else {
+                layer.volume
+            };
+            if let (Some(volume), Some(_)) = (volume, &s.audio_codec) {
+                graph.audio(Track {
+                    input: n,
+                    volume,
+                    delay: slot.map_or(0.0, |slot| slot.start),
+                    main,
+                });
+            }
         }
     }
     let mut args: Vec<OsString> = Vec::new();
@@ -155,39 +168,6 @@ fn first_source(indexed: &LayerParams<usize>, i: usize) -> usize {
         LayerMedia::Single(n) => *n,
         LayerMedia::Timeline(items) => items.first().map_or(0, |t| t.source),
     }
-}
-
-/// A timeline's windows `(input, start, end)`: items one after another, those without a
-/// duration sharing what the others leave of `total`.
-fn schedule(
-    index: usize,
-    items: impl Iterator<Item = (usize, Option<f64>)>,
-    total: f64,
-) -> Result<Vec<(usize, f64, f64)>, FfmpegError> {
-    let items: Vec<_> = items.collect();
-    let given: f64 = items.iter().filter_map(|(_, d)| *d).sum();
-    let open = items.iter().filter(|(_, d)| d.is_none()).count();
-    let share = if open > 0 { (total - given) / open as f64 } else { 0.0 };
-    if given > total + 1e-3 || (open > 0 && share <= 0.0) {
-        return Err(FfmpegError::Invalid(format!(
-            "layer {index}: its timeline needs {given:.2} s{} but the output lasts {total:.2} s",
-            if open > 0 {
-                " plus its items without a duration"
-            } else {
-                ""
-            }
-        )));
-    }
-    let mut start = 0.0;
-    Ok(items
-        .into_iter()
-        .map(|(n, d)| {
-            let end = start + d.unwrap_or(share);
-            let window = (n, start, end);
-            start = end;
-            window
-        })
-        .collect())
 }
 
 fn even_side(v: u32) -> u32 {

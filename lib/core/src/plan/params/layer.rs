@@ -7,7 +7,9 @@ mod placement;
 use serde_json::{Map, Value};
 
 use super::{Kinds, ParamReader};
-use crate::plan::{ChromaKey, Layer, LayerMedia, LayerParams, MediaKind, MediaRef, Placement, TimelineItem};
+use crate::plan::{
+    timeline_slots, ChromaKey, Layer, LayerMedia, LayerParams, MediaKind, MediaRef, Placement, TimelineItem,
+};
 
 /// Largest output side, as for renders.
 const MAX_SIDE: f64 = 8192.0;
@@ -322,74 +324,15 @@ fn main_layer(
     Some(Some(chosen))
 }
 
-/// With a known output length, a timeline's given durations must fit in it (and leave room
-/// for its items without one).
+/// With a known output length, a timeline's given durations must fit in it (and leave time
+/// for its items without one); otherwise the run finds out, from the main layer's length.
 fn check_timelines(p: &mut ParamReader, layers: &[Layer], output_duration: Option<f64>) {
     let Some(total) = output_duration else { return };
     for (i, layer) in layers.iter().enumerate() {
         if let LayerMedia::Timeline(items) = &layer.media {
-            let given: f64 = items.iter().filter_map(|t| t.duration).sum();
-            let open = items.iter().any(|t| t.duration.is_none());
-            if given > total + 1e-6 || (open && given >= total) {
-                p.invalid(
-                    &format!("layers[{i}].media"),
-                    format_args!(
-                        "is a timeline of {given} s given durations{}, beyond the output's {total} s",
-                        if open { " plus items without one" } else { "" }
-                    ),
-                );
+            if let Err(overrun) = timeline_slots(items, total) {
+                p.invalid(&format!("layers[{i}].media"), format_args!("is a timeline: {overrun}"));
             }
         }
-    }
-}
-
-impl<S> LayerParams<S> {
-    /// Every medium, bottom layer first, a timeline's in order: the order `try_map` visits.
-    pub fn sources(&self) -> Vec<&S> {
-        let mut all = Vec::new();
-        for layer in &self.layers {
-            match &layer.media {
-                LayerMedia::Single(s) => all.push(s),
-                LayerMedia::Timeline(items) => all.extend(items.iter().map(|t| &t.source)),
-            }
-        }
-        all
-    }
-
-    /// The same layers with every source mapped by `f` (to a URL the Media port reads).
-    pub fn try_map<T, E>(&self, mut f: impl FnMut(&S) -> Result<T, E>) -> Result<LayerParams<T>, E> {
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| {
-                let media = match &l.media {
-                    LayerMedia::Single(s) => LayerMedia::Single(f(s)?),
-                    LayerMedia::Timeline(items) => LayerMedia::Timeline(
-                        items
-                            .iter()
-                            .map(|t| {
-                                Ok(TimelineItem {
-                                    source: f(&t.source)?,
-                                    duration: t.duration,
-                                })
-                            })
-                            .collect::<Result<_, E>>()?,
-                    ),
-                };
-                Ok(Layer {
-                    media,
-                    placement: l.placement.clone(),
-                    chroma_key: l.chroma_key,
-                    volume: l.volume,
-                })
-            })
-            .collect::<Result<_, E>>()?;
-        Ok(LayerParams {
-            layers,
-            main_layer: self.main_layer,
-            output_duration: self.output_duration,
-            output_width: self.output_width,
-            output_height: self.output_height,
-        })
     }
 }
