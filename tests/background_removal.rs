@@ -9,6 +9,10 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
+#[path = "support/pixels.rs"]
+mod pixels;
+use pixels::{near, pixel};
+
 fn example() -> Value {
     let path = format!(
         "{}/examples/background-removed-over-scene.json",
@@ -55,28 +59,6 @@ fn output_of(dir: &Path, job: &str) -> PathBuf {
         .or_else(|| outputs.first())
         .cloned()
         .unwrap()
-}
-
-/// The RGBA pixel at (x, y) of the first frame (VP9 decoded by libvpx, which keeps alpha).
-fn pixel(path: &Path, x: u32, y: u32) -> [u8; 4] {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-nostdin", "-loglevel", "error"]);
-    if path.extension().is_some_and(|e| e == "webm") {
-        cmd.args(["-c:v", "libvpx-vp9"]);
-    }
-    let out = cmd
-        .arg("-i")
-        .arg(path)
-        .args(["-vf", &format!("format=rgba,crop=2:2:{x}:{y}")])
-        .args(["-frames:v", "1", "-f", "rawvideo", "-"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    [out.stdout[0], out.stdout[1], out.stdout[2], out.stdout[3]]
-}
-
-fn near(a: [u8; 4], b: [u8; 4]) -> bool {
-    a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 16)
 }
 
 /// ffprobe's answer for one entry of the first video stream.

@@ -4,6 +4,8 @@
 
 #[path = "fakes/replicate.rs"]
 mod fake_replicate;
+#[path = "support/pixels.rs"]
+mod pixels;
 mod support;
 
 use std::collections::HashSet;
@@ -11,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use fake_replicate::{FakeReplicate, Knobs, RetryAfter, SECRETS, WHISPER_VERSION};
+use fake_replicate::{
+    FakeReplicate, Knobs, RetryAfter, GREEN_SCREEN_SUBJECT, MATTING_VERSION, SECRETS, WHISPER_VERSION,
+};
+use pixels::{near, pixel};
 use reelay_core::domain::JobKey;
 use reelay_core::plan::{Operation, ProviderParams, Secret};
 use reelay_core::ports::{Provider, ProviderError, ProviderRequest};
@@ -260,6 +265,87 @@ async fn prefer_wait_answers_in_the_create() {
     assert_eq!(reads(&fake, &p.id), 0, "the create's answer was final");
     let create = fake.calls().into_iter().find(|c| c.method == "POST").unwrap();
     assert_eq!(create.prefer.as_deref(), Some("wait=5"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_without_a_model_finishes_the_matting_green_screen_as_asked() {
+    let (app, fake) = setup(Knobs::default(), |_, _| {}).await;
+    // The SDK's `removeBackground()`: no provider, no model.
+    let removal = |id: &str, asked: Value| {
+        let mut params = json!({"video": "$clip"});
+        params
+            .as_object_mut()
+            .unwrap()
+            .extend(asked.as_object().unwrap().clone());
+        json!({"id": id, "type": "removeBackground", "params": params})
+    };
+    let plan = json!({"jobs": [
+        {"id": "clip", "type": "generate", "params": {"provider": "local", "modelId": "video", "prompt": "a host",
+            "duration": 1, "aspectRatio": "16:9", "resolution": "240p"}},
+        removal("green", json!({"outputType": "green-screen"})),
+        removal("red", json!({"backgroundColor": "#FF0000"})),
+        removal("clear", json!({"outputType": "transparent"})),
+    ]});
+    let id = app.submit(ACME, &plan).await;
+    let status = ended(&app, &fake, &id).await;
+    assert_eq!(status["status"], "completed", "{status}");
+    // Each asked the matting model for its green screen, on our copy of the clip.
+    let predictions = fake.predictions();
+    assert_eq!(predictions.len(), 3);
+    for p in &predictions {
+        assert_eq!((p.version.as_str(), p.official), (MATTING_VERSION, false));
+        assert_eq!(p.input["output_type"], "green-screen", "{}", p.input);
+        assert!(p.input["input_video"].as_str().unwrap().starts_with("http://127.0.0.1"));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y, w, h) = GREEN_SCREEN_SUBJECT;
+    let (backdrop, subject) = ((6, 6), (x + w / 2, y + h / 2));
+    for (job_id, background, content_type, behind) in [
+        ("green", "green", "video/mp4", [0, 255, 0, 255]),
+        ("red", "#ff0000", "video/mp4", [255, 0, 0, 255]),
+        ("clear", "transparent", "video/webm", [0, 0, 0, 0]),
+    ] {
+        let result = &job(&status, job_id)["result"];
+        assert_eq!(
+            (result["background"].as_str(), result["contentType"].as_str()),
+            (Some(background), Some(content_type)),
+            "{result}"
+        );
+        let extension = content_type.trim_start_matches("video/");
+        let file = dir.path().join(format!("{job_id}.{extension}"));
+        std::fs::write(&file, stored(&status, job_id).await).unwrap();
+        let at = |(x, y)| pixel(&file, x, y);
+        if behind[3] == 0 {
+            // Keyed out: the key's soft edge may leave a trace of opacity.
+            assert!(at(backdrop)[3] < 16, "{job_id}: {:?}", at(backdrop));
+            assert_eq!(at(subject)[3], 255, "{job_id}");
+        } else {
+            assert!(near(at(backdrop), behind), "{job_id}: {:?}", at(backdrop));
+            assert!(!near(at(subject), behind), "{job_id}: {:?}", at(subject));
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_green_screen_only_model_refuses_the_mattes_at_submission() {
+    let (app, fake) = setup(Knobs::default(), |_, _| {}).await;
+    for matte in ["alpha-mask", "foreground-mask"] {
+        let plan = json!({"jobs": [{"id": "cutout", "type": "removeBackground", "params": {"provider": "replicate",
+            "modelId": "nateraw/video-background-remover", "video": "https://example.com/host.mp4", "outputType": matte}}]});
+        let answer = app.post(ACME, "/api/execute", &plan).await;
+        assert_eq!(answer.status, 400, "{matte}: {}", answer.body);
+        let detail = &answer.body["details"][0];
+        assert_eq!(
+            (detail["jobId"].as_str(), detail["field"].as_str()),
+            (Some("cutout"), Some("params.outputType")),
+            "{}",
+            answer.body
+        );
+    }
+    assert!(fake.predictions().is_empty());
     app.stop().await;
 }
 

@@ -4,7 +4,8 @@
 //! clock, Standard Webhooks signed with each account's secret (the terminal one retried),
 //! cursor-paged listing, a per-account create limit answering 429 (with and without
 //! `Retry-After`), injected 5xx bursts and lost create answers, and real media outputs
-//! (made with ffmpeg) that expire. Tests turn its knobs and inspect what it saw.
+//! (made with ffmpeg; robust_video_matting's is a green screen) that expire. Tests turn its
+//! knobs and inspect what it saw.
 
 #![allow(dead_code)] // Each test binary uses part of it.
 
@@ -49,7 +50,7 @@ const MODELS: [(&str, bool, &str, Output); 5] = [
         "arielreplicate/robust_video_matting",
         false,
         "input_video",
-        Output::Video,
+        Output::Matting,
     ),
 ];
 
@@ -67,6 +68,9 @@ enum Output {
     Images,
     /// An object (Whisper's segments and text).
     Transcript,
+    /// One URL: robust_video_matting's green screen for `output_type: green-screen` (its
+    /// default); its mattes are not modelled (any video).
+    Matting,
 }
 
 /// What a transcription answers.
@@ -261,11 +265,16 @@ struct Book {
 struct Media {
     mp4: Bytes,
     png: Bytes,
+    green_screen: Bytes,
 }
 
 static MEDIA: tokio::sync::OnceCell<Arc<Media>> = tokio::sync::OnceCell::const_new();
 
-/// A tiny real video and image, rendered once per test binary.
+/// The subject of the matting model's green screen, `(x, y, w, h)`: a blue box in the middle
+/// of a 320x240 `#00FF00` frame.
+pub const GREEN_SCREEN_SUBJECT: (u32, u32, u32, u32) = (110, 70, 100, 100);
+
+/// A tiny real video, image and green screen, rendered once per test binary.
 async fn media() -> Arc<Media> {
     MEDIA
         .get_or_init(|| async {
@@ -277,9 +286,27 @@ async fn media() -> Arc<Media> {
             reelay_media::render_image("replicate fake", 64, 64, &png)
                 .await
                 .unwrap();
+            let green_screen = dir.path().join("green-screen.mp4");
+            let (x, y, w, h) = GREEN_SCREEN_SUBJECT;
+            let rendered = tokio::process::Command::new("ffmpeg")
+                .args(["-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"])
+                .arg(format!(
+                    "color=c=0x00FF00:s=320x240:d=1,drawbox=x={x}:y={y}:w={w}:h={h}:color=0x2040C0:t=fill"
+                ))
+                .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+                .arg(&green_screen)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                rendered.status.success(),
+                "{}",
+                String::from_utf8_lossy(&rendered.stderr)
+            );
             Arc::new(Media {
                 mp4: std::fs::read(mp4).unwrap().into(),
                 png: std::fs::read(png).unwrap().into(),
+                green_screen: std::fs::read(green_screen).unwrap().into(),
             })
         })
         .await
@@ -733,6 +760,14 @@ impl Shared {
                     Output::Video => json!(format!("{base}/files/{id}/output.mp4")),
                     Output::Images => json!([format!("{base}/files/{id}/output.png")]),
                     Output::Transcript => transcript(),
+                    Output::Matting => {
+                        let asked = p.input.get("output_type").and_then(Value::as_str);
+                        let file = match asked.unwrap_or("green-screen") {
+                            "green-screen" => "green-screen.mp4",
+                            _ => "output.mp4",
+                        };
+                        json!(format!("{base}/files/{id}/{file}"))
+                    }
                 });
             }
         });
@@ -964,6 +999,7 @@ async fn file(State(shared): State<Arc<Shared>>, Path((id, name)): Path<(String,
     let (bytes, content_type) = match name.as_str() {
         "output.mp4" => (shared.media.mp4.clone(), "video/mp4"),
         "output.png" => (shared.media.png.clone(), "image/png"),
+        "green-screen.mp4" => (shared.media.green_screen.clone(), "video/mp4"),
         _ => return (StatusCode::NOT_FOUND, "Not found").into_response(),
     };
     ([(header::CONTENT_TYPE, content_type)], bytes).into_response()

@@ -131,6 +131,9 @@ pub enum To {
     Translated(&'static str, &'static [(&'static str, Lit)]),
     /// Nowhere: the SDK's mapping leaves it out for this model, so it is accepted and dropped.
     Dropped,
+    /// Nowhere, but only these values are accepted: reelay makes them from the one output
+    /// the model gives (nateraw's green screen); others ask for what it cannot give.
+    DroppedIf(&'static [&'static str]),
 }
 
 /// One unified param's way to a model's input.
@@ -156,12 +159,18 @@ impl Mapping {
     pub const fn dropped(from: Unified) -> Mapping {
         Mapping { from, to: To::Dropped }
     }
+    pub const fn dropped_if(from: Unified, values: &'static [&'static str]) -> Mapping {
+        Mapping {
+            from,
+            to: To::DroppedIf(values),
+        }
+    }
 
     /// The model's field it fills, if any.
     pub fn target(&self) -> Option<&'static str> {
         match self.to {
             To::Field(f) | To::Translated(f, _) => Some(f),
-            To::Dropped => None,
+            To::Dropped | To::DroppedIf(_) => None,
         }
     }
 }
@@ -285,6 +294,16 @@ impl ModelSpec {
                 problems.push((name.to_string(), format!("model `{}` does not take `{name}`", self.id)));
                 continue;
             };
+            if let To::DroppedIf(accepted) = mapping.to {
+                if !(value.is_null() || value.as_str().is_some_and(|s| accepted.contains(&s))) {
+                    let only = accepted.join(" or ");
+                    problems.push((
+                        name.to_string(),
+                        format!("model `{}` takes `{name}` {only} only, not {value}", self.id),
+                    ));
+                    continue;
+                }
+            }
             let value = match mapping.to {
                 To::Translated(_, values) => value
                     .as_str()

@@ -270,7 +270,7 @@ pub const MODELS: &[ModelSpec] = &[
         defaults: &[("output_type", Lit::Str("green-screen"))],
         variants: &[],
     },
-    // Green screen only: the SDK drops `outputType` for it.
+    // Green screen only, which reelay keys to a colour or transparency: it has no mattes.
     ModelSpec {
         id: "nateraw/video-background-remover",
         version: Some("ac5c138171b04413a69222c304f67c135e259d46089fc70ef12da685b3c604aa"),
@@ -281,7 +281,7 @@ pub const MODELS: &[ModelSpec] = &[
         fields: &[Field::required("video", FieldType::Url)],
         mapping: &[
             Mapping::field(Unified::Video, "video"),
-            Mapping::dropped(Unified::OutputType),
+            Mapping::dropped_if(Unified::OutputType, &["green-screen", "transparent"]),
             Mapping::dropped(Unified::BackgroundColor),
         ],
         defaults: &[],
@@ -1289,9 +1289,16 @@ mod tests {
         assert!(got.get("backgroundColor").is_none());
         let got = input("nateraw/video-background-remover", |p| {
             video(p);
-            p.options.insert("outputType".into(), json!("alpha-mask"));
+            p.options.insert("outputType".into(), json!("transparent"));
         });
         assert_eq!(got, json!({"video": "https://x/v.mp4"}));
+        let (spec, _) = resolve("nateraw/video-background-remover").unwrap();
+        for matte in ["alpha-mask", "foreground-mask"] {
+            let mut p = params("nateraw/video-background-remover");
+            video(&mut p);
+            p.options.insert("outputType".into(), json!(matte));
+            assert_eq!(spec.check(&p)[0].0, "outputType", "{matte}");
+        }
         let got = input("codeplugtech/background_remover", |p| {
             p.prompt = None;
             p.inputs.insert("image".into(), url("https://x/in.png"));
