@@ -14,20 +14,11 @@ use serde_json::Value;
 use reelay_core::domain::TimedWord;
 use reelay_core::plan::{CaptionPreset, CaptionStyle};
 use reelay_media::{burn_captions, probe, render_video};
-use support::{spawn_app_with, ACME};
+use support::{job, spawn_app_with, ACME};
 
 fn example(name: &str) -> Value {
     let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn job<'a>(status: &'a Value, id: &str) -> &'a Value {
-    status["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["id"] == id)
-        .unwrap()
 }
 
 fn file(result: &Value) -> PathBuf {

@@ -1,7 +1,8 @@
 //! ElevenLabs text-to-speech through the engine, against the fake of tests/fakes/elevenlabs.rs:
 //! jobs answered with the submit, their audio stored and probed, word timings kept with it;
 //! key precedence, rate limits, outages, refusals, params checked at submission; and the
-//! official `elevenlabs` client driving the fake.
+//! official `elevenlabs` client driving the fake. What Hume does alike runs from
+//! tests/support/speech_providers.rs.
 
 mod support;
 
@@ -9,62 +10,52 @@ mod support;
 mod fake_elevenlabs;
 #[path = "fakes/speech.rs"]
 mod speech;
-
-use std::time::{Duration, Instant};
+#[path = "support/speech_providers.rs"]
+mod speech_providers;
 
 use serde_json::{json, Value};
 
-use fake_elevenlabs::{FakeElevenLabs, VOICES};
+use fake_elevenlabs::{ElevenLabs, FakeElevenLabs, VOICES};
 use reelay_core::plan::Secret;
 use reelay_node::ProviderSettings;
 use reelay_providers::elevenlabs::ElevenLabsSettings;
-use support::{spawn_app_with, App, ACME};
+use speech_providers::{app_with, received, rejected_fields, SpeechProvider};
+use support::{job, ACME};
 
-const SERVER_KEY: &str = "sk_server_0123456789";
-const PLAN_KEY: &str = "sk_plan_0123456789";
-const JOB_KEY: &str = "sk_job_0123456789";
+impl SpeechProvider for ElevenLabs {
+    const NAME: &'static str = "elevenlabs";
+    const SERVER_KEY: &'static str = "sk_server_0123456789";
+    const PLAN_KEY: &'static str = "sk_plan_0123456789";
+    const JOB_KEY: &'static str = "sk_job_0123456789";
+    const WRONG_KEY: &'static str = "sk_wrong";
+    const REFUSED: &'static str = "401 Invalid API key";
 
-async fn app_with(fake: &FakeElevenLabs, key: Option<&str>) -> App {
-    let settings = ElevenLabsSettings {
-        base_url: fake.base.clone(),
-        ..ElevenLabsSettings::new(key.map(Secret::new))
-    };
-    spawn_app_with(move |s| {
-        s.node.providers = ProviderSettings {
-            elevenlabs: Some(settings),
+    fn providers(base: &str, key: Option<Secret>) -> ProviderSettings {
+        ProviderSettings {
+            elevenlabs: Some(ElevenLabsSettings {
+                base_url: base.to_string(),
+                ..ElevenLabsSettings::new(key)
+            }),
             ..ProviderSettings::none()
-        };
-        s.node.engine.retry_base = Duration::from_millis(200);
-    })
-    .await
-}
+        }
+    }
 
-fn tts_job(id: &str, text: &str) -> Value {
-    json!({"id": id, "type": "generateAudio", "params": {"provider": "elevenlabs",
-        "modelId": "elevenlabs/turbo-v2.5", "text": text, "voiceId": VOICES[0]}})
-}
+    fn tts_job(id: &str, text: &str) -> Value {
+        json!({"id": id, "type": "generateAudio", "params": {"provider": "elevenlabs",
+            "modelId": "elevenlabs/turbo-v2.5", "text": text, "voiceId": VOICES[0]}})
+    }
 
-fn job<'a>(status: &'a Value, id: &str) -> &'a Value {
-    status["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["id"] == id)
-        .unwrap()
-}
-
-/// What the fake received with this text, as JSON, and the key it came with.
-fn received(fake: &FakeElevenLabs, text: &str) -> (Value, String) {
-    let seen = fake.seen().into_iter().find(|s| s.json()["text"] == text).unwrap();
-    (seen.json(), seen.headers["xi-api-key"].clone())
+    fn text(body: &Value) -> &Value {
+        &body["text"]
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speech_is_stored_with_its_word_timings() {
     let fake = FakeElevenLabs::start().await;
-    fake.add_key(SERVER_KEY);
-    let app = app_with(&fake, Some(SERVER_KEY)).await;
-    let mut mp3 = tts_job("mp3", "Hello there, world.");
+    fake.add_key(ElevenLabs::SERVER_KEY);
+    let app = app_with(&fake, Some(ElevenLabs::SERVER_KEY)).await;
+    let mut mp3 = ElevenLabs::tts_job("mp3", "Hello there, world.");
     for (k, v) in [
         ("stability", json!(0.4)),
         ("similarityBoost", json!(0.8)),
@@ -76,7 +67,7 @@ async fn speech_is_stored_with_its_word_timings() {
         mp3["params"][k] = v;
     }
     // The docs' form: the SDK's options put ElevenLabs' model id over the registry's.
-    let mut pcm = tts_job("pcm", "Quiet please");
+    let mut pcm = ElevenLabs::tts_job("pcm", "Quiet please");
     pcm["params"]["modelId"] = json!("eleven_multilingual_v2");
     pcm["params"]["outputFormat"] = json!("pcm_16000");
     let id = app.submit(ACME, &json!({"jobs": [mp3, pcm]})).await;
@@ -114,7 +105,7 @@ async fn speech_is_stored_with_its_word_timings() {
     assert_eq!(probed.words(), ["Quiet", "please"]);
 
     let (body, key) = received(&fake, "Hello there, world.");
-    assert_eq!(key, SERVER_KEY);
+    assert_eq!(key, ElevenLabs::SERVER_KEY);
     assert_eq!(
         body,
         json!({"text": "Hello there, world.", "model_id": "eleven_turbo_v2_5", "language_code": "en",
@@ -132,71 +123,23 @@ async fn speech_is_stored_with_its_word_timings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_jobs_key_wins_over_the_plans_over_the_servers_and_none_shows() {
-    let fake = FakeElevenLabs::start().await;
-    for key in [SERVER_KEY, PLAN_KEY, JOB_KEY] {
-        fake.add_key(key);
-    }
-    let app = app_with(&fake, Some(SERVER_KEY)).await;
-    let mut own = tts_job("own", "job key");
-    own["params"]["apiKey"] = json!(JOB_KEY);
-    let plan = json!({"executionPlan": {"jobs": [own, tts_job("plan", "plan key")]},
-        "options": {"providerApiKeys": {"elevenlabs": PLAN_KEY}}});
-    let first = app.submit(ACME, &plan).await;
-    let second = app
-        .submit(ACME, &json!({"jobs": [tts_job("server", "server key")]}))
-        .await;
-    for id in [&first, &second] {
-        let status = app.ended(ACME, id).await;
-        assert_eq!(status["status"], "completed", "{status}");
-        let shown = status.to_string();
-        for key in [SERVER_KEY, PLAN_KEY, JOB_KEY] {
-            assert!(!shown.contains(key), "a key shows in the status: {shown}");
-        }
-    }
-    assert_eq!(received(&fake, "job key").1, JOB_KEY);
-    assert_eq!(received(&fake, "plan key").1, PLAN_KEY);
-    assert_eq!(received(&fake, "server key").1, SERVER_KEY);
-    app.stop().await;
+    speech_providers::the_jobs_key_wins_over_the_plans_over_the_servers_and_none_shows::<ElevenLabs>().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_waits_as_told_and_a_500_is_retried() {
-    let fake = FakeElevenLabs::start().await;
-    fake.add_key(SERVER_KEY);
-    fake.set(|k| {
-        k.rate_limited = 2;
-        k.retry_after = Some(1);
-        k.failing = 1;
-    });
-    let app = app_with(&fake, Some(SERVER_KEY)).await;
-    let started = Instant::now();
-    let id = app.submit(ACME, &json!({"jobs": [tts_job("busy", "Busy line")]})).await;
-    let status = app.ended(ACME, &id).await;
-    assert_eq!(status["status"], "completed", "{status}");
-    let statuses: Vec<u16> = fake.seen().iter().map(|s| s.status).collect();
-    assert_eq!(statuses, [429, 429, 500, 200]);
-    let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(1900),
-        "Retry-After: 1 was not honoured: {waited:?}"
-    );
-    app.stop().await;
+    speech_providers::a_429_waits_as_told_and_completes::<ElevenLabs>(1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_key_fails_the_job_at_once_with_elevenlabs_message() {
     let fake = FakeElevenLabs::start().await;
     let app = app_with(&fake, None).await;
-    let mut refused = tts_job("refused", "Let me in");
-    refused["params"]["apiKey"] = json!("sk_wrong");
-    let id = app.submit(ACME, &json!({"jobs": [refused]})).await;
-    let status = app.ended(ACME, &id).await;
-    assert_eq!(status["status"], "failed", "{status}");
-    let error = job(&status, "refused")["error"].as_str().unwrap();
-    assert!(error.contains("401 Invalid API key"), "{error}");
-    assert_eq!(fake.seen().len(), 1, "a refusal is not retried");
+    speech_providers::a_wrong_key_fails_its_job_at_once(&app, &fake).await;
     // No key anywhere: the job fails before any call.
-    let id = app.submit(ACME, &json!({"jobs": [tts_job("keyless", "Hi")]})).await;
+    let id = app
+        .submit(ACME, &json!({"jobs": [ElevenLabs::tts_job("keyless", "Hi")]}))
+        .await;
     let status = app.ended(ACME, &id).await;
     let error = job(&status, "keyless")["error"].as_str().unwrap();
     assert!(error.contains("no elevenlabs key"), "{error}");
@@ -207,37 +150,24 @@ async fn a_refused_key_fails_the_job_at_once_with_elevenlabs_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn params_outside_the_schema_answer_400_naming_each_field() {
     let fake = FakeElevenLabs::start().await;
-    let app = app_with(&fake, Some(SERVER_KEY)).await;
-    let mut job = tts_job("bad", &"x".repeat(40_001));
-    job["params"]["voiceId"] = json!("../../v1/user");
-    job["params"]["stability"] = json!(1.5);
+    let app = app_with(&fake, Some(ElevenLabs::SERVER_KEY)).await;
+    let bad = || {
+        let mut job = ElevenLabs::tts_job("bad", &"x".repeat(40_001));
+        job["params"]["voiceId"] = json!("../../v1/user");
+        job["params"]["stability"] = json!(1.5);
+        job
+    };
+    let mut job = bad();
     job["params"]["similarityBoost"] = json!("high");
     job["params"]["outputFormat"] = json!("flac");
-    let answer = app.post(ACME, "/api/execute", &json!({"jobs": [job]})).await;
-    assert_eq!(answer.status, 400, "{}", answer.body);
-    let fields: Vec<&str> = answer.body["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|d| d["field"].as_str())
-        .collect();
+    let fields = rejected_fields(&app, job).await;
     for field in ["similarityBoost", "outputFormat"] {
-        assert!(fields.contains(&format!("params.{field}").as_str()), "{fields:?}");
+        assert!(fields.contains(&format!("params.{field}")), "{fields:?}");
     }
     // The schema holds; then the ranges and shapes.
-    let mut job = tts_job("bad", &"x".repeat(40_001));
-    job["params"]["voiceId"] = json!("../../v1/user");
-    job["params"]["stability"] = json!(1.5);
-    let answer = app.post(ACME, "/api/execute", &json!({"jobs": [job]})).await;
-    assert_eq!(answer.status, 400, "{}", answer.body);
-    let fields: Vec<&str> = answer.body["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|d| d["field"].as_str())
-        .collect();
+    let fields = rejected_fields(&app, bad()).await;
     assert_eq!(fields, ["params.text", "params.stability", "params.voiceId"]);
-    let mut unknown = tts_job("unknown", "Hi");
+    let mut unknown = ElevenLabs::tts_job("unknown", "Hi");
     unknown["params"]["modelId"] = json!("eleven_nope");
     let answer = app.post(ACME, "/api/execute", &json!({"jobs": [unknown]})).await;
     assert_eq!(answer.status, 400, "{}", answer.body);
@@ -252,13 +182,9 @@ async fn params_outside_the_schema_answer_400_naming_each_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elevenlabs_own_client_drives_the_fake() {
-    let fake = FakeElevenLabs::start().await;
-    fake.add_key(SERVER_KEY);
-    let summary = speech::run_client("elevenlabs_client.py", &[&fake.base, SERVER_KEY]).await;
+    let (summary, seen) = speech_providers::its_own_client_drives_the_fake::<ElevenLabs>("elevenlabs_client.py").await;
     assert_eq!(summary["characters"], 9, "{summary}");
     assert_eq!(summary["unauthorized"]["detail"]["message"], "Invalid API key");
-    let seen = fake.seen();
-    assert!(seen.iter().all(|s| s.headers.contains_key("xi-api-key")));
     let first = seen[0].json();
     assert_eq!(first["voice_settings"]["similarity_boost"], 0.75);
     assert_eq!(first["previous_text"], "Before.");

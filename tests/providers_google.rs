@@ -20,7 +20,7 @@ use reelay_core::plan::{Operation, ProviderParams, Secret};
 use reelay_core::ports::{Provider, ProviderError, ProviderRequest, ProviderStatus};
 use reelay_node::ProviderSettings;
 use reelay_providers::google::{GoogleApi, GoogleProvider, GoogleSettings, VertexSettings};
-use support::{spawn_app_with, App, ACME};
+use support::{job, spawn_app_with, App, ACME};
 
 const KEY: &str = "AIzaSy-CONFIGURED-KEY-111";
 const GEMINI_MODEL: &str = "veo-3.1-generate-preview";
@@ -79,15 +79,6 @@ fn veo_job(id: &str, model: &str, prompt: &str) -> Value {
 fn output_bytes(status: &Value) -> Vec<u8> {
     let url = status["result"]["url"].as_str().unwrap();
     std::fs::read(url.strip_prefix("file://").unwrap()).unwrap()
-}
-
-fn job<'a>(status: &'a Value, id: &str) -> &'a Value {
-    status["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["id"] == id)
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

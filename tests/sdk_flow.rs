@@ -12,6 +12,8 @@ mod fake_hume;
 mod fake_replicate;
 #[path = "support/sdk.rs"]
 mod sdk;
+#[path = "fakes/speech.rs"]
+mod speech;
 mod support;
 
 use std::time::Duration;
@@ -29,7 +31,7 @@ use reelay_providers::fal::FalSettings;
 use reelay_providers::hume::HumeSettings;
 use reelay_providers::replicate::ReplicateSettings;
 use sdk::Sdk;
-use support::{spawn_served_app_with, App, ACME};
+use support::{job, spawn_served_app_with, App, ACME};
 
 const ELEVENLABS_KEY: &str = "xi-configured";
 const HUME_KEY: &str = "hume-configured";
@@ -192,21 +194,13 @@ async fn lip_sync_and_background_removal_without_a_model() {
     let (result, _) = world.sdk.wait(&id).await.unwrap_or_else(|e| panic!("{e}"));
     fetch_and_probe(url(&result)).await;
     let status = world.app.status(ACME, &id).await;
-    let job = |id: &str| {
-        status["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let (job1, job4) = (job(&status, "job1"), job(&status, "job4"));
     assert_eq!(
-        (job("job1")["provider"].as_str(), job("job1")["modelId"].as_str()),
+        (job1["provider"].as_str(), job1["modelId"].as_str()),
         (Some("fal"), Some("veed/lipsync"))
     );
     assert_eq!(
-        (job("job4")["provider"].as_str(), job("job4")["modelId"].as_str()),
+        (job4["provider"].as_str(), job4["modelId"].as_str()),
         (Some("replicate"), Some("arielreplicate/robust_video_matting"))
     );
     world.app.stop().await;

@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 
-use support::{spawn_app_with, App, ACME};
+use support::{job, spawn_app_with, App, ACME};
 
 const SENTENCE: &str = "the weather is nice today and we are going outside";
 
@@ -20,15 +20,6 @@ async fn fetch(url: &str) -> Vec<u8> {
         Some(path) => std::fs::read(path).unwrap(),
         None => reqwest::get(url).await.unwrap().bytes().await.unwrap().to_vec(),
     }
-}
-
-fn job<'a>(status: &'a Value, id: &str) -> &'a Value {
-    status["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["id"] == id)
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

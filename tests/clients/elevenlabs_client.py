@@ -9,31 +9,17 @@ summary; any surprise raises, so the exit code is the verdict.
 """
 
 import base64
-import json
-import os
-import sys
 
-# This file is named like the package: keep its folder off the import path.
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+from elevenlabs import VoiceSettings
+from elevenlabs.client import ElevenLabs
+from elevenlabs.core.api_error import ApiError
 
-from elevenlabs import VoiceSettings  # noqa: E402
-from elevenlabs.client import ElevenLabs  # noqa: E402
-from elevenlabs.core.api_error import ApiError  # noqa: E402
+from fake_common import refusal, run
 
 VOICE = "21m00Tcm4TlvDq8ikWAM"
 
 
-def refusal(call) -> tuple[int, object]:
-    try:
-        call()
-    except ApiError as e:
-        return e.status_code, e.body
-    raise AssertionError("the fake did not refuse")
-
-
-def main() -> None:
-    base, key = sys.argv[1], sys.argv[2]
+def drive(base: str, key: str) -> dict:
     client = ElevenLabs(api_key=key, base_url=base)
 
     mp3 = b"".join(client.text_to_speech.convert(
@@ -59,23 +45,23 @@ def main() -> None:
     assert len(pcm) % 2 == 0 and len(pcm) > 16000, len(pcm)
 
     bad_key = ElevenLabs(api_key="not-a-key", base_url=base)
-    unauthorized = refusal(lambda: b"".join(bad_key.text_to_speech.convert(voice_id=VOICE, text="x")))
+    unauthorized = refusal(lambda: b"".join(bad_key.text_to_speech.convert(voice_id=VOICE, text="x")), ApiError)
     unknown_model = refusal(lambda: client.text_to_speech.convert_with_timestamps(
-        voice_id=VOICE, text="x", model_id="eleven_nope"))
+        voice_id=VOICE, text="x", model_id="eleven_nope"), ApiError)
     out_of_range = refusal(lambda: client.text_to_speech.convert_with_timestamps(
-        voice_id=VOICE, text="x", voice_settings=VoiceSettings(stability=3.0)))
+        voice_id=VOICE, text="x", voice_settings=VoiceSettings(stability=3.0)), ApiError)
     assert unauthorized[0] == 401 and out_of_range[0] == 422 and unknown_model[0] == 400, \
         (unauthorized, unknown_model, out_of_range)
 
-    print(json.dumps({
+    return {
         "mp3_bytes": len(mp3),
         "pcm_bytes": len(pcm),
         "characters": len(alignment.characters),
         "unauthorized": unauthorized[1],
         "unknown_model": unknown_model[1],
         "out_of_range": out_of_range[1],
-    }))
+    }
 
 
 if __name__ == "__main__":
-    main()
+    run(drive)

@@ -9,29 +9,15 @@ verdict.
 """
 
 import base64
-import json
-import os
-import sys
 
-# This file is named like the package: keep its folder off the import path.
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+from hume import HumeClient
+from hume.core.api_error import ApiError
+from hume.tts import FormatMp3, FormatWav, PostedUtterance, PostedUtteranceVoiceWithName
 
-from hume import HumeClient  # noqa: E402
-from hume.core.api_error import ApiError  # noqa: E402
-from hume.tts import FormatMp3, FormatWav, PostedUtterance, PostedUtteranceVoiceWithName  # noqa: E402
+from fake_common import refusal, run
 
 
-def refusal(call) -> tuple[int, object]:
-    try:
-        call()
-    except ApiError as e:
-        return e.status_code, e.body
-    raise AssertionError("the fake did not refuse")
-
-
-def main() -> None:
-    base, key = sys.argv[1], sys.argv[2]
+def drive(base: str, key: str) -> dict:
     client = HumeClient(api_key=key, base_url=base)
 
     voice = PostedUtteranceVoiceWithName(name="Ava Song", provider="HUME_AI")
@@ -59,18 +45,18 @@ def main() -> None:
     assert all(not s.timestamps for s in plain.generations[0].snippets[0])
 
     unauthorized = refusal(lambda: HumeClient(api_key="not-a-key", base_url=base).tts.synthesize_json(
-        utterances=[PostedUtterance(text="x")]))
-    no_voice = refusal(lambda: client.tts.synthesize_json(utterances=[PostedUtterance(text="x")], version="2"))
+        utterances=[PostedUtterance(text="x")]), ApiError)
+    no_voice = refusal(lambda: client.tts.synthesize_json(utterances=[PostedUtterance(text="x")], version="2"), ApiError)
     assert unauthorized[0] == 401 and no_voice[0] == 400, (unauthorized, no_voice)
 
-    print(json.dumps({
+    return {
         "wav_bytes": len(wav),
         "words": words,
         "mp3_bytes": len(mp3),
         "unauthorized": unauthorized[1],
         "no_voice": no_voice[1],
-    }))
+    }
 
 
 if __name__ == "__main__":
-    main()
+    run(drive)

@@ -4,99 +4,42 @@
 //! file_size, generation_id, snippets}], request_id}`. Word timestamps (milliseconds) come only
 //! for Octave 2. Errors as Hume sends them: its gateway's 401 `{"fault": {"faultstring"}}`,
 //! 400 `{code, error, message}`, FastAPI's 422 `{"detail": [{type, loc, msg}]}`, and 429 with
-//! `Retry-After` on demand. The audio is a real tone made by ffmpeg. Everything received is
-//! recorded.
+//! `Retry-After` (or 500) on demand. The audio is a real tone made by ffmpeg. Everything received
+//! is recorded (the core all speech fakes share is tests/fakes/speech.rs).
 
 #![allow(dead_code)] // Each test binary uses part of it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use crate::speech::{invalid, tone, Api, FakeSpeech, Shared};
+
 /// Milliseconds of speech a word takes.
 pub const WORD_MS: u64 = 300;
 
-#[derive(Debug, Clone, Default)]
-pub struct Knobs {
-    /// The next this many calls answer 429…
-    pub rate_limited: u32,
-    /// …with this `Retry-After` (seconds), if any.
-    pub retry_after: Option<u64>,
-}
+pub type FakeHume = FakeSpeech<Hume>;
 
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub headers: HashMap<String, String>,
-    pub body: Bytes,
-    pub status: u16,
-}
+pub struct Hume;
 
-impl Seen {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_default()
-    }
-}
+impl Api for Hume {
+    const KEY_HEADER: &'static str = "x-hume-api-key";
 
-#[derive(Default)]
-struct Shared {
-    knobs: Mutex<Knobs>,
-    keys: Mutex<Vec<String>>,
-    seen: Mutex<Vec<Seen>>,
-}
-
-pub struct FakeHume {
-    pub base: String,
-    shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeHume {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-impl FakeHume {
-    pub async fn start() -> FakeHume {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let shared = Arc::new(Shared::default());
-        let router = Router::new().route("/v0/tts", post(tts)).with_state(shared.clone());
-        let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        FakeHume { base, shared, server }
-    }
-
-    pub fn add_key(&self, key: &str) {
-        self.shared.keys.lock().unwrap().push(key.to_string());
-    }
-
-    pub fn set(&self, change: impl FnOnce(&mut Knobs)) {
-        change(&mut self.shared.knobs.lock().unwrap());
-    }
-
-    pub fn seen(&self) -> Vec<Seen> {
-        self.shared.seen.lock().unwrap().clone()
+    fn routes() -> Router<Arc<Shared>> {
+        Router::new().route("/v0/tts", post(tts))
     }
 }
 
 async fn tts(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let response = respond(&shared, &headers, &body).await;
-    shared.seen.lock().unwrap().push(Seen {
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
-            .collect(),
-        body,
-        status: response.status().as_u16(),
-    });
+    shared.record("/v0/tts".into(), &headers, body, &response);
     response
 }
 
@@ -108,17 +51,9 @@ fn refused(status: StatusCode, error: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn invalid(loc: Value, kind: &str, msg: &str) -> Response {
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Json(json!({"detail": [{"type": kind, "loc": loc, "msg": msg, "input": null}]})),
-    )
-        .into_response()
-}
-
 async fn respond(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
-    let key = headers.get("x-hume-api-key").and_then(|v| v.to_str().ok());
-    if !key.is_some_and(|k| shared.keys.lock().unwrap().iter().any(|known| known == k)) {
+    let key = headers.get(Hume::KEY_HEADER).and_then(|v| v.to_str().ok());
+    if !key.is_some_and(|k| shared.knows(k)) {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"fault": {"faultstring": "Invalid ApiKey",
@@ -126,22 +61,12 @@ async fn respond(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response 
         )
             .into_response();
     }
-    {
-        let mut knobs = shared.knobs.lock().unwrap();
-        if knobs.rate_limited > 0 {
-            knobs.rate_limited -= 1;
-            let mut response = refused(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too Many Requests",
-                "Rate limit exceeded",
-            );
-            if let Some(secs) = knobs.retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, secs.to_string().parse().unwrap());
-            }
-            return response;
-        }
+    let misbehaving = shared.misbehaving(|status| match status {
+        StatusCode::TOO_MANY_REQUESTS => refused(status, "Too Many Requests", "Rate limit exceeded"),
+        _ => refused(status, "Internal Server Error", "Something went wrong"),
+    });
+    if let Some(response) = misbehaving {
+        return response;
     }
     let Ok(body) = serde_json::from_slice::<Value>(body) else {
         return invalid(json!(["body", 0]), "json_invalid", "JSON decode error");
@@ -200,7 +125,13 @@ async fn respond(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response 
             );
         }
         let seconds = (at as f64 / 1000.0).max(0.5);
-        let audio = tone(format, seconds).await;
+        // At 48 kHz; `pcm`: raw 16-bit samples.
+        let muxer: &[&str] = match format {
+            "wav" => &["-f", "wav"],
+            "pcm" => &["-f", "s16le", "-c:a", "pcm_s16le"],
+            _ => &["-f", "mp3", "-c:a", "libmp3lame", "-b:a", "64k"],
+        };
+        let audio = tone(48000, seconds, muxer).await;
         out.push(json!({
             "audio": base64::engine::general_purpose::STANDARD.encode(&audio),
             "duration": seconds,
@@ -211,26 +142,4 @@ async fn respond(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response 
         }));
     }
     Json(json!({"generations": out, "request_id": "req-fake-1"})).into_response()
-}
-
-/// A 440 Hz mono tone at 48 kHz in `format` (`pcm`: raw 16-bit samples).
-async fn tone(format: &str, seconds: f64) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("tone");
-    let muxer: &[&str] = match format {
-        "wav" => &["-f", "wav"],
-        "pcm" => &["-f", "s16le", "-c:a", "pcm_s16le"],
-        _ => &["-f", "mp3", "-c:a", "libmp3lame", "-b:a", "64k"],
-    };
-    let made = tokio::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
-        .args(["-ac", "1"])
-        .args(muxer)
-        .arg(&out)
-        .output()
-        .await
-        .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    std::fs::read(out).unwrap()
 }

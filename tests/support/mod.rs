@@ -161,6 +161,16 @@ impl App {
     }
 }
 
+/// The job `id` of an execution's status.
+pub fn job<'a>(status: &'a Value, id: &str) -> &'a Value {
+    status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == id)
+        .unwrap_or_else(|| panic!("no job {id} in {status}"))
+}
+
 /// A quick image job of the local provider (`fail` makes it fail with that reason).
 pub fn image_job(id: &str) -> Value {
     json!({"id": id, "type": "generateImage", "params": {"provider": "local", "modelId": "image", "prompt": "p", "aspectRatio": "1:1", "resolution": "240p"}})
