@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-use support::{failing_image_job, scene, spawn_app, spawn_app_with, App, ACME};
+use support::{failing_image_job, job, scene, spawn_app, spawn_app_with, App, ACME};
 
 /// The base: two scenes merged into one video (the final job).
 fn product_video() -> Value {
@@ -24,15 +24,6 @@ fn vertical_variant(base: &str, id: &str) -> Value {
     json!({"baseExecutionId": base, "jobs": [
         {"id": id, "type": "reframe", "params": {"aspectRatio": "9:16", "resolution": "240p"}},
     ]})
-}
-
-fn job<'a>(status: &'a Value, id: &str) -> &'a Value {
-    status["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["id"] == id)
-        .unwrap_or_else(|| panic!("no job {id} in {status}"))
 }
 
 /// Provider jobs the local provider was ever asked for.

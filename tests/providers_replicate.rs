@@ -23,7 +23,7 @@ use reelay_core::ports::{Provider, ProviderError, ProviderRequest};
 use reelay_local::LocalSettings;
 use reelay_node::ProviderSettings;
 use reelay_providers::replicate::{ReplicateProvider, ReplicateSettings};
-use support::{spawn_served_app_with, unsigned, App, ACME};
+use support::{job, spawn_served_app_with, unsigned, App, ACME};
 
 const CONFIGURED: &str = "r8_configured";
 const CLIENT: &str = "r8_client";
@@ -96,15 +96,6 @@ async fn ended(app: &App, fake: &FakeReplicate, id: &str) -> Value {
             fake.calls()
         ),
     }
-}
-
-fn job<'a>(status: &'a Value, id: &str) -> &'a Value {
-    status["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["id"] == id)
-        .unwrap_or_else(|| panic!("no job {id} in {status}"))
 }
 
 /// The bytes of a job's stored output, at the URL the status gives.
