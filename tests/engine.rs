@@ -9,17 +9,17 @@ use serde_json::{json, Value};
 
 use reelay_core::clock::ManualClock;
 use reelay_core::domain::DeliveryState;
-use reelay_core::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, ProviderCall};
+use reelay_core::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, ProviderCall, ProviderOutcome};
 use reelay_core::plan::{parse_value, PlanLimits};
-use reelay_core::ports::{Clock, Message, Provider, ProviderRequest, Queue, Store, Write};
+use reelay_core::ports::{Blobs, Clock, Message, Provider, ProviderRequest, Queue, Store, Write};
 use reelay_core::secrets::Sealer;
 use reelay_core::webhooks::schedule::RetrySchedule;
 use reelay_core::webhooks::transport::{HttpAnswer, OutboundRequest, TransportError, WebhookTransport};
 use reelay_core::webhooks::{DispatchSettings, Dispatcher};
 use reelay_core::{Engine, EngineSettings, Handled, Ports, Providers};
-use reelay_local::{Db, SqliteQueue, SqliteStore};
+use reelay_local::{Db, FileBlobs, SqliteQueue, SqliteStore};
 use reelay_testkit::dag_shapes::standard;
-use reelay_testkit::instant::{InstantMedia, InstantProvider, NullBlobs};
+use reelay_testkit::instant::{InstantMedia, InstantProvider, NullBlobs, INLINE_OUTPUT_BYTES};
 
 /// How the harness delivers each message.
 #[derive(Clone, Copy, PartialEq)]
@@ -44,6 +44,10 @@ struct Harness {
 }
 
 fn harness(failing: &[&str]) -> Harness {
+    harness_with(failing, Arc::new(NullBlobs))
+}
+
+fn harness_with(failing: &[&str], blobs: Arc<dyn Blobs>) -> Harness {
     let db = Db::in_memory().expect("db");
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let dyn_clock: Arc<dyn Clock> = clock.clone();
@@ -66,7 +70,7 @@ fn harness(failing: &[&str]) -> Harness {
             queue: queue.clone(),
             webhook_queue: webhook_queue.clone(),
             sealer: sealer.clone(),
-            blobs: Arc::new(NullBlobs),
+            blobs,
             media: media.clone(),
             providers: Providers::new().with(provider.clone()),
             clock: dyn_clock,
@@ -431,6 +435,38 @@ async fn polling_models_complete_when_polled_and_not_before() {
     let (execution, jobs) = h.execution(&id).await;
     assert_eq!(execution.status, ExecutionStatus::Completed);
     assert_eq!(jobs["after"].status, JobStatus::Completed);
+}
+
+#[tokio::test]
+async fn a_large_inline_answer_is_stored_before_it_is_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blobs = Arc::new(FileBlobs::new(dir.path()).expect("blobs"));
+    let h = harness_with(&[], blobs.clone());
+    let plan =
+        json!({"jobs": [{"id": "speech", "type": "generate", "params": {"provider": "instant", "modelId": "inline"}}]});
+    let id = h.submit(plan).await;
+    h.drain(Delivery::TwiceLater).await;
+    let (execution, jobs) = h.execution(&id).await;
+    assert_eq!(execution.status, ExecutionStatus::Completed);
+    let job = &jobs["speech"];
+    let output = job.output.as_ref().expect("output");
+    // The record names the stored blob, not the answer's bytes: it fits a DynamoDB item.
+    let recorded = serde_json::to_string(job).expect("json");
+    assert!(!recorded.contains("data:"), "{recorded}");
+    assert!(recorded.len() < 8 << 10);
+    match &job.provider.as_ref().expect("provider call").outcome {
+        Some(ProviderOutcome::Stored { key, size_bytes, .. }) => {
+            assert_eq!(key, &output.key);
+            assert_eq!(*size_bytes, INLINE_OUTPUT_BYTES as u64);
+        }
+        other => panic!("expected a stored outcome, got {other:?}"),
+    }
+    assert_eq!(output.content_type, "audio/mpeg");
+    assert!(output.key.ends_with("/output.mp3"), "{}", output.key);
+    assert_eq!(output.size_bytes, INLINE_OUTPUT_BYTES as u64);
+    let bytes = std::fs::read(blobs.path(&output.key).expect("path")).expect("read");
+    assert_eq!(bytes, "a".repeat(INLINE_OUTPUT_BYTES).into_bytes());
+    h.assert_each_submitted_once(&id, 1);
 }
 
 #[tokio::test]

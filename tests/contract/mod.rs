@@ -35,7 +35,7 @@
 //! with [`Backend::advance`], so a real-time backend (SQS) only sleeps a couple of seconds
 //! per case; [`LONG`] is never waited out.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -885,16 +885,29 @@ pub async fn store_concurrent_releases_queue_child_exactly_once<B: Backend>(back
         results.push(task.await.unwrap());
     }
 
-    let removed: Vec<&String> = results.iter().filter(|(_, r)| r.removed).map(|(p, _)| p).collect();
-    assert_eq!(removed.len(), PARENTS, "each edge is removed exactly once");
-    assert_eq!(removed.iter().collect::<HashSet<_>>().len(), PARENTS);
-    let winners: Vec<&String> = results
+    let winners: HashSet<&String> = results
         .iter()
         .filter(|(p, r)| r.removed && r.status == JobStatus::Queued && r.released_by.as_ref() == Some(p))
         .map(|(p, _)| p)
         .collect();
-    assert_eq!(winners.len(), 1, "exactly one release queues the child: {winners:?}");
-    let winner = winners[0].clone();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one parent's release queues the child: {winners:?}"
+    );
+    let winner = (*winners.iter().next().unwrap()).clone();
+    // Every edge is removed by one call; only the winner's repeat, when it is the call that
+    // queues the child (a store whose release takes two writes), reports the release too
+    // (`EdgeRelease::removed`).
+    let mut removals: HashMap<&String, usize> = HashMap::new();
+    for (parent, _) in results.iter().filter(|(_, r)| r.removed) {
+        *removals.entry(parent).or_default() += 1;
+    }
+    assert_eq!(removals.len(), PARENTS, "every edge is removed");
+    for (parent, count) in &removals {
+        let most = if **parent == winner { 2 } else { 1 };
+        assert!(*count <= most, "{parent}'s edge was removed {count} times");
+    }
     for (parent, r) in &results {
         if r.removed && parent != &winner {
             assert_eq!(r.status, JobStatus::Waiting, "{parent} removed an edge before the last");

@@ -187,6 +187,13 @@ pub enum ProviderOutcome {
         output_url: String,
         content_type: Option<String>,
     },
+    /// A success that came inline (a `data:` URI), too large for the record: its output was
+    /// kept in the blob store first, under the job's output key (`provider_output.rs`).
+    Stored {
+        key: String,
+        content_type: String,
+        size_bytes: u64,
+    },
     Failed {
         message: String,
     },

@@ -16,7 +16,11 @@ use reelay_core::ports::{
     DEFAULT_DEADLINE,
 };
 
-/// Provider `instant`: model `done` answers a submit with a finished result; model `later`
+/// What model `inline` answers: this many `a`s, more than a job record should hold.
+pub const INLINE_OUTPUT_BYTES: usize = 40 << 10;
+
+/// Provider `instant`: model `done` answers a submit with a finished result; model `inline`
+/// too, with its output inline in a `data:` URI (as speech providers answer); model `later`
 /// finishes only when polled; model `never` never finishes. Jobs whose id is in `failing`
 /// fail. `throttle(n)` makes the next `n` submits answer as over the rate limit;
 /// `lose_answers(n)` makes the next `n` submits arrive but answer nothing; `blind()` makes
@@ -46,6 +50,7 @@ impl InstantProvider {
         InstantProvider {
             models: vec![
                 model("done", Completion::Polling),
+                model("inline", Completion::Polling),
                 model("later", Completion::Polling),
                 model("never", Completion::Polling),
             ],
@@ -154,7 +159,14 @@ impl Provider for InstantProvider {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(request.token.clone(), id.clone());
-        let finished = (request.params.model_id == "done").then(|| self.outcome(&id));
+        let finished = match request.params.model_id.as_str() {
+            "done" => Some(self.outcome(&id)),
+            "inline" => Some(ProviderStatus::Succeeded {
+                output_url: format!("data:audio/mpeg,{}", "a".repeat(INLINE_OUTPUT_BYTES)),
+                content_type: Some("audio/mpeg".into()),
+            }),
+            _ => None,
+        };
         {
             let mut lost = self.lost_answers.lock().unwrap_or_else(|p| p.into_inner());
             if *lost > 0 {
@@ -196,10 +208,13 @@ impl Provider for InstantProvider {
         Ok(())
     }
 
-    async fn download(&self, _output_url: &str, _key: Option<&Secret>) -> Result<ByteStream, ProviderError> {
-        Ok(Box::pin(futures::stream::iter([Ok(bytes::Bytes::from_static(
-            b"instant",
-        ))])))
+    /// An inline output's data (unencoded), else `instant`.
+    async fn download(&self, output_url: &str, _key: Option<&Secret>) -> Result<ByteStream, ProviderError> {
+        let body = match output_url.strip_prefix("data:").and_then(|d| d.split_once(',')) {
+            Some((_, data)) => bytes::Bytes::from(data.to_string()),
+            None => bytes::Bytes::from_static(b"instant"),
+        };
+        Ok(Box::pin(futures::stream::iter([Ok(body)])))
     }
 
     async fn verify_callback(&self, _headers: &[(String, String)], _body: &[u8]) -> Result<Callback, CallbackError> {

@@ -9,7 +9,8 @@
 //! 3. The claimed job's work, by kind:
 //!    - `provider_submit.rs`: a provider job is submitted, once (intent first, reconciled on retry);
 //!    - `provider_wait.rs`: its answer comes by callback or poll, or its deadline passes;
-//!    - `provider_output.rs`: the answer is acted on: the output copied in, or the job failed;
+//!    - `provider_output.rs`: the answer is acted on: the output copied in, or the job failed
+//!      (a large inline answer is stored already, as it is recorded);
 //!    - `media_jobs.rs`: a merge or reframe runs here (ffmpeg) and its artifact is stored;
 //!    - `base_jobs.rs`: a job reused from a base execution takes its twin's output, waiting if need be.
 //! 4. `settle.rs`: work that did not finish becomes a retry, a wait, or the job's failure.

@@ -1,10 +1,12 @@
 //! Stage 3, a provider job's output: the provider's recorded answer (`provider_wait.rs`, or
-//! straight from the submit in `provider_submit.rs`) is acted on. A success's output is copied
-//! into the blob store and probed (a transcript normalised into one shape, a removed
-//! background finished with ffmpeg), then the job completes (`completion.rs`); a failure fails
-//! it. A copy that did not go through goes to `settle.rs`.
+//! straight from the submit in `provider_submit.rs`; a large inline one is stored as it is
+//! recorded, `outcome_to_record`) is acted on. A success's output is copied into the blob
+//! store and probed (a transcript normalised into one shape, a removed background finished
+//! with ffmpeg), then the job completes (`completion.rs`); a failure fails it. A copy that
+//! did not go through goes to `settle.rs`.
 
 use super::outputs::{extension_for, guess_content_type, job_output, output_key};
+use super::provider_call::outcome_of;
 use super::settle::WorkError;
 use super::{Engine, EngineError};
 use bytes::Bytes;
@@ -13,7 +15,7 @@ use futures::StreamExt;
 use crate::background::Background;
 use crate::domain::{Job, JobOutput, ProviderCall, ProviderOutcome};
 use crate::plan::{MediaKind, Params};
-use crate::ports::{ByteStream, MediaInfo, MediaTask, Write};
+use crate::ports::{ByteStream, MediaInfo, MediaTask, ProviderStatus, StoredBlob, Write};
 use crate::transcript;
 use crate::worker::Handled;
 
@@ -35,19 +37,58 @@ impl Engine {
         let Some(call) = job.provider.clone() else {
             return Ok(None);
         };
-        match call.outcome.clone() {
-            Some(ProviderOutcome::Failed { message }) => self.fail(job, "provider_failed", message).await,
+        let output = match call.outcome.clone() {
+            Some(ProviderOutcome::Failed { message }) => return self.fail(job, "provider_failed", message).await,
             Some(ProviderOutcome::Succeeded {
                 output_url,
                 content_type,
-            }) => {
-                let copied = self.copy_output(&job, &call, &output_url, content_type).await;
-                match copied {
-                    Ok(output) => self.complete(&job, output).await,
-                    Err(e) => self.settle(job, Err(e)).await,
-                }
+            }) => self.copy_output(&job, &call, &output_url, content_type).await,
+            Some(ProviderOutcome::Stored {
+                key,
+                content_type,
+                size_bytes,
+            }) => self.stored_output(&job, key, content_type, size_bytes).await,
+            None => return Ok(Some(Handled::Done)),
+        };
+        match output {
+            Ok(output) => self.complete(&job, output).await,
+            Err(e) => self.settle(job, Err(e)).await,
+        }
+    }
+
+    /// The outcome to record for a provider's answer; `None` while it is still working. An
+    /// inline output over `MAX_INLINE_OUTCOME` is stored first and the outcome names its blob,
+    /// so the record stays small (a DynamoDB item is capped at 400 KB) and the answer, which
+    /// such a provider cannot give again, is still kept before the job moves on. Should the
+    /// store fail, the answer is recorded inline, as it came: better than losing it.
+    pub(super) async fn outcome_to_record(
+        &self,
+        job: &Job,
+        call: &ProviderCall,
+        status: ProviderStatus,
+    ) -> Option<ProviderOutcome> {
+        let outcome = outcome_of(status)?;
+        let ProviderOutcome::Succeeded {
+            output_url,
+            content_type,
+        } = &outcome
+        else {
+            return Some(outcome);
+        };
+        if !output_url.starts_with("data:") || output_url.len() <= MAX_INLINE_OUTCOME {
+            return Some(outcome);
+        }
+        // Same key on every try: a repeat overwrites what an earlier one stored.
+        match self.store_download(job, call, output_url, content_type.clone()).await {
+            Ok(stored) => Some(ProviderOutcome::Stored {
+                key: stored.key,
+                content_type: stored.content_type,
+                size_bytes: stored.size,
+            }),
+            Err(e) => {
+                tracing::warn!(execution = %job.execution_id, job = %job.id(), error = ?e, "an inline output is recorded as it came: storing it failed");
+                Some(outcome)
             }
-            None => Ok(Some(Handled::Done)),
         }
     }
 
@@ -58,23 +99,69 @@ impl Engine {
         url: &str,
         content_type: Option<String>,
     ) -> Result<JobOutput, WorkError> {
-        let provider = self.provider_of(call)?;
-        let kind = job.spec.operation.output_kind();
-        let content_type = content_type.unwrap_or_else(|| guess_content_type(url, kind).to_string());
-        let api_key = self.api_key_for(job, &call.provider).await?;
-        let body = provider.download(url, api_key.as_ref()).await?;
-        if kind == MediaKind::Transcript {
+        if job.spec.operation.output_kind() == MediaKind::Transcript {
+            let body = self.download(job, call, url).await?;
             return self.store_transcript(job, body).await;
         }
+        let stored = self.store_download(job, call, url, content_type).await?;
+        self.probed_output(job, stored).await
+    }
+
+    /// The job's output from an answer already in the blob store (`ProviderOutcome::Stored`).
+    async fn stored_output(
+        &self,
+        job: &Job,
+        key: String,
+        content_type: String,
+        size: u64,
+    ) -> Result<JobOutput, WorkError> {
+        if job.spec.operation.output_kind() == MediaKind::Transcript {
+            let body = self.blobs.get(&key).await?;
+            return self.store_transcript(job, body).await;
+        }
+        let stored = StoredBlob {
+            key,
+            size,
+            content_type,
+        };
+        self.probed_output(job, stored).await
+    }
+
+    async fn download(&self, job: &Job, call: &ProviderCall, url: &str) -> Result<ByteStream, WorkError> {
+        let provider = self.provider_of(call)?;
+        let api_key = self.api_key_for(job, &call.provider).await?;
+        Ok(provider.download(url, api_key.as_ref()).await?)
+    }
+
+    /// The provider's output as it came, stored under the job's output key.
+    async fn store_download(
+        &self,
+        job: &Job,
+        call: &ProviderCall,
+        url: &str,
+        content_type: Option<String>,
+    ) -> Result<StoredBlob, WorkError> {
+        let kind = job.spec.operation.output_kind();
+        let content_type = content_type.unwrap_or_else(|| guess_content_type(url, kind).to_string());
+        let body = self.download(job, call, url).await?;
         let key = output_key(job, extension_for(&content_type, url));
         let stored = self.blobs.put(&key, &content_type, body).await?;
-        let our_url = self.blobs.url(&key).await?;
+        Ok(StoredBlob {
+            key,
+            content_type,
+            ..stored
+        })
+    }
+
+    /// A stored output probed and made the job's output.
+    async fn probed_output(&self, job: &Job, stored: StoredBlob) -> Result<JobOutput, WorkError> {
+        let our_url = self.blobs.url(&stored.key).await?;
         let info = self.media.probe(&our_url).await.map_err(|e| WorkError::Fatal {
             code: "unreadable_output",
             message: format!("the provider's output is not readable media: {e}"),
         })?;
-        let url = self.client_url(&key).await?;
-        let output = job_output(job, key, url, content_type, &stored, info);
+        let url = self.client_url(&stored.key).await?;
+        let output = job_output(job, stored.key.clone(), url, stored.content_type.clone(), &stored, info);
         self.finish_background(job, output, our_url).await
     }
 
@@ -145,6 +232,9 @@ impl Engine {
         Ok(output)
     }
 }
+
+/// Above this, an inline answer is stored before it is recorded: a few of them fit in a record.
+const MAX_INLINE_OUTCOME: usize = 32 << 10;
 
 /// Far beyond any transcript (a day of speech is a few MB of JSON).
 const MAX_TRANSCRIPT_BYTES: usize = 64 << 20;

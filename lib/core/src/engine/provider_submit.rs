@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::provider_call::{new_token, outcome_of};
+use super::provider_call::new_token;
 use super::settle::WorkError;
 use super::{Engine, EngineError};
 use crate::domain::{Completion, Job, JobStatus, Millis, ProviderCall};
@@ -107,7 +107,11 @@ impl Engine {
             _ => self.settings.poll_first,
         };
         // An answer adopted from the provider's callback (`adopt_from_callback`) counts too.
-        let outcome = finished.and_then(outcome_of).or(call.outcome.clone());
+        let outcome = match finished {
+            Some(status) => self.outcome_to_record(&job, &call, status).await,
+            None => None,
+        }
+        .or(call.outcome.clone());
         let answered = outcome.is_some();
         let mut next = job.clone();
         next.status = JobStatus::AwaitingProvider;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use rand::Rng;
 
-use super::provider_call::{constant_time_eq, outcome_of};
+use super::provider_call::constant_time_eq;
 use super::{Engine, EngineError, MAX_RACES};
-use crate::domain::{Job, JobKey, JobStatus};
+use crate::domain::{Job, JobKey, JobStatus, ProviderCall};
 use crate::ports::{Callback, CallbackError, Message, ProviderError, ProviderStatus, QueueError, StoreError, Write};
 
 /// Why a provider callback was not recorded.
@@ -107,12 +107,16 @@ impl Engine {
                 "the job's submission is being recorded".into(),
             )));
         }
-        let mut next = job.clone();
-        let Some(c) = next.provider.as_mut() else {
+        let Some(call) = job.provider.clone() else {
             return Ok(Recorded::Ignored);
         };
-        c.provider_job_id = Some(callback.provider_job_id);
-        c.outcome = outcome_of(callback.status);
+        let outcome = self.outcome_to_record(&job, &call, callback.status).await;
+        let mut next = job.clone();
+        next.provider = Some(ProviderCall {
+            provider_job_id: Some(callback.provider_job_id),
+            outcome,
+            ..call
+        });
         match self.store.update_job(&job, &next).await? {
             Write::Applied(_) => {
                 tracing::info!(execution = %job.execution_id, job = %job.id(), "adopted a provider job from its callback");
@@ -153,11 +157,12 @@ impl Engine {
                 return Ok(Recorded::Ignored);
             }
             let now = self.now();
+            let outcome = self.outcome_to_record(&job, call, status.clone()).await;
             let mut next = job.clone();
             let Some(c) = next.provider.as_mut() else {
                 return Ok(Recorded::Ignored);
             };
-            let recorded = match outcome_of(status.clone()) {
+            let recorded = match outcome {
                 Some(outcome) => {
                     c.outcome = Some(outcome);
                     Recorded::Outcome

@@ -12,6 +12,7 @@ use crate::ports::{MediaError, ProviderError, Write};
 use crate::worker::Handled;
 
 /// Why a job's work did not finish.
+#[derive(Debug)]
 pub(super) enum WorkError {
     /// Retrying cannot help: fail the job.
     Fatal { code: &'static str, message: String },
