@@ -376,10 +376,11 @@ async fn a_cancel_reaches_fal_and_its_late_webhook_is_ignored() {
         "PUT",
         &format!("/fal-ai/kling-video/requests/{}/cancel", request.id),
     );
-    // A repeat (the engine cancels where it may still run) hears ALREADY_COMPLETED, a 400.
+    // One cancel lands; a repeat (the engine cancels where it may still run, possibly at the
+    // same moment, so the fake may log it first) hears ALREADY_COMPLETED, a 400.
     let codes: Vec<u16> = cancels.iter().map(|c| c.status).collect();
-    assert_eq!(codes[0], 202, "{codes:?}");
-    assert!(codes[1..].iter().all(|c| *c == 400), "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 202).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 202 || *c == 400), "{codes:?}");
     // fal then reports the request as ended in error; the job stays cancelled.
     fake.until("the late webhook", |f| !f.deliveries().is_empty()).await;
     assert_eq!(fake.deliveries()[0].answer, Some(200));
