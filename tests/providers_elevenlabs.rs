@@ -2,16 +2,16 @@
 //! jobs answered with the submit, their audio stored and probed, word timings kept with it;
 //! key precedence, rate limits, outages, refusals, params checked at submission; and the
 //! official `elevenlabs` client driving the fake. What Hume does alike runs from
-//! tests/support/speech_providers.rs.
+//! tests/support/tts_providers.rs.
 
 mod support;
 
 #[path = "fakes/elevenlabs.rs"]
 mod fake_elevenlabs;
-#[path = "fakes/speech.rs"]
-mod speech;
-#[path = "support/speech_providers.rs"]
-mod speech_providers;
+#[path = "fakes/tts.rs"]
+mod tts;
+#[path = "support/tts_providers.rs"]
+mod tts_providers;
 
 use serde_json::{json, Value};
 
@@ -19,10 +19,10 @@ use fake_elevenlabs::{ElevenLabs, FakeElevenLabs, VOICES};
 use reelay_core::plan::Secret;
 use reelay_node::ProviderSettings;
 use reelay_providers::elevenlabs::ElevenLabsSettings;
-use speech_providers::{app_with, received, rejected_fields, SpeechProvider};
 use support::{job, ACME};
+use tts_providers::{app_with, received, rejected_fields, TtsUnderTest};
 
-impl SpeechProvider for ElevenLabs {
+impl TtsUnderTest for ElevenLabs {
     const NAME: &'static str = "elevenlabs";
     const SERVER_KEY: &'static str = "sk_server_0123456789";
     const PLAN_KEY: &'static str = "sk_plan_0123456789";
@@ -76,7 +76,7 @@ async fn speech_is_stored_with_its_word_timings() {
 
     let mp3 = &job(&status, "mp3")["result"];
     assert_eq!(mp3["contentType"], "audio/mpeg", "{mp3}");
-    let probed = speech::probe(mp3).await;
+    let probed = tts::probe(mp3).await;
     assert_eq!(probed.codec_types, ["audio"]);
     assert!(probed.duration > 0.5, "{probed:?}");
     assert_eq!(probed.words(), ["Hello", "there,", "world."]);
@@ -96,7 +96,7 @@ async fn speech_is_stored_with_its_word_timings() {
 
     let wav = &job(&status, "pcm")["result"];
     assert_eq!(wav["contentType"], "audio/wav", "{wav}");
-    let probed = speech::probe(wav).await;
+    let probed = tts::probe(wav).await;
     assert_eq!(
         (probed.codec_types.as_slice(), probed.sample_rate),
         (&["audio".to_string()][..], Some(16000))
@@ -123,19 +123,19 @@ async fn speech_is_stored_with_its_word_timings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_jobs_key_wins_over_the_plans_over_the_servers_and_none_shows() {
-    speech_providers::the_jobs_key_wins_over_the_plans_over_the_servers_and_none_shows::<ElevenLabs>().await;
+    tts_providers::the_jobs_key_wins_over_the_plans_over_the_servers_and_none_shows::<ElevenLabs>().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_waits_as_told_and_a_500_is_retried() {
-    speech_providers::a_429_waits_as_told_and_completes::<ElevenLabs>(1).await;
+    tts_providers::a_429_waits_as_told_and_completes::<ElevenLabs>(1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_key_fails_the_job_at_once_with_elevenlabs_message() {
     let fake = FakeElevenLabs::start().await;
     let app = app_with(&fake, None).await;
-    speech_providers::a_wrong_key_fails_its_job_at_once(&app, &fake).await;
+    tts_providers::a_wrong_key_fails_its_job_at_once(&app, &fake).await;
     // No key anywhere: the job fails before any call.
     let id = app
         .submit(ACME, &json!({"jobs": [ElevenLabs::tts_job("keyless", "Hi")]}))
@@ -182,7 +182,7 @@ async fn params_outside_the_schema_answer_400_naming_each_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elevenlabs_own_client_drives_the_fake() {
-    let (summary, seen) = speech_providers::its_own_client_drives_the_fake::<ElevenLabs>("elevenlabs_client.py").await;
+    let (summary, seen) = tts_providers::its_own_client_drives_the_fake::<ElevenLabs>("elevenlabs_client.py").await;
     assert_eq!(summary["characters"], 9, "{summary}");
     assert_eq!(summary["unauthorized"]["detail"]["message"], "Invalid API key");
     let first = seen[0].json();

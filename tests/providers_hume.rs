@@ -2,16 +2,16 @@
 //! answered with the submit, their audio stored and probed (Octave 2's word timestamps kept
 //! with it); key precedence, rate limits, refusals, params checked at submission; and the
 //! official `hume` client driving the fake. What ElevenLabs does alike runs from
-//! tests/support/speech_providers.rs.
+//! tests/support/tts_providers.rs.
 
 mod support;
 
 #[path = "fakes/hume.rs"]
 mod fake_hume;
-#[path = "fakes/speech.rs"]
-mod speech;
-#[path = "support/speech_providers.rs"]
-mod speech_providers;
+#[path = "fakes/tts.rs"]
+mod tts;
+#[path = "support/tts_providers.rs"]
+mod tts_providers;
 
 use serde_json::{json, Value};
 
@@ -19,10 +19,10 @@ use fake_hume::{FakeHume, Hume};
 use reelay_core::plan::Secret;
 use reelay_node::ProviderSettings;
 use reelay_providers::hume::HumeSettings;
-use speech_providers::{app_with, received, rejected_fields, SpeechProvider};
 use support::{job, ACME};
+use tts_providers::{app_with, received, rejected_fields, TtsUnderTest};
 
-impl SpeechProvider for Hume {
+impl TtsUnderTest for Hume {
     const NAME: &'static str = "hume";
     const SERVER_KEY: &'static str = "hume-server-0123456789";
     const PLAN_KEY: &'static str = "hume-plan-0123456789";
@@ -74,7 +74,7 @@ async fn speech_is_stored_and_octave_2s_timestamps_kept() {
 
     let wav = &job(&status, "timed")["result"];
     assert_eq!(wav["contentType"], "audio/wav", "{wav}");
-    let probed = speech::probe(wav).await;
+    let probed = tts::probe(wav).await;
     assert_eq!(probed.codec_types, ["audio"]);
     assert!(probed.duration > 0.5, "{probed:?}");
     assert_eq!(probed.words(), ["Hello", "from", "Hume"]);
@@ -84,7 +84,7 @@ async fn speech_is_stored_and_octave_2s_timestamps_kept() {
 
     let mp3 = &job(&status, "plain")["result"];
     assert_eq!(mp3["contentType"], "audio/mpeg", "{mp3}");
-    let probed = speech::probe(mp3).await;
+    let probed = tts::probe(mp3).await;
     assert_eq!(probed.codec_types, ["audio"]);
     assert!(probed.duration > 0.2, "{probed:?}");
     assert!(probed.words().is_empty(), "Octave 1 gives no timestamps");
@@ -108,12 +108,12 @@ async fn speech_is_stored_and_octave_2s_timestamps_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_jobs_key_wins_over_the_plans_over_the_servers_and_none_shows() {
-    speech_providers::the_jobs_key_wins_over_the_plans_over_the_servers_and_none_shows::<Hume>().await;
+    tts_providers::the_jobs_key_wins_over_the_plans_over_the_servers_and_none_shows::<Hume>().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_waits_as_told_then_completes() {
-    speech_providers::a_429_waits_as_told_and_completes::<Hume>(0).await;
+    tts_providers::a_429_waits_as_told_and_completes::<Hume>(0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +121,7 @@ async fn a_refusal_fails_the_job_at_once_with_humes_message() {
     let fake = FakeHume::start().await;
     fake.add_key(Hume::SERVER_KEY);
     let app = app_with(&fake, Some(Hume::SERVER_KEY)).await;
-    speech_providers::a_wrong_key_fails_its_job_at_once(&app, &fake).await;
+    tts_providers::a_wrong_key_fails_its_job_at_once(&app, &fake).await;
     app.stop().await;
 }
 
@@ -151,7 +151,7 @@ async fn params_outside_the_schema_answer_400_naming_each_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn humes_own_client_drives_the_fake() {
-    let (summary, _) = speech_providers::its_own_client_drives_the_fake::<Hume>("hume_client.py").await;
+    let (summary, _) = tts_providers::its_own_client_drives_the_fake::<Hume>("hume_client.py").await;
     assert_eq!(summary["words"], json!(["Hello", "from", "the", "fake"]), "{summary}");
     assert_eq!(summary["unauthorized"]["fault"]["faultstring"], "Invalid ApiKey");
 }

@@ -6,7 +6,7 @@
 //! for an unknown voice, 400 for an unknown model, 429 with `Retry-After` on demand), and
 //! FastAPI's 422 `{"detail": [{type, loc, msg}]}` for a bad body. The audio is a real tone,
 //! made by ffmpeg, 60 ms a character. Everything received is recorded (the core all speech fakes
-//! share is tests/fakes/speech.rs).
+//! share is tests/fakes/tts.rs).
 
 #![allow(dead_code)] // Each test binary uses part of it.
 
@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::speech::{invalid, tone, Api, FakeSpeech, Shared};
+use crate::tts::{invalid, tone, Api, FakeSpeech, Shared};
 
 /// Voices the fake knows (the SDK docs' voices).
 pub const VOICES: [&str; 4] = [

@@ -5,7 +5,7 @@
 //! for Octave 2. Errors as Hume sends them: its gateway's 401 `{"fault": {"faultstring"}}`,
 //! 400 `{code, error, message}`, FastAPI's 422 `{"detail": [{type, loc, msg}]}`, and 429 with
 //! `Retry-After` (or 500) on demand. The audio is a real tone made by ffmpeg. Everything received
-//! is recorded (the core all speech fakes share is tests/fakes/speech.rs).
+//! is recorded (the core all speech fakes share is tests/fakes/tts.rs).
 
 #![allow(dead_code)] // Each test binary uses part of it.
 
@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::speech::{invalid, tone, Api, FakeSpeech, Shared};
+use crate::tts::{invalid, tone, Api, FakeSpeech, Shared};
 
 /// Milliseconds of speech a word takes.
 pub const WORD_MS: u64 = 300;

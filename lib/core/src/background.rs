@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::plan::{MediaKind, Operation};
+use crate::plan::{hex_rgb, MediaKind, Operation};
 
 /// The background a removal's output has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,9 @@ pub enum Background {
 
 /// An sRGB colour.
 pub type Rgb = [u8; 3];
+
+/// The key colour of a green screen.
+pub const GREEN: Rgb = [0, 255, 0];
 
 /// An ffmpeg step: `(key, fill)`, the colour keyed out (`None`: the input's alpha) and the
 /// colour laid under (`None`: transparent).
@@ -95,7 +98,6 @@ impl Background {
     /// needed: `(key, fill)` as `reelay_media::Replacement` takes them.
     /// Models give a video on a green screen and a still with alpha.
     pub fn step(self, kind: MediaKind) -> Option<Step> {
-        const GREEN: Rgb = [0, 255, 0];
         let still = kind == MediaKind::Image;
         let key = (!still).then_some(GREEN);
         match self {
@@ -111,20 +113,8 @@ impl Background {
 
 /// `#RRGGBB` or `#RGB`.
 fn parse_colour(s: &str) -> Option<Rgb> {
-    let hex = s.strip_prefix('#')?;
-    if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let digits: Vec<u8> = match hex.len() {
-        3 => hex
-            .chars()
-            .flat_map(|c| [c, c])
-            .map(|c| c.to_digit(16).unwrap_or(0) as u8)
-            .collect(),
-        6 => hex.chars().map(|c| c.to_digit(16).unwrap_or(0) as u8).collect(),
-        _ => return None,
-    };
-    Some([0, 1, 2].map(|i| digits[2 * i] * 16 + digits[2 * i + 1]))
+    let [_, r, g, b] = hex_rgb(s.strip_prefix('#')?)?.to_be_bytes();
+    Some([r, g, b])
 }
 
 #[cfg(test)]

@@ -36,6 +36,28 @@ pub(crate) async fn ffmpeg(args: Vec<OsString>) -> Result<(), FfmpegError> {
     Ok(())
 }
 
+/// Re-encodes `input`'s picture through the filter chain `vf` (H.264) into `out`, its audio
+/// copied untouched: the one pass of an edit that changes pixels only.
+pub(crate) async fn filter_picture(input: &Path, vf: impl Into<OsString>, out: &Path) -> Result<(), FfmpegError> {
+    let tmp = TempFile::beside(out, "")?;
+    let mut args: Vec<OsString> = vec![
+        "-i".into(),
+        file_arg(input),
+        "-map".into(),
+        "0:v:0".into(),
+        "-map".into(),
+        "0:a?".into(),
+        "-vf".into(),
+        vf.into(),
+    ];
+    args.extend(X264_ARGS.iter().map(OsString::from));
+    args.extend(["-c:a".into(), "copy".into()]);
+    args.extend(container_args(out));
+    args.push(file_arg(tmp.path()));
+    ffmpeg(args).await?;
+    tmp.persist(out).await
+}
+
 /// Runs ffprobe with `args` and returns its stdout.
 pub(crate) async fn ffprobe(args: Vec<OsString>) -> Result<Vec<u8>, FfmpegError> {
     let mut all: Vec<OsString> = ["-v", "error", "-hide_banner"].iter().map(OsString::from).collect();

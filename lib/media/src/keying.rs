@@ -6,14 +6,10 @@
 use std::ffi::OsString;
 use std::path::Path;
 
+use reelay_core::background::{Rgb, GREEN};
+
 use crate::ffmpeg::{container_args, ffmpeg, file_arg, TempFile, X264_ARGS};
 use crate::FfmpegError;
-
-/// An sRGB colour.
-pub type Rgb = [u8; 3];
-
-/// The key colour of a green screen.
-pub const GREEN: Rgb = [0, 255, 0];
 
 /// How close to the key a pixel must be to go, and how soft the edge is (colorkey's
 /// `similarity` and `blend`): loose enough for a compressed green screen, as upstream keys.

@@ -36,7 +36,7 @@ mod speech;
 
 pub use captions::{burn_captions, words_in_file};
 pub use error::FfmpegError;
-pub use keying::{replace_background, Replacement, Rgb, GREEN};
+pub use keying::{replace_background, Replacement};
 pub use layer::layer;
 pub use merge::{merge, ItemKind, MergeItem, MergeReport};
 pub use port::FfmpegMedia;

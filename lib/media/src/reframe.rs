@@ -1,11 +1,10 @@
 //! `reframe`: change a video's frame size/aspect ratio by cropping or padding.
 
-use std::ffi::OsString;
 use std::path::Path;
 
 use reelay_core::plan::ReframeMode;
 
-use crate::ffmpeg::{container_args, ffmpeg, file_arg, TempFile, X264_ARGS};
+use crate::ffmpeg::filter_picture;
 use crate::FfmpegError;
 
 /// Re-frames `input` to exactly `width`x`height` (even numbers, at most
@@ -17,23 +16,7 @@ pub async fn reframe(input: &Path, width: u32, height: u32, mode: ReframeMode, o
             "reframe size {width}x{height} must be even and within 2..=8192"
         )));
     }
-    let tmp = TempFile::beside(out, "")?;
-    let mut args: Vec<OsString> = vec![
-        "-i".into(),
-        file_arg(input),
-        "-map".into(),
-        "0:v:0".into(),
-        "-map".into(),
-        "0:a?".into(),
-        "-vf".into(),
-        fit_filter(width, height, mode).into(),
-    ];
-    args.extend(X264_ARGS.iter().map(OsString::from));
-    args.extend(["-c:a".into(), "copy".into()]);
-    args.extend(container_args(out));
-    args.push(file_arg(tmp.path()));
-    ffmpeg(args).await?;
-    tmp.persist(out).await
+    filter_picture(input, fit_filter(width, height, mode), out).await
 }
 
 /// The filter chain that makes any picture exactly `w`x`h`, square pixels.

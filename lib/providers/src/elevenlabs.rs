@@ -19,7 +19,7 @@ use reelay_core::ports::ProviderError;
 
 use crate::http::HttpClient;
 use crate::registry::{Field, FieldType, Lit, Mapping, ModelSpec, Problem, Unified};
-use crate::speech::{self, Audio, Speech, SpeechProvider, Synthesizer};
+use crate::tts::{self, Audio, Speech, Synthesizer, TtsProvider};
 
 /// The provider's name in plans.
 pub const NAME: &str = "elevenlabs";
@@ -110,11 +110,11 @@ pub struct ElevenLabs {
     http: HttpClient,
 }
 
-pub type ElevenLabsProvider = SpeechProvider<ElevenLabs>;
+pub type ElevenLabsProvider = TtsProvider<ElevenLabs>;
 
 impl ElevenLabsProvider {
     pub fn from_settings(settings: ElevenLabsSettings) -> Result<Self, ProviderError> {
-        SpeechProvider::new(ElevenLabs {
+        TtsProvider::new(ElevenLabs {
             settings,
             http: HttpClient::new()?,
         })
@@ -153,9 +153,9 @@ impl Synthesizer for ElevenLabs {
 
     fn check(&self, input: &Map<String, Value>) -> Vec<Problem> {
         let mut problems = Vec::new();
-        speech::check_length(input, "text", MAX_TEXT, &mut problems);
+        tts::check_length(input, "text", MAX_TEXT, &mut problems);
         for field in ["stability", "similarityBoost", "style"] {
-            speech::check_range(input, field, 0.0, 1.0, &mut problems);
+            tts::check_range(input, field, 0.0, 1.0, &mut problems);
         }
         // It goes into the URL's path.
         if let Some(voice) = input.get("voiceId").and_then(Value::as_str) {
@@ -218,22 +218,22 @@ impl Synthesizer for ElevenLabs {
             .inner()
             .post(url)
             .query(&[("output_format", format)])
-            .headers(speech::key_header("xi-api-key", key, NAME)?)
+            .headers(tts::key_header("xi-api-key", key, NAME)?)
             .json(&body);
         let what = "elevenlabs text-to-speech";
-        let answer: Answer = serde_json::from_value(speech::call(&self.http, request, what).await?).map_err(|e| {
+        let answer: Answer = serde_json::from_value(tts::call(&self.http, request, what).await?).map_err(|e| {
             ProviderError::Retryable {
                 message: format!("{what}: unreadable answer: {e}"),
                 retry_after: None,
             }
         })?;
-        let bytes = speech::decode_audio(answer.audio_base64.as_deref(), what)?;
+        let bytes = tts::decode_audio(answer.audio_base64.as_deref(), what)?;
         let audio = match format.strip_prefix("pcm_").map(str::parse) {
             Some(Ok(rate)) => Audio::Pcm { samples: bytes, rate },
             _ => Audio::Mp3(bytes),
         };
         let words = answer.alignment.map_or_else(Vec::new, |a| {
-            speech::words_of_characters(
+            tts::words_of_characters(
                 &a.characters,
                 &a.character_start_times_seconds,
                 &a.character_end_times_seconds,

@@ -15,7 +15,7 @@ use reelay_core::ports::ProviderError;
 
 use crate::http::HttpClient;
 use crate::registry::{Field, FieldType, Lit, ModelSpec, Problem};
-use crate::speech::{self, Audio, Speech, SpeechProvider, Synthesizer, Word};
+use crate::tts::{self, Audio, Speech, Synthesizer, TtsProvider, Word};
 
 /// The provider's name in plans.
 pub const NAME: &str = "hume";
@@ -69,11 +69,11 @@ pub struct Hume {
     http: HttpClient,
 }
 
-pub type HumeProvider = SpeechProvider<Hume>;
+pub type HumeProvider = TtsProvider<Hume>;
 
 impl HumeProvider {
     pub fn from_settings(settings: HumeSettings) -> Result<Self, ProviderError> {
-        SpeechProvider::new(Hume {
+        TtsProvider::new(Hume {
             settings,
             http: HttpClient::new()?,
         })
@@ -130,10 +130,10 @@ impl Synthesizer for Hume {
 
     fn check(&self, input: &Map<String, Value>) -> Vec<Problem> {
         let mut problems = Vec::new();
-        speech::check_length(input, "text", usize::MAX, &mut problems);
-        speech::check_range(input, "speed", 0.5, 2.0, &mut problems);
-        speech::check_range(input, "trailingSilence", 0.0, 5.0, &mut problems);
-        speech::check_range(input, "numGenerations", 1.0, 5.0, &mut problems);
+        tts::check_length(input, "text", usize::MAX, &mut problems);
+        tts::check_range(input, "speed", 0.5, 2.0, &mut problems);
+        tts::check_range(input, "trailingSilence", 0.0, 5.0, &mut problems);
+        tts::check_range(input, "numGenerations", 1.0, 5.0, &mut problems);
         match input.get("voice") {
             None => {
                 if input.get("version").and_then(Value::as_str) == Some("2") {
@@ -196,10 +196,10 @@ impl Synthesizer for Hume {
             .http
             .inner()
             .post(url)
-            .headers(speech::key_header("x-hume-api-key", key, NAME)?)
+            .headers(tts::key_header("x-hume-api-key", key, NAME)?)
             .json(&body);
         let what = "hume tts";
-        let answer: Answer = serde_json::from_value(speech::call(&self.http, request, what).await?).map_err(|e| {
+        let answer: Answer = serde_json::from_value(tts::call(&self.http, request, what).await?).map_err(|e| {
             ProviderError::Retryable {
                 message: format!("{what}: unreadable answer: {e}"),
                 retry_after: None,
@@ -211,7 +211,7 @@ impl Synthesizer for Hume {
             .into_iter()
             .next()
             .ok_or_else(|| ProviderError::Fatal(format!("{what} answered no generation")))?;
-        let bytes = speech::decode_audio(generation.audio.as_deref(), what)?;
+        let bytes = tts::decode_audio(generation.audio.as_deref(), what)?;
         let words = generation
             .snippets
             .iter()

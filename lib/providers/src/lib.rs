@@ -13,7 +13,7 @@ pub mod local;
 pub mod rate;
 pub mod registry;
 pub mod replicate;
-pub mod speech;
+pub mod tts;
 
 pub use local::{LocalProvider, LocalProviderSettings, ProviderWebhook};
 pub use rate::InProcessBudget;

@@ -227,7 +227,7 @@ impl LocalProvider {
                     let keyed = Replacement {
                         still,
                         key: Some(reelay_media::BACKDROP),
-                        fill: (!still).then_some(reelay_media::GREEN),
+                        fill: (!still).then_some(reelay_core::background::GREEN),
                     };
                     reelay_media::replace_background(&input, keyed, &out)
                         .await

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::colour::hex_rgb;
+
 /// The SDK's named looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,25 +42,16 @@ pub struct AssColour(pub u32);
 impl AssColour {
     /// `#RRGGBB`, `#RGB`, or ASS's own `&HAABBGGRR` / `&HBBGGRR` (trailing `&` optional).
     pub fn parse(raw: &str) -> Option<AssColour> {
-        let hex = |s: &str| {
-            (s.chars().all(|c| c.is_ascii_hexdigit()) && !s.is_empty())
-                .then(|| u32::from_str_radix(s, 16).ok())
-                .flatten()
-        };
         if let Some(css) = raw.strip_prefix('#') {
-            let full: String = match css.len() {
-                3 => css.chars().flat_map(|c| [c, c]).collect(),
-                6 => css.to_string(),
-                _ => return None,
-            };
-            let rgb = hex(&full)?;
+            let rgb = hex_rgb(css)?;
             let (r, g, b) = (rgb >> 16, (rgb >> 8) & 0xff, rgb & 0xff);
             return Some(AssColour((b << 16) | (g << 8) | r));
         }
         let ass = raw.strip_prefix("&H").or_else(|| raw.strip_prefix("&h"))?;
         let ass = ass.strip_suffix('&').unwrap_or(ass);
-        (ass.len() == 6 || ass.len() == 8)
-            .then(|| hex(ass))
+        let digits = (ass.len() == 6 || ass.len() == 8) && ass.chars().all(|c| c.is_ascii_hexdigit());
+        digits
+            .then(|| u32::from_str_radix(ass, 16).ok())
             .flatten()
             .map(AssColour)
     }

@@ -6,6 +6,7 @@
 
 mod captions;
 mod catalog;
+mod colour;
 mod dag;
 mod draft;
 mod frame;
@@ -17,6 +18,7 @@ mod references;
 
 pub use captions::{parse_alignment, ActiveWordEffect, AssColour, CaptionPreset, CaptionStyle};
 pub use catalog::{Catalog, Completion, ModelInfo, ModelLookup, DEFAULT_DEADLINE};
+pub use colour::hex_rgb;
 pub use dag::BaseJobs;
 pub use frame::{parse_resolution, AspectRatio};
 pub use layer::*;

@@ -9,14 +9,13 @@
 mod ass;
 mod style;
 
-use std::ffi::OsString;
 use std::path::Path;
 
 use reelay_core::domain::TimedWord;
 use reelay_core::plan::CaptionStyle;
 use reelay_core::transcript;
 
-use crate::ffmpeg::{container_args, ffmpeg, file_arg, TempFile, X264_ARGS};
+use crate::ffmpeg::{filter_picture, TempFile};
 use crate::{probe, FfmpegError};
 
 /// Burns `words` into `video` in `style`, writing `out` (H.264, the audio copied).
@@ -43,23 +42,7 @@ pub async fn burn_captions(
         .await
         .map_err(|e| FfmpegError::Invalid(format!("cannot write beside {}: {e}", out.display())))?;
 
-    let tmp = TempFile::beside(out, "")?;
-    let mut args: Vec<OsString> = vec![
-        "-i".into(),
-        file_arg(video),
-        "-map".into(),
-        "0:v:0".into(),
-        "-map".into(),
-        "0:a?".into(),
-        "-vf".into(),
-        format!("ass=filename={}", filter_path(script.path())).into(),
-    ];
-    args.extend(X264_ARGS.iter().map(OsString::from));
-    args.extend(["-c:a".into(), "copy".into()]);
-    args.extend(container_args(out));
-    args.push(file_arg(tmp.path()));
-    ffmpeg(args).await?;
-    tmp.persist(out).await
+    filter_picture(video, format!("ass=filename={}", filter_path(script.path())), out).await
 }
 
 /// The words a file holds: a transcript (JSON, SRT, WebVTT), or speech whose `comment` tag

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{Kinds, ParamReader};
 use crate::plan::{
-    timeline_slots, ChromaKey, Layer, LayerMedia, LayerParams, MediaKind, MediaRef, Placement, TimelineItem,
+    hex_rgb, timeline_slots, ChromaKey, Layer, LayerMedia, LayerParams, MediaKind, MediaRef, Placement, TimelineItem,
 };
 
 /// Largest output side, as for renders.
@@ -279,7 +279,7 @@ fn color(raw: &str) -> Option<u32> {
         _ => {}
     }
     let hex = s.strip_prefix('#').or_else(|| s.strip_prefix("0x")).unwrap_or(&s);
-    (hex.len() == 6 && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| u32::from_str_radix(hex, 16).ok())?
+    (hex.len() == 6).then(|| hex_rgb(hex))?
 }
 
 /// The main layer: the first flagged `main`, else `mainLayer`, else the first that is not a

@@ -1,7 +1,7 @@
 //! What ElevenLabs and Hume text-to-speech do alike through the engine, against their fakes
-//! (tests/fakes/speech.rs): key precedence with no key ever shown, a 429 waited out as told, a
+//! (tests/fakes/tts.rs): key precedence with no key ever shown, a 429 waited out as told, a
 //! wrong key failing its job at once, and params refused at submission naming each field. Each
-//! provider's test file describes the provider (`SpeechProvider`) and runs these as its tests.
+//! provider's test file describes the provider (`TtsUnderTest`) and runs these as its tests.
 
 #![allow(dead_code)] // Each test binary uses part of it.
 
@@ -12,11 +12,11 @@ use serde_json::{json, Value};
 use reelay_core::plan::Secret;
 use reelay_node::ProviderSettings;
 
-use crate::speech::{Api, FakeSpeech};
 use crate::support::{job, spawn_app_with, App, ACME};
+use crate::tts::{Api, FakeSpeech};
 
 /// A text-to-speech provider as the tests see it, on top of its fake's API.
-pub trait SpeechProvider: Api {
+pub trait TtsUnderTest: Api {
     /// Its name in a plan (`params.provider`, `options.providerApiKeys`) and in its errors.
     const NAME: &'static str;
     const SERVER_KEY: &'static str;
@@ -36,7 +36,7 @@ pub trait SpeechProvider: Api {
 }
 
 /// A node with `P` on its fake and `key` as the server's key, retrying quickly.
-pub async fn app_with<P: SpeechProvider>(fake: &FakeSpeech<P>, key: Option<&str>) -> App {
+pub async fn app_with<P: TtsUnderTest>(fake: &FakeSpeech<P>, key: Option<&str>) -> App {
     let providers = P::providers(&fake.base, key.map(Secret::new));
     spawn_app_with(move |s| {
         s.node.providers = providers;
@@ -46,7 +46,7 @@ pub async fn app_with<P: SpeechProvider>(fake: &FakeSpeech<P>, key: Option<&str>
 }
 
 /// What the fake received with this text, as JSON, and the key it came with.
-pub fn received<P: SpeechProvider>(fake: &FakeSpeech<P>, text: &str) -> (Value, String) {
+pub fn received<P: TtsUnderTest>(fake: &FakeSpeech<P>, text: &str) -> (Value, String) {
     let seen = fake.seen().into_iter().find(|s| P::text(&s.json()) == text).unwrap();
     (seen.json(), seen.headers[P::KEY_HEADER].clone())
 }
@@ -63,7 +63,7 @@ pub async fn rejected_fields(app: &App, job: Value) -> Vec<String> {
         .collect()
 }
 
-pub async fn the_jobs_key_wins_over_the_plans_over_the_servers_and_none_shows<P: SpeechProvider>() {
+pub async fn the_jobs_key_wins_over_the_plans_over_the_servers_and_none_shows<P: TtsUnderTest>() {
     let fake = FakeSpeech::<P>::start().await;
     for key in [P::SERVER_KEY, P::PLAN_KEY, P::JOB_KEY] {
         fake.add_key(key);
@@ -93,7 +93,7 @@ pub async fn the_jobs_key_wins_over_the_plans_over_the_servers_and_none_shows<P:
 
 /// Two 429s with `Retry-After: 1`, then `failing` 500s: the job waits as told, retries, and
 /// completes.
-pub async fn a_429_waits_as_told_and_completes<P: SpeechProvider>(failing: u32) {
+pub async fn a_429_waits_as_told_and_completes<P: TtsUnderTest>(failing: u32) {
     let fake = FakeSpeech::<P>::start().await;
     fake.add_key(P::SERVER_KEY);
     fake.set(|k| {
@@ -122,7 +122,7 @@ pub async fn a_429_waits_as_told_and_completes<P: SpeechProvider>(failing: u32) 
 }
 
 /// A job with a key the fake refuses fails at once with the provider's message, unretried.
-pub async fn a_wrong_key_fails_its_job_at_once<P: SpeechProvider>(app: &App, fake: &FakeSpeech<P>) {
+pub async fn a_wrong_key_fails_its_job_at_once<P: TtsUnderTest>(app: &App, fake: &FakeSpeech<P>) {
     let mut refused = P::tts_job("refused", "Let me in");
     refused["params"]["apiKey"] = json!(P::WRONG_KEY);
     let id = app.submit(ACME, &json!({"jobs": [refused]})).await;
@@ -135,10 +135,10 @@ pub async fn a_wrong_key_fails_its_job_at_once<P: SpeechProvider>(app: &App, fak
 
 /// Runs `script`, the provider's official client, against its fake (knowing the server key);
 /// its summary and what the fake received, every call with the key header.
-pub async fn its_own_client_drives_the_fake<P: SpeechProvider>(script: &str) -> (Value, Vec<crate::speech::Seen>) {
+pub async fn its_own_client_drives_the_fake<P: TtsUnderTest>(script: &str) -> (Value, Vec<crate::tts::Seen>) {
     let fake = FakeSpeech::<P>::start().await;
     fake.add_key(P::SERVER_KEY);
-    let summary = crate::speech::run_client(script, &[&fake.base, P::SERVER_KEY]).await;
+    let summary = crate::tts::run_client(script, &[&fake.base, P::SERVER_KEY]).await;
     let seen = fake.seen();
     assert!(seen.iter().all(|s| s.headers.contains_key(P::KEY_HEADER)), "{summary}");
     (summary, seen)

@@ -1,5 +1,5 @@
 //! What the text-to-speech providers (ElevenLabs, Hume) share. Both answer the submit with the
-//! audio itself, so a job is done when its submit returns: [`SpeechProvider`] makes one
+//! audio itself, so a job is done when its submit returns: [`TtsProvider`] makes one
 //! provider's request and answer (a [`Synthesizer`]) into the engine's `Provider`, with the
 //! audio as a `data:` URI output that the engine copies into the blob store like any other.
 //!
@@ -71,16 +71,16 @@ pub trait Synthesizer: Send + Sync + 'static {
 }
 
 /// A [`Synthesizer`] as the engine's `Provider`.
-pub struct SpeechProvider<S> {
+pub struct TtsProvider<S> {
     synth: S,
     infos: Vec<ModelInfo>,
     /// Reads the `data:` URI outputs (no network).
     http: HttpClient,
 }
 
-impl<S: Synthesizer> SpeechProvider<S> {
+impl<S: Synthesizer> TtsProvider<S> {
     pub fn new(synth: S) -> Result<Self, ProviderError> {
-        Ok(SpeechProvider {
+        Ok(TtsProvider {
             infos: synth.models().iter().map(ModelSpec::info).collect(),
             synth,
             http: HttpClient::new()?,
@@ -94,7 +94,7 @@ impl<S: Synthesizer> SpeechProvider<S> {
 }
 
 #[async_trait]
-impl<S: Synthesizer> Provider for SpeechProvider<S> {
+impl<S: Synthesizer> Provider for TtsProvider<S> {
     fn name(&self) -> &str {
         self.synth.name()
     }
