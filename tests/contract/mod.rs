@@ -258,6 +258,7 @@ fn execution_of(execution_id: &str, jobs: &[Job]) -> Execution {
         provider_keys: BTreeMap::new(),
         cancel_requested_at: None,
         watched: false,
+        workflow: None,
         version: 0,
     }
 }

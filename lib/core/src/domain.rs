@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{JobId, JobSpec, MediaKind};
+use crate::scenes::{SceneStep, WorkflowMode};
 // A provider call records how its model completes, which the catalog owns.
 pub use crate::plan::Completion;
 use crate::secrets::Sealed;
@@ -222,8 +223,75 @@ pub struct Job {
     /// The job's own provider key (`apiKey`), sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<Sealed>,
+    /// When the current attempt began (`started_at` is the first's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_started_at: Option<Millis>,
+    /// Attempts that ended without completing the job, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<AttemptRecord>,
+    /// Repair round (a scene's steps run again on new code after their code was refused,
+    /// `engine/repair.rs`): 0 until then.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub round: u32,
+    /// Set on a scene step whose code was refused, until the rewind of its chain is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewind: Option<RepairNote>,
+    /// On a scene's code job: each refusal of its code, oldest first (the feedback for the
+    /// next round).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repairs: Vec<RepairNote>,
     /// Bumped by every write; every write is conditional on it.
     pub version: u64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// An attempt that ended without completing its job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    pub round: u32,
+    pub attempt: u32,
+    pub started_at: Option<Millis>,
+    pub ended_at: Millis,
+    pub outcome: AttemptOutcome,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AttemptOutcome {
+    /// A passing failure: tried again after a backoff.
+    Retried,
+    /// Its code was refused: the scene's code is written again with the error as feedback.
+    Repaired,
+    /// The job failed for good.
+    Failed,
+}
+
+/// What a workflow run was asked for, beyond its plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowRun {
+    pub mode: WorkflowMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// A scene's code refused by one of its steps: the round its chain moves on to, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepairNote {
+    pub round: u32,
+    pub refused_by: JobId,
+    pub step: SceneStep,
+    pub error: String,
+    /// The refused code's blob, read when the code is written again (the record keeps the
+    /// key, not the code, to stay small).
+    pub code_key: String,
 }
 
 impl Job {
@@ -249,6 +317,11 @@ impl Job {
                     output: None,
                     error: None,
                     api_key: None,
+                    attempt_started_at: None,
+                    history: Vec::new(),
+                    round: 0,
+                    rewind: None,
+                    repairs: Vec::new(),
                     version: 0,
                 }
             })
@@ -344,6 +417,9 @@ pub struct Execution {
     /// only then do job ends look for watchers.
     #[serde(default)]
     pub watched: bool,
+    /// Set when the execution is a code-to-video workflow run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<WorkflowRun>,
     pub version: u64,
 }
 

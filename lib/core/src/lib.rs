@@ -8,6 +8,7 @@ pub mod engine;
 pub mod outbound;
 pub mod plan;
 pub mod ports;
+pub mod scenes;
 pub mod secrets;
 pub mod signed_urls;
 pub mod tenants;
@@ -18,6 +19,6 @@ pub mod worker;
 
 pub use engine::{
     CallbackRejected, CancelError, Cancelled, Engine, EngineError, EngineSettings, Event, OutputRefused, Ports,
-    Providers, Recorded, SubmitError, Via,
+    Providers, Recorded, RetryPolicy, SubmitError, Via,
 };
 pub use worker::Handled;

@@ -353,6 +353,9 @@ pub enum MediaTask {
         words: CaptionWords,
         style: Box<CaptionStyle>,
     },
+    /// A video re-packed to stream (its index moved to the front), the streams copied as
+    /// they are: a rendered scene's upload.
+    FastStart { input: String },
     /// A removed background finished (`crate::background`): `input`'s background keyed out
     /// by `key`'s colour (`None`: its alpha channel), laid on `fill` (`None`: transparent).
     Background {
@@ -516,4 +519,43 @@ pub trait Provider: Send + Sync {
     fn is_same_job(&self, provider_job_id: &str, callback_job_id: &str) -> bool {
         provider_job_id == callback_job_id
     }
+}
+
+/// Generated Manim code, and the `Scene` subclass it must define.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SceneCode {
+    pub source: String,
+    pub class_name: String,
+}
+
+/// The frame a scene renders at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SceneFrame {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SceneError {
+    /// The code's fault (refused by the checks; raised, looped or overran a limit while
+    /// rendering): not retried, but handed back to code generation as feedback.
+    #[error("{0}")]
+    Code(String),
+    /// The machine's fault (the renderer was killed, the disk is full, a tool is missing):
+    /// retried like any passing failure.
+    #[error("{0}")]
+    Machine(String),
+}
+
+/// Runs generated scene code: checks it without running it, and renders it in a sandbox
+/// (its own process and folder, no network, no secrets, limits on CPU, memory, file size
+/// and wall-clock time).
+#[async_trait]
+pub trait SceneRunner: Send + Sync {
+    /// Static checks: syntax, the one expected `Scene` subclass, allowed imports only, no
+    /// file, process, network or dynamic-code calls, size limits. `Code` names what is wrong.
+    async fn check(&self, code: &SceneCode) -> Result<(), SceneError>;
+    /// Renders the scene to an MP4, probed.
+    async fn render(&self, code: &SceneCode, frame: SceneFrame) -> Result<Artifact, SceneError>;
 }

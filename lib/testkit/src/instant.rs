@@ -1,4 +1,4 @@
-//! Instant stand-ins for the provider, media and blob ports, for benchmarks and engine tests:
+//! Instant stand-ins for the provider, media, scene and blob ports, for benchmarks and engine tests:
 //! where the engine's own cost and correctness are what is measured, not ffmpeg's.
 //! They count the work they are given, so a test can prove no job's work ran twice.
 
@@ -12,8 +12,8 @@ use reelay_core::domain::{Completion, JobKey};
 use reelay_core::plan::{MediaKind, Operation, Secret};
 use reelay_core::ports::{
     Artifact, BlobError, BlobRead, Blobs, ByteRange, ByteStream, Callback, CallbackError, Media, MediaError, MediaInfo,
-    MediaTask, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus, PublicUrl, StoredBlob, Submission,
-    DEFAULT_DEADLINE,
+    MediaTask, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus, PublicUrl, SceneCode, SceneError,
+    SceneFrame, SceneRunner, StoredBlob, Submission, DEFAULT_DEADLINE,
 };
 
 /// What model `inline` answers: this many `a`s, more than a job record should hold.
@@ -297,5 +297,54 @@ impl Blobs for NullBlobs {
 
     async fn public_url(&self, _key: &str) -> Result<Option<PublicUrl>, BlobError> {
         Ok(None)
+    }
+}
+
+/// A scene runner that runs nothing: code containing `REFUSE: <reason>` fails the checks,
+/// code containing `RAISE: <reason>` fails its render for the code's sake, and any other
+/// code renders to a few bytes. It counts its renders.
+#[derive(Default)]
+pub struct InstantScenes {
+    renders: Mutex<u64>,
+}
+
+impl InstantScenes {
+    pub fn renders(&self) -> u64 {
+        *self.renders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The text after `marker` on its line, if the code has it.
+fn marked<'a>(code: &'a SceneCode, marker: &str) -> Option<&'a str> {
+    let at = code.source.find(marker)? + marker.len();
+    code.source[at..].lines().next().map(str::trim)
+}
+
+#[async_trait]
+impl SceneRunner for InstantScenes {
+    async fn check(&self, code: &SceneCode) -> Result<(), SceneError> {
+        match marked(code, "REFUSE:") {
+            Some(reason) => Err(SceneError::Code(reason.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    async fn render(&self, code: &SceneCode, frame: SceneFrame) -> Result<Artifact, SceneError> {
+        *self.renders.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        if let Some(reason) = marked(code, "RAISE:") {
+            return Err(SceneError::Code(reason.to_string()));
+        }
+        Ok(Artifact {
+            body: Box::pin(futures::stream::iter([Ok(bytes::Bytes::from_static(b"scene"))])),
+            content_type: "video/mp4".into(),
+            extension: "mp4".into(),
+            info: MediaInfo {
+                duration: Some(5.0),
+                width: Some(frame.width),
+                height: Some(frame.height),
+                size_bytes: 5,
+                words: None,
+            },
+        })
     }
 }

@@ -3,3 +3,4 @@
 
 pub mod dag_shapes;
 pub mod instant;
+pub mod writer;

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use super::base_jobs::{with_base_jobs, Base};
 use super::{Engine, EngineError};
-use crate::domain::{Execution, ExecutionStatus, Job, JobStatus, StoredWebhook};
-use crate::plan::{parse_value_on, read_body, requested_base, BaseJobs, ExecutionRequest, Params, PlanError};
+use crate::domain::{Execution, ExecutionStatus, Job, JobStatus, StoredWebhook, WorkflowRun};
+use crate::plan::{
+    parse_value_on, read_body, requested_base, BaseJobs, ExecutionRequest, Params, PlanError, Secret, WebhookTarget,
+};
 use crate::ports::{Message, QueueError, StoreError};
+use crate::scenes::WorkflowRequest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -57,7 +60,27 @@ impl Engine {
         });
         let request =
             parse_value_on(&root, &self.providers, limits, base_jobs.as_ref()).map_err(SubmitError::Invalid)?;
-        self.start_on(tenant_id, request, base).await
+        self.start_on(tenant_id, request, base, None).await
+    }
+
+    /// Starts a code-to-video workflow run: an execution of the request's plan, its code
+    /// written by the configured writer (`EngineSettings::scene_writer`).
+    pub async fn start_workflow(&self, tenant_id: &str, request: &WorkflowRequest) -> Result<Execution, SubmitError> {
+        let (provider, model) = &self.settings.scene_writer;
+        let run = ExecutionRequest {
+            plan: request.plan((provider, model)),
+            base_execution_id: None,
+            webhook: request.webhook.as_ref().map(|url| WebhookTarget {
+                url: url.clone(),
+                secret: request.webhook_secret.clone().map(Secret::new),
+            }),
+            provider_api_keys: Default::default(),
+        };
+        let workflow = WorkflowRun {
+            mode: request.mode,
+            title: request.title.clone(),
+        };
+        self.start_on(tenant_id, run, None, Some(workflow)).await
     }
 
     /// Starts a parsed request (reading its base execution, if it names one).
@@ -66,7 +89,7 @@ impl Engine {
             Some(id) => Some(self.base_for(tenant_id, id).await?),
             None => None,
         };
-        self.start_on(tenant_id, request, base).await
+        self.start_on(tenant_id, request, base, None).await
     }
 
     /// The base execution, if it exists and is the tenant's (another tenant's reads as missing).
@@ -82,6 +105,7 @@ impl Engine {
         tenant_id: &str,
         request: ExecutionRequest,
         base: Option<Base>,
+        workflow: Option<WorkflowRun>,
     ) -> Result<Execution, SubmitError> {
         let webhook = match &request.webhook {
             Some(target) => {
@@ -133,6 +157,7 @@ impl Engine {
                 .collect::<BTreeMap<_, _>>(),
             cancel_requested_at: None,
             watched: false,
+            workflow,
             version: 0,
         };
         self.store

@@ -6,8 +6,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
+use super::repair::{ended_attempt, Release};
 use super::{Engine, EngineError, MAX_RACES};
-use crate::domain::{Job, JobError, JobKey, JobOutput, JobStatus};
+use crate::domain::{AttemptOutcome, Job, JobError, JobKey, JobOutput, JobStatus};
 use crate::ports::{Message, Write};
 use crate::worker::Handled;
 
@@ -36,6 +37,8 @@ impl Engine {
     pub(super) async fn fail(&self, job: Job, code: &str, message: String) -> Result<Option<Handled>, EngineError> {
         tracing::warn!(execution = %job.execution_id, job = %job.id(), code, %message, "job failed");
         let mut next = job.clone();
+        next.history
+            .push(ended_attempt(&job, self.now(), AttemptOutcome::Failed, code, &message));
         next.status = JobStatus::Failed;
         next.error = Some(JobError {
             code: code.to_string(),
@@ -66,6 +69,14 @@ impl Engine {
                 execution_id: job.execution_id.clone(),
                 job_id: child.clone(),
             };
+            match self.release_rewound(job, &key).await? {
+                Some(Release::Send) => {
+                    ready.push(Message::Job(key));
+                    continue;
+                }
+                Some(Release::Nothing) => continue,
+                None => {}
+            }
             let release = self.store.release_edge(&key, job.id(), now).await?;
             let mine = release.status == JobStatus::Queued && release.released_by.as_deref() == Some(job.id());
             if mine && release.removed {

@@ -46,6 +46,11 @@ impl Engine {
             Handled::RetryAfter(Duration::from_millis((until - now).max(1) as u64))
         };
         match job.status {
+            // A scene step whose code was refused, its rewind cut short by a crash.
+            JobStatus::Waiting if job.rewind.is_some() => {
+                self.carry_out_rewind(job).await?;
+                Ok(Some(Handled::Done))
+            }
             JobStatus::Waiting => match &job.spec.params {
                 // A reference to a base job, told its twin ended (perhaps while it was parking).
                 Params::Base(base) => {
@@ -94,6 +99,9 @@ impl Engine {
         next.attempts += 1;
         next.lease_until = Some(now + self.settings.lease.as_millis() as i64);
         next.started_at.get_or_insert(now);
+        next.attempt_started_at = Some(now);
+        // Released in a repair round before its rewind was marked done: the rewind is done.
+        next.rewind = None;
         let job = match self.store.update_job(&job, &next).await? {
             Write::Applied(job) => job,
             Write::Stale => return Ok(None),
@@ -111,6 +119,11 @@ impl Engine {
             Params::Base(base) => {
                 let base = base.clone();
                 self.run_base_job(job, &base).await
+            }
+            Params::Scene(params) => {
+                let params = params.clone();
+                let outcome = Box::pin(self.run_scene_job(&job, &params)).await.map(Some);
+                self.settle(job, outcome).await
             }
         }
     }

@@ -49,7 +49,7 @@ impl Engine {
             Params::Layer(layer) => {
                 MediaTask::Layer(layer.try_map(|source| resolve(source, &parents).map(|(url, _)| url))?)
             }
-            Params::Provider(_) | Params::Base(_) => unreachable_shape(job)?,
+            Params::Provider(_) | Params::Base(_) | Params::Scene(_) => unreachable_shape(job)?,
         };
         let artifact = self.media.run(task).await.map_err(WorkError::media)?;
         let output = self.store_artifact(job, artifact).await?;

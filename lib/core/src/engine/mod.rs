@@ -17,6 +17,9 @@
 //! 5. `completion.rs`: the job completes (children released) or fails (descendants skipped).
 //! 6. `ending.rs`: the job's webhook; the execution ends once no job is open, and its webhook.
 //!
+//! A code-to-video scene's steps after its code job: `scene_jobs.rs` (validate, render,
+//! upload); a refused code goes back to its code job through `repair.rs`.
+//!
 //! At any point, `cancel.rs` stops an execution's open jobs. Beside the stages:
 //! `outputs.rs` (where a job's output is kept, what it records, how children read it),
 //! `provider_call.rs` (what the provider stages share) and `registry.rs` (the providers).
@@ -34,8 +37,11 @@ mod provider_output;
 mod provider_submit;
 mod provider_wait;
 mod registry;
+mod repair;
+mod scene_jobs;
 mod settle;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,8 +56,9 @@ pub use registry::Providers;
 
 use crate::domain::{ExecutionStatus, JobKey, JobStatus, Millis};
 use crate::outbound::AddressPolicy;
+use crate::plan::Operation;
 use crate::plan::PlanLimits;
-use crate::ports::{Admission, BlobError, Blobs, Clock, Media, Queue, QueueError, Store, StoreError};
+use crate::ports::{Admission, BlobError, Blobs, Clock, Media, Queue, QueueError, SceneRunner, Store, StoreError};
 use crate::secrets::Sealer;
 use crate::signed_urls::UrlSigner;
 
@@ -63,6 +70,12 @@ pub struct EngineSettings {
     pub max_attempts: u32,
     /// First delay before retrying a passing failure; doubles per attempt.
     pub retry_base: Duration,
+    /// Operations retried otherwise (the workflow's steps: longer, capped backoffs).
+    pub step_retries: BTreeMap<Operation, RetryPolicy>,
+    /// How many times a scene's refused code is written again before the scene fails.
+    pub scene_repairs: u32,
+    /// The provider and model that write workflows' scene code.
+    pub scene_writer: (String, String),
     /// First poll of a polling model after submit; then × 1.5 up to `poll_max`.
     pub poll_first: Duration,
     pub poll_max: Duration,
@@ -96,6 +109,9 @@ impl Default for EngineSettings {
             lease: Duration::from_secs(600),
             max_attempts: 5,
             retry_base: Duration::from_secs(2),
+            step_retries: RetryPolicy::workflow_defaults(),
+            scene_repairs: 2,
+            scene_writer: ("local".into(), "scene-code".into()),
             poll_first: Duration::from_secs(5),
             poll_max: Duration::from_secs(300),
             webhook_grace: Duration::from_secs(60),
@@ -111,6 +127,49 @@ impl Default for EngineSettings {
             inline_input_max_bytes: 10 * 1024 * 1024,
             event_buffer: 4096,
         }
+    }
+}
+
+/// How a passing failure is retried: up to `max_attempts` attempts, waiting `base`, then
+/// twice as long each time, at most `cap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl RetryPolicy {
+    /// The workflow's steps: code generation 3 attempts, render and upload 5; 30 s, 60 s,
+    /// 120 s, 240 s, capped at 300 s.
+    pub fn workflow_defaults() -> BTreeMap<Operation, RetryPolicy> {
+        let policy = |max_attempts| RetryPolicy {
+            max_attempts,
+            base: Duration::from_secs(30),
+            cap: Duration::from_secs(300),
+        };
+        BTreeMap::from([
+            (Operation::GenerateSceneCode, policy(3)),
+            (Operation::RenderScene, policy(5)),
+            (Operation::UploadScene, policy(5)),
+        ])
+    }
+
+    /// The wait before the attempt after `attempt` (from 1).
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
+        (self.base.saturating_mul(factor)).min(self.cap)
+    }
+}
+
+impl EngineSettings {
+    /// How `operation`'s passing failures are retried.
+    pub fn retry_policy(&self, operation: Operation) -> RetryPolicy {
+        self.step_retries.get(&operation).copied().unwrap_or(RetryPolicy {
+            max_attempts: self.max_attempts,
+            base: self.retry_base,
+            cap: Duration::MAX,
+        })
     }
 }
 
@@ -150,6 +209,7 @@ pub struct Engine {
     queue: Arc<dyn Queue>,
     blobs: Arc<dyn Blobs>,
     media: Arc<dyn Media>,
+    scenes: Arc<dyn SceneRunner>,
     providers: Providers,
     clock: Arc<dyn Clock>,
     webhook_queue: Arc<dyn Queue>,
@@ -171,6 +231,8 @@ pub struct Ports {
     pub sealer: Sealer,
     pub blobs: Arc<dyn Blobs>,
     pub media: Arc<dyn Media>,
+    /// Checks and renders generated scene code (a sandbox).
+    pub scenes: Arc<dyn SceneRunner>,
     pub providers: Providers,
     pub clock: Arc<dyn Clock>,
 }
@@ -187,6 +249,7 @@ impl Engine {
             queue: ports.queue,
             blobs: ports.blobs,
             media: ports.media,
+            scenes: ports.scenes,
             providers: ports.providers,
             clock: ports.clock,
             webhook_queue: ports.webhook_queue,

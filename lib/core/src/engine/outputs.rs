@@ -207,8 +207,13 @@ const MAX_RESULT_WORDS: usize = 2_000;
 
 /// Where a job's output is kept: one key per job, so a repeated upload overwrites itself.
 pub(super) fn output_key(job: &Job, extension: &str) -> String {
+    // A repair round's output is a new file: the refused round's code stays readable as feedback.
+    let round = match job.round {
+        0 => String::new(),
+        n => format!(".r{n}"),
+    };
     format!(
-        "executions/{}/{}/output.{extension}",
+        "executions/{}/{}/output{round}.{extension}",
         job.execution_id,
         sanitize(job.id())
     )
@@ -286,6 +291,7 @@ pub(super) fn guess_content_type(url: &str, kind: MediaKind) -> &'static str {
         MediaKind::Image => "image/png",
         MediaKind::Audio => "audio/mp4",
         MediaKind::Transcript => "application/json",
+        MediaKind::Code => "text/x-python",
     }
 }
 
@@ -296,6 +302,7 @@ fn content_type_by_extension(url: &str) -> Option<&'static str> {
         (".mp4", "video/mp4"),
         (".mov", "video/quicktime"),
         (".webm", "video/webm"),
+        (".py", "text/x-python"),
         (".png", "image/png"),
         (".jpg", "image/jpeg"),
         (".jpeg", "image/jpeg"),
@@ -321,6 +328,7 @@ pub(super) fn extension_for(content_type: &str, url: &str) -> &'static str {
         "audio/mpeg" => "mp3",
         "audio/wav" => "wav",
         "application/json" => "json",
+        "text/x-python" => "py",
         _ if url.ends_with(".mp4") => "mp4",
         _ => "bin",
     }

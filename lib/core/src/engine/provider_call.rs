@@ -12,8 +12,9 @@ use super::outputs::{resolve, substitute_references, visit_references};
 use super::settle::WorkError;
 use super::Engine;
 use crate::domain::{Completion, Job, ProviderCall, ProviderOutcome};
-use crate::plan::{MediaRef, ProviderParams, Secret};
+use crate::plan::{MediaRef, Operation, ProviderParams, Secret};
 use crate::ports::{Provider, ProviderRequest, ProviderStatus, DEFAULT_DEADLINE};
+use crate::scenes::SceneBrief;
 
 impl Engine {
     /// The job's provider; one not configured on this server fails the job.
@@ -61,6 +62,15 @@ impl Engine {
         }
         for value in resolved.options.values_mut() {
             substitute_references(value, &parents);
+        }
+        if job.spec.operation == Operation::GenerateSceneCode && !job.repairs.is_empty() {
+            // The refused rounds' code and errors: what the model is to fix this time.
+            let mut brief = SceneBrief::from_params(&resolved).map_err(|message| WorkError::Fatal {
+                code: "invalid_params",
+                message,
+            })?;
+            brief.repairs = self.repairs_of(job).await?;
+            brief.put_into(&mut resolved);
         }
         let callback_url = match (&self.settings.callback_base, &call.completion) {
             (Some(base), Completion::Webhook) => Some(format!(

@@ -107,6 +107,19 @@ impl Engine {
         self.probed_output(job, stored).await
     }
 
+    /// Scene code is a file, not media: kept as it came, nothing to probe.
+    async fn code_output(&self, job: &Job, stored: StoredBlob) -> Result<JobOutput, WorkError> {
+        let url = self.client_url(&stored.key).await?;
+        Ok(job_output(
+            job,
+            stored.key.clone(),
+            url,
+            stored.content_type.clone(),
+            &stored,
+            MediaInfo::default(),
+        ))
+    }
+
     /// The job's output from an answer already in the blob store (`ProviderOutcome::Stored`).
     async fn stored_output(
         &self,
@@ -155,6 +168,9 @@ impl Engine {
 
     /// A stored output probed and made the job's output.
     async fn probed_output(&self, job: &Job, stored: StoredBlob) -> Result<JobOutput, WorkError> {
+        if job.spec.operation.output_kind() == MediaKind::Code {
+            return self.code_output(job, stored).await;
+        }
         let our_url = self.blobs.url(&stored.key).await?;
         let info = self.media.probe(&our_url).await.map_err(|e| WorkError::Fatal {
             code: "unreadable_output",

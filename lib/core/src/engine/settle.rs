@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use super::repair::ended_attempt;
 use super::{Engine, EngineError};
-use crate::domain::Job;
+use crate::domain::{AttemptOutcome, Job};
 use crate::ports::{MediaError, ProviderError, Write};
 use crate::worker::Handled;
 
@@ -25,6 +26,8 @@ pub(super) enum WorkError {
     Throttled { retry_after: Option<Duration> },
     /// A submit got no answer: it may have reached the provider.
     Uncertain { message: String },
+    /// A scene's code was refused (`code_key`: the refused code): written again (`repair.rs`).
+    Refused { message: String, code_key: String },
     /// The engine's own ports failed: let the queue retry the message.
     Engine(EngineError),
 }
@@ -75,10 +78,13 @@ impl Engine {
         job: Job,
         outcome: Result<Option<Handled>, WorkError>,
     ) -> Result<Option<Handled>, EngineError> {
+        let policy = self.settings.retry_policy(job.spec.operation);
         match outcome {
             Ok(handled) => Ok(handled),
             Err(WorkError::Engine(e)) => Err(e),
             Err(WorkError::Fatal { code, message }) => self.fail(job, code, message).await,
+            // Boxed: a rewind's writes would otherwise grow every settle's future.
+            Err(WorkError::Refused { message, code_key }) => Box::pin(self.repair(job, message, code_key)).await,
             Err(WorkError::Throttled { retry_after }) => {
                 // Not the job's fault: the attempt is given back with the lease.
                 let delay = retry_after
@@ -99,13 +105,19 @@ impl Engine {
                 };
                 Box::pin(self.settle(job, Err(passing))).await
             }
-            Err(WorkError::Passing { message, retry_after }) if job.attempts < self.settings.max_attempts => {
-                let backoff = self.settings.retry_base * 2u32.saturating_pow(job.attempts.saturating_sub(1));
-                let delay = retry_after.unwrap_or(backoff);
+            Err(WorkError::Passing { message, retry_after }) if job.attempts < policy.max_attempts => {
+                let delay = retry_after.unwrap_or(policy.delay_after(job.attempts));
                 tracing::warn!(execution = %job.execution_id, job = %job.id(), attempt = job.attempts, %message, ?delay, "job will be retried");
                 // Give up the lease so the redelivered message can claim the job again.
                 let mut next = job.clone();
                 next.lease_until = None;
+                next.history.push(ended_attempt(
+                    &job,
+                    self.now(),
+                    AttemptOutcome::Retried,
+                    "retried",
+                    &message,
+                ));
                 match self.store.update_job(&job, &next).await? {
                     Write::Applied(_) => Ok(Some(Handled::RetryAfter(delay))),
                     Write::Stale => Ok(None),

@@ -87,9 +87,15 @@ pub enum Operation {
     RemoveBackground,
     RemoveImageBackground,
     Layer,
+    /// The steps of a code-to-video workflow's scene (`crate::scenes`); plans cannot name them.
+    GenerateSceneCode,
+    ValidateSceneCode,
+    RenderScene,
+    UploadScene,
 }
 
 impl Operation {
+    /// The operations a plan may name.
     pub const ALL: [Operation; 11] = [
         Operation::Generate,
         Operation::GenerateImage,
@@ -117,10 +123,14 @@ impl Operation {
             Operation::RemoveBackground => "removeBackground",
             Operation::RemoveImageBackground => "removeImageBackground",
             Operation::Layer => "layer",
+            Operation::GenerateSceneCode => "generateSceneCode",
+            Operation::ValidateSceneCode => "validateSceneCode",
+            Operation::RenderScene => "renderScene",
+            Operation::UploadScene => "uploadScene",
         }
     }
 
-    /// Accepts `generate`, `pipeline:generate`, and any ASCII case.
+    /// A plan's operation: accepts `generate`, `pipeline:generate`, and any ASCII case.
     pub fn parse(raw: &str) -> Option<Operation> {
         let name = raw.strip_prefix("pipeline:").unwrap_or(raw);
         Operation::ALL
@@ -134,6 +144,7 @@ impl Operation {
             Operation::GenerateImage | Operation::RemoveImageBackground => MediaKind::Image,
             Operation::GenerateAudio => MediaKind::Audio,
             Operation::Transcribe => MediaKind::Transcript,
+            Operation::GenerateSceneCode | Operation::ValidateSceneCode => MediaKind::Code,
             _ => MediaKind::Video,
         }
     }
@@ -142,7 +153,13 @@ impl Operation {
     pub fn is_provider_operation(self) -> bool {
         !matches!(
             self,
-            Operation::Merge | Operation::Reframe | Operation::AddSubtitles | Operation::Layer
+            Operation::Merge
+                | Operation::Reframe
+                | Operation::AddSubtitles
+                | Operation::Layer
+                | Operation::ValidateSceneCode
+                | Operation::RenderScene
+                | Operation::UploadScene
         )
     }
 }
@@ -169,6 +186,8 @@ pub enum MediaKind {
     Image,
     Audio,
     Transcript,
+    /// Source code (a Manim scene).
+    Code,
 }
 
 impl MediaKind {
@@ -178,6 +197,7 @@ impl MediaKind {
             MediaKind::Image => "image",
             MediaKind::Audio => "audio",
             MediaKind::Transcript => "transcript",
+            MediaKind::Code => "code",
         }
     }
 }
@@ -193,6 +213,21 @@ pub enum Params {
     Subtitles(SubtitlesParams),
     /// A job of the base execution (`baseExecutionId`), reused: its output becomes this job's.
     Base(BaseRef),
+    /// A code-to-video scene's step after its code is written (validate, render, upload).
+    Scene(SceneParams),
+}
+
+/// A scene step's params: which job's output it reads, and the scene it is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SceneParams {
+    /// The parent whose output this step reads: the code, or the render.
+    pub input: JobId,
+    /// The `Scene` subclass the code must define and the render renders.
+    pub class_name: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

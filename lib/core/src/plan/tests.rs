@@ -2412,6 +2412,7 @@ fn check_invariants(request: &ExecutionRequest) {
                 }
             }
             Params::Base(b) => panic!("the parser never makes base references: {b:?}"),
+            Params::Scene(s) => panic!("plans never name scene steps: {s:?}"),
         }
         for source in sources {
             if let MediaRef::Job(id) = source {
