@@ -1,4 +1,6 @@
-//! Pixels of a video's or a still's first frame, read back with ffmpeg.
+//! Pixels of a video's or a still's frames, read back with ffmpeg.
+
+#![allow(dead_code)] // Each test binary uses part of it.
 
 use std::path::Path;
 use std::process::Command;
@@ -24,4 +26,35 @@ pub fn pixel(path: &Path, x: u32, y: u32) -> [u8; 4] {
 /// Alike within what encoding (yuv420p, a key's soft edge) shifts a colour.
 pub fn near(a: [u8; 4], b: [u8; 4]) -> bool {
     a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 16)
+}
+
+/// Grey levels of the frame at `t` seconds, scaled to 160 pixels wide.
+pub fn grey_frame(video: &Path, t: f64) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &format!("{t:.3}"), "-i"])
+        .arg(video)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            "scale=160:-2",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The share of a frame's pixels that are drawn (clearly lighter than a black background).
+pub fn drawn(frame: &[u8]) -> f64 {
+    frame.iter().filter(|&&v| v > 60).count() as f64 / frame.len() as f64
 }

@@ -14,7 +14,10 @@
 //! - [`replace_background`]: key a background out (a colour, or the input's alpha) onto a
 //!   colour or transparent;
 //! - [`layer`]: composite videos and stills over a base (placed, chroma-keyed) in one pass;
-//! - [`FfmpegMedia`]: the engine's `Media` port on top of them.
+//! - [`fast_start`]: an MP4 re-packed to stream, its index first;
+//! - [`FfmpegMedia`]: the engine's `Media` port on top of them;
+//! - [`ManimSandbox`]: the engine's `SceneRunner` port: generated Manim scenes checked
+//!   statically and rendered in a sandbox.
 //!
 //! The binaries are looked up on `PATH`, or taken from `REELAY_FFMPEG` /
 //! `REELAY_FFPROBE` / `REELAY_ESPEAK`. Outputs are written to a hidden temporary file next to
@@ -24,9 +27,11 @@
 
 mod captions;
 mod error;
+mod faststart;
 mod ffmpeg;
 mod keying;
 mod layer;
+mod manim;
 mod merge;
 mod port;
 mod probe;
@@ -36,8 +41,10 @@ mod speech;
 
 pub use captions::{burn_captions, words_in_file};
 pub use error::FfmpegError;
+pub use faststart::fast_start;
 pub use keying::{replace_background, Replacement};
 pub use layer::layer;
+pub use manim::{ManimSandbox, ManimSettings};
 pub use merge::{merge, ItemKind, MergeItem, MergeReport};
 pub use port::FfmpegMedia;
 pub use probe::{probe, Probe};

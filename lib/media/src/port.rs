@@ -21,8 +21,8 @@ use reelay_core::ports::{Artifact, CaptionWords, Media, MediaError, MediaInfo, M
 use reelay_outbound_http::guarded_client;
 
 use crate::{
-    burn_captions, layer, merge, probe, reframe, replace_background, words_in_file, FfmpegError, ItemKind, MergeItem,
-    Replacement,
+    burn_captions, fast_start, layer, merge, probe, reframe, replace_background, words_in_file, FfmpegError, ItemKind,
+    MergeItem, Replacement,
 };
 
 pub struct FfmpegMedia {
@@ -220,6 +220,7 @@ impl Media for FfmpegMedia {
                         MediaKind::Transcript => {
                             return Err(MediaError::Invalid("a transcript cannot be merged".into()))
                         }
+                        MediaKind::Code => return Err(MediaError::Invalid("scene code cannot be merged".into())),
                     };
                     merged.push(MergeItem {
                         path: self.input(&item.url, dir.path(), &format!("input-{n}")).await?,
@@ -272,6 +273,10 @@ impl Media for FfmpegMedia {
             } => {
                 let input = self.input(&input, dir.path(), "input").await?;
                 replace_background(&input, Replacement { still, key, fill }, &out).await?;
+            }
+            MediaTask::FastStart { input } => {
+                let input = self.input(&input, dir.path(), "input").await?;
+                fast_start(&input, &out).await?;
             }
         }
         let info = info_of(&out).await?;
