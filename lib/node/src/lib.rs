@@ -6,6 +6,7 @@
 pub mod node;
 pub mod providers;
 pub mod settings;
+mod workflows;
 
 pub use node::{deliver_local_callbacks, Adapters, LocalCallbacks, Node, NodeError};
 pub use providers::ProviderSettings;

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use reelay_core::clock::SystemClock;
-use reelay_core::ports::{Blobs, Clock, KeyStore, Queue, RateBudget, Store};
+use reelay_core::ports::{Blobs, Clock, KeyStore, Queue, RateBudget, SceneRunner, Store};
 use reelay_core::secrets::Sealer;
 use reelay_core::webhooks::Dispatcher;
 use reelay_core::{Engine, Ports, Providers, Via};
-use reelay_media::FfmpegMedia;
+use reelay_media::{FfmpegMedia, ManimSandbox, ManimSettings};
 use reelay_outbound_http::HttpTransport;
 use reelay_providers::registry::ROUTES;
 use reelay_providers::ProviderWebhook;
@@ -40,6 +40,9 @@ pub struct Adapters {
     pub blobs: Arc<dyn Blobs>,
     /// Where provider rate limits are counted: in process, or shared by every function.
     pub budget: Arc<dyn RateBudget>,
+    /// A remote scene renderer (on AWS, the scene-renderer function); `None`: scenes are
+    /// checked and rendered in this process's sandbox.
+    pub scenes: Option<Arc<dyn SceneRunner>>,
 }
 
 /// The engine and the dispatcher a node's runners, timer and routes work through.
@@ -90,6 +93,13 @@ impl Node {
         let providers = ROUTES
             .iter()
             .fold(providers, |all, (from, model, to)| all.with_route(from, model, to));
+        let scenes: Arc<dyn SceneRunner> = match &adapters.scenes {
+            Some(remote) => remote.clone(),
+            None => Arc::new(ManimSandbox::new(ManimSettings::new(
+                &settings.providers.local_python,
+                work_dir.join("scratch"),
+            ))),
+        };
         let ports = Ports {
             store: adapters.store.clone(),
             queue: adapters.job_queue.clone(),
@@ -97,11 +107,15 @@ impl Node {
             sealer,
             blobs: adapters.blobs.clone(),
             media: Arc::new(media),
+            scenes,
             providers,
             clock,
         };
+        let mut engine = settings.engine.clone();
+        let (provider, model) = settings.providers.scene_writer();
+        engine.scene_writer = (provider.to_string(), model.to_string());
         Ok(Node {
-            engine: Arc::new(Engine::new(ports, settings.engine.clone())),
+            engine: Arc::new(Engine::new(ports, engine)),
             dispatcher,
             local_callbacks: built.local_callbacks,
         })

@@ -13,6 +13,7 @@ use reelay_providers::fal::{FalProvider, FalSettings};
 use reelay_providers::google::{GoogleApi, GoogleProvider, GoogleSettings};
 use reelay_providers::hume::{HumeProvider, HumeSettings};
 use reelay_providers::replicate::{ReplicateProvider, ReplicateSettings};
+use reelay_providers::scene_code::{AnthropicProvider, ChatSettings, OpenAiProvider, SceneWriter};
 use reelay_providers::{LocalProvider, LocalProviderSettings};
 
 use crate::node::{LocalCallbacks, NodeError};
@@ -38,7 +39,16 @@ pub struct ProviderSettings {
     pub google: Option<GoogleSettings>,
     pub elevenlabs: Option<ElevenLabsSettings>,
     pub hume: Option<HumeSettings>,
+    /// The code-writing models of code-to-video workflows. Unlike the others they run only
+    /// with an account key: a workflow, not a client's job, picks them.
+    pub openai: Option<ChatSettings>,
+    pub anthropic: Option<ChatSettings>,
+    /// Who writes scene code (`REELAY_SCENE_WRITER`); `None`: see [`Self::scene_writer`].
+    pub scene_writer: Option<SceneWriter>,
 }
+
+/// `local`'s offline scene writer (templates).
+pub const LOCAL_SCENE_WRITER: (&str, &str) = ("local", reelay_providers::local::SCENE_CODE_MODEL);
 
 impl Default for ProviderSettings {
     /// Every hosted provider, with no account key: clients may bring theirs with each request.
@@ -52,6 +62,9 @@ impl Default for ProviderSettings {
             google: Some(GoogleSettings::gemini(None)),
             elevenlabs: Some(ElevenLabsSettings::new(None)),
             hume: Some(HumeSettings::new(None)),
+            openai: Some(ChatSettings::openai(None)),
+            anthropic: Some(ChatSettings::anthropic(None)),
+            scene_writer: None,
         }
     }
 }
@@ -66,8 +79,41 @@ impl ProviderSettings {
             google: None,
             elevenlabs: None,
             hume: None,
+            openai: None,
+            anthropic: None,
             ..ProviderSettings::default()
         }
+    }
+
+    /// The provider and model that write scene code: the one `REELAY_SCENE_WRITER` names, else
+    /// Anthropic if it runs with a key, else OpenAI if it does, else `local`'s templates.
+    pub fn scene_writer(&self) -> (&str, &str) {
+        let model = |writer: SceneWriter| {
+            let settings = match writer {
+                SceneWriter::Local => return LOCAL_SCENE_WRITER,
+                SceneWriter::OpenAi => &self.openai,
+                SceneWriter::Anthropic => &self.anthropic,
+            };
+            // Named but off: `build` refuses that, so the name alone is enough here.
+            (writer.name(), settings.as_ref().map_or("", ChatSettings::model))
+        };
+        if let Some(writer) = self.scene_writer {
+            return model(writer);
+        }
+        [SceneWriter::Anthropic, SceneWriter::OpenAi]
+            .into_iter()
+            .find(|w| self.code_writer(*w).is_some())
+            .map_or(LOCAL_SCENE_WRITER, model)
+    }
+
+    /// A hosted code writer's settings, if it runs (on, with a key).
+    fn code_writer(&self, writer: SceneWriter) -> Option<&ChatSettings> {
+        match writer {
+            SceneWriter::Local => None,
+            SceneWriter::OpenAi => self.openai.as_ref(),
+            SceneWriter::Anthropic => self.anthropic.as_ref(),
+        }
+        .filter(|s| s.key.is_some())
     }
 
     /// Sets the account keys that `key` gives, by their variable's name (`REPLICATE_API_TOKEN`,
@@ -93,6 +139,12 @@ impl ProviderSettings {
         }
         if let Some(hume) = &mut self.hume {
             hume.key = key("HUME_API_KEY").or(hume.key.take());
+        }
+        if let Some(openai) = &mut self.openai {
+            openai.key = key("OPENAI_API_KEY").or(openai.key.take());
+        }
+        if let Some(anthropic) = &mut self.anthropic {
+            anthropic.key = key("ANTHROPIC_API_KEY").or(anthropic.key.take());
         }
     }
 
@@ -149,6 +201,32 @@ impl ProviderSettings {
         if let Some(settings) = &self.hume {
             let provider = HumeProvider::from_settings(settings.clone()).map_err(|e| failed("hume")(&e))?;
             providers.push(Arc::new(provider));
+        }
+        if let Some(settings) = self.code_writer(SceneWriter::OpenAi) {
+            let provider = OpenAiProvider::new(settings.clone()).map_err(|e| failed("openai")(&e))?;
+            providers.push(Arc::new(provider));
+        }
+        if let Some(settings) = self.code_writer(SceneWriter::Anthropic) {
+            let provider = AnthropicProvider::new(settings.clone()).map_err(|e| failed("anthropic")(&e))?;
+            providers.push(Arc::new(provider));
+        }
+        match self.scene_writer {
+            Some(SceneWriter::Local) if !self.local => {
+                return Err(failed("local")(
+                    &"REELAY_SCENE_WRITER names `local`, which this node does not run",
+                ))
+            }
+            Some(w) if w != SceneWriter::Local && self.code_writer(w).is_none() => {
+                let (provider, key) = match w {
+                    SceneWriter::OpenAi => ("openai", "OPENAI_API_KEY"),
+                    _ => ("anthropic", "ANTHROPIC_API_KEY"),
+                };
+                return Err(failed(provider)(&format!(
+                    "REELAY_SCENE_WRITER names `{provider}`, which runs only with {key} set (and, when \
+                     REELAY_PROVIDERS is set, named there)"
+                )));
+            }
+            _ => {}
         }
         Ok(ProviderSet {
             providers,

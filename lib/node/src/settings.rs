@@ -12,7 +12,7 @@
 //! | `REELAY_PUBLIC_URL`              | the API's base URL, where providers call back       | unset: poll |
 //! | `REELAY_OUTPUT_URL_EXPIRY_SECS`  | how long signed output URLs stay valid (1 s to 7 days) | 86400 |
 //! | `REELAY_MEDIA_INPUT_MAX_BYTES`   | the largest media input ffmpeg downloads by URL     | 2 GiB |
-//! | `REELAY_PROVIDERS`               | providers to run, comma-separated (`local`, `replicate`, `fal`, `google-cloud`, `elevenlabs`, `hume`, or `none`) | the hosted five |
+//! | `REELAY_PROVIDERS`               | providers to run, comma-separated (`local`, `replicate`, `fal`, `google-cloud`, `elevenlabs`, `hume`, `openai`, `anthropic`, or `none`) | the hosted ones (`openai` and `anthropic` only with their key) |
 //! | `REELAY_PROVIDER_DELAY_MS`       | how long the `local` models "think"                 | 300 |
 //! | `REELAY_DEFAULT_MODELS`          | the model of jobs that name none, `op=provider:model,…` (`lipSync=fal:veed/lipsync`) | [`DEFAULT_MODELS`], else `local`'s |
 //! | `REELAY_PYTHON`                  | the Python with `pocketsphinx` for `local`'s transcriber | `python3` |
@@ -29,6 +29,19 @@
 //! | `REELAY_ELEVENLABS_BASE_URL`     | ElevenLabs' API                                     | ElevenLabs' |
 //! | `HUME_API_KEY`                   | Hume's account key                                  | unset |
 //! | `REELAY_HUME_BASE_URL`           | Hume's API                                          | Hume's |
+//! | `OPENAI_API_KEY`                 | OpenAI's account key (scene code); OpenAI runs only with it | unset |
+//! | `REELAY_OPENAI_BASE_URL`         | an OpenAI-compatible Chat Completions API, with its `/v1` | OpenAI's |
+//! | `REELAY_OPENAI_MODEL`            | its models, comma-separated; the first writes scene code | `gpt-4.1` |
+//! | `ANTHROPIC_API_KEY`              | Anthropic's account key (scene code); Anthropic runs only with it | unset |
+//! | `REELAY_ANTHROPIC_BASE_URL`      | Anthropic's Messages API                            | Anthropic's |
+//! | `REELAY_ANTHROPIC_MODEL`         | its models, comma-separated; the first writes scene code | `claude-sonnet-4-5` |
+//! | `REELAY_SCENE_WRITER`            | who writes workflows' scene code: `anthropic`, `openai` or `local` (templates) | the first of those with a key, else `local` |
+//! | `REELAY_SCENE_REPAIRS`           | times a scene's refused code is written again, with the error as feedback | 2 |
+//! | `REELAY_CODE_ATTEMPTS`           | attempts at writing a scene's code (passing failures: 5xx, timeouts) | 3 |
+//! | `REELAY_RENDER_ATTEMPTS`         | attempts at rendering a scene (the machine's failures) | 5 |
+//! | `REELAY_UPLOAD_ATTEMPTS`         | attempts at uploading a rendered scene              | 5 |
+//! | `REELAY_WORKFLOW_RETRY_BASE_SECS`| the workflow steps' first retry delay; doubles each time | 30 |
+//! | `REELAY_WORKFLOW_RETRY_CAP_SECS` | the longest of those delays                         | 300 |
 //!
 //! A client may bring its own provider key with each request, so a hosted provider runs
 //! without an account key. On AWS the secret's keys take the place of the environment's
@@ -47,6 +60,7 @@ use reelay_core::EngineSettings;
 
 use reelay_providers::google::{GoogleApi, GoogleSettings};
 use reelay_providers::registry::DEFAULT_MODELS;
+use reelay_providers::scene_code::{ChatSettings, SceneWriter};
 
 use crate::providers::ProviderSettings;
 
@@ -113,6 +127,7 @@ impl Settings {
                 RetrySchedule::parse(&list).map_err(|e| invalid("REELAY_WEBHOOK_RETRIES", e))?;
         }
         settings.providers = read_providers(&vars)?;
+        crate::workflows::read_workflows(&vars, &mut settings.engine)?;
         settings.output_url_expiry = Duration::from_secs(vars.number(
             "REELAY_OUTPUT_URL_EXPIRY_SECS",
             settings.output_url_expiry.as_secs(),
@@ -216,10 +231,12 @@ fn read_providers<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Provi
                 "google-cloud" => settings.google = defaults.google,
                 "elevenlabs" => settings.elevenlabs = defaults.elevenlabs,
                 "hume" => settings.hume = defaults.hume,
+                "openai" => settings.openai = defaults.openai,
+                "anthropic" => settings.anthropic = defaults.anthropic,
                 other => {
                     return Err(invalid(
                         "REELAY_PROVIDERS",
-                        format!("`{other}` is no provider; known: local, replicate, fal, google-cloud, elevenlabs, hume (or none)"),
+                        format!("`{other}` is no provider; known: local, replicate, fal, google-cloud, elevenlabs, hume, openai, anthropic (or none)"),
                     ))
                 }
             }
@@ -267,8 +284,57 @@ fn read_providers<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Provi
             hume.base_url = base;
         }
     }
+    read_code_writer(
+        vars,
+        &mut settings.openai,
+        "REELAY_OPENAI_BASE_URL",
+        "REELAY_OPENAI_MODEL",
+    )?;
+    read_code_writer(
+        vars,
+        &mut settings.anthropic,
+        "REELAY_ANTHROPIC_BASE_URL",
+        "REELAY_ANTHROPIC_MODEL",
+    )?;
+    if let Some(name) = vars.get("REELAY_SCENE_WRITER") {
+        let writer = SceneWriter::parse(&name).ok_or_else(|| {
+            invalid(
+                "REELAY_SCENE_WRITER",
+                format!("`{name}` writes no scene code; known: anthropic, openai, local"),
+            )
+        })?;
+        settings.scene_writer = Some(writer);
+    }
     settings.use_keys(|name| vars.secret(name));
     Ok(settings)
+}
+
+/// A code-writing provider's base URL and models (comma-separated, the first writing scenes).
+fn read_code_writer<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+    settings: &mut Option<ChatSettings>,
+    base_var: &'static str,
+    model_var: &'static str,
+) -> Result<(), SettingsError> {
+    let Some(settings) = settings else {
+        return Ok(());
+    };
+    if let Some(base) = vars.base_url(base_var)? {
+        settings.base_url = base;
+    }
+    if let Some(list) = vars.get(model_var) {
+        let mut models: Vec<String> = Vec::new();
+        for model in list.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            if !models.iter().any(|m| m == model) {
+                models.push(model.to_string());
+            }
+        }
+        if models.is_empty() {
+            return Err(invalid(model_var, format!("`{list}` names no model")));
+        }
+        settings.models = models;
+    }
+    Ok(())
 }
 
 /// The environment as the settings read it: values trimmed, blank as unset, and every
@@ -461,6 +527,75 @@ mod tests {
         assert!(err.contains("`acme`"), "{err}");
         let err = names(&[("REELAY_PROVIDERS", "local"), ("REELAY_PROVIDER_DELAY_MS", "soon")]).unwrap_err();
         assert!(err.contains("REELAY_PROVIDER_DELAY_MS"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn code_writers_run_with_a_key_and_the_first_keyed_writes_scenes() {
+        let writer = |env: &[(&str, &str)]| -> Result<(String, String), String> {
+            let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let settings = Settings::from_env(|k| env.get(k).cloned()).map_err(|e| e.to_string())?;
+            let dir = tempfile::tempdir().unwrap();
+            let budget: Arc<dyn RateBudget> = Arc::new(InProcessBudget::default());
+            let providers = &settings.providers;
+            providers
+                .build(&AddressPolicy::strict(), &budget, dir.path())
+                .map_err(|e| e.to_string())?;
+            let (provider, model) = providers.scene_writer();
+            Ok((provider.to_string(), model.to_string()))
+        };
+        let pair = |p: &str, m: &str| Ok((p.to_string(), m.to_string()));
+        let openai = ("OPENAI_API_KEY", "sk-o");
+        let anthropic = ("ANTHROPIC_API_KEY", "sk-a");
+        assert_eq!(writer(&[]), pair("local", "scene-code"));
+        assert_eq!(writer(&[openai]), pair("openai", "gpt-4.1"));
+        assert_eq!(writer(&[openai, anthropic]), pair("anthropic", "claude-sonnet-4-5"));
+        assert_eq!(
+            writer(&[openai, anthropic, ("REELAY_SCENE_WRITER", "OpenAI")]),
+            pair("openai", "gpt-4.1")
+        );
+        assert_eq!(
+            writer(&[
+                anthropic,
+                ("REELAY_ANTHROPIC_MODEL", "claude-opus-4-1, claude-haiku-4-5")
+            ]),
+            pair("anthropic", "claude-opus-4-1")
+        );
+        // Not named among the providers: off, whatever the key.
+        assert_eq!(
+            writer(&[("REELAY_PROVIDERS", "local"), anthropic]),
+            pair("local", "scene-code")
+        );
+        assert_eq!(
+            writer(&[("REELAY_PROVIDERS", "local,anthropic"), anthropic]),
+            pair("anthropic", "claude-sonnet-4-5")
+        );
+        let error = writer(&[("REELAY_SCENE_WRITER", "openai"), anthropic]).unwrap_err();
+        assert!(error.contains("OPENAI_API_KEY"), "{error}");
+        let error = writer(&[("REELAY_SCENE_WRITER", "local")]).unwrap_err();
+        assert!(error.contains("does not run"), "{error}");
+        let error = writer(&[("REELAY_SCENE_WRITER", "gemini")]).unwrap_err();
+        assert!(
+            error.contains("REELAY_SCENE_WRITER") && error.contains("`gemini`"),
+            "{error}"
+        );
+        let error = writer(&[("REELAY_OPENAI_BASE_URL", "ftp://x")]).unwrap_err();
+        assert!(error.contains("REELAY_OPENAI_BASE_URL"), "{error}");
+
+        assert_eq!(names(&[openai]).unwrap().last().map(String::as_str), Some("openai"));
+        let env: HashMap<&str, &str> = [
+            ("REELAY_OPENAI_BASE_URL", "http://127.0.0.1:9/v1/"),
+            ("REELAY_ANTHROPIC_MODEL", "claude-haiku-4-5,claude-haiku-4-5"),
+        ]
+        .into();
+        let mut settings = Settings::from_env(|k| env.get(k).map(|v| v.to_string()))
+            .unwrap()
+            .providers;
+        settings.use_keys(|k| (k == "ANTHROPIC_API_KEY").then(|| Secret::new("sk-secret")));
+        assert_eq!(settings.openai.as_ref().unwrap().base_url, "http://127.0.0.1:9/v1");
+        let anthropic = settings.anthropic.as_ref().unwrap();
+        assert_eq!(anthropic.models, ["claude-haiku-4-5"]);
+        assert_eq!(anthropic.key.as_ref().map(Secret::expose), Some("sk-secret"));
+        assert_eq!(settings.scene_writer(), ("anthropic", "claude-haiku-4-5"));
     }
 
     #[test]

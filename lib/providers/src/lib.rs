@@ -13,6 +13,8 @@ pub mod local;
 pub mod rate;
 pub mod registry;
 pub mod replicate;
+pub mod scene_code;
+pub mod scene_templates;
 pub mod tts;
 
 pub use local::{LocalProvider, LocalProviderSettings, ProviderWebhook};

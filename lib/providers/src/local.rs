@@ -23,6 +23,7 @@ use reelay_core::ports::{
     ByteStream, Callback, CallbackError, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus,
     Submission, DEFAULT_DEADLINE,
 };
+use reelay_core::scenes::SceneBrief;
 use reelay_media::Replacement;
 
 use crate::http::HttpClient;
@@ -102,7 +103,7 @@ impl LocalProvider {
         // Canonical, so output URLs can be checked to lie inside it.
         settings.workdir = settings.workdir.canonicalize()?;
         let (webhooks, receiver) = mpsc::unbounded_channel();
-        let models = vec![
+        let mut models = vec![
             model("video", Operation::Generate, MediaKind::Video, Completion::Webhook),
             model(
                 "video-polling",
@@ -143,6 +144,14 @@ impl LocalProvider {
                 Completion::Webhook,
             ),
         ];
+        // Writes scene code from templates (`scene_templates.rs`), so a workflow runs with no
+        // LLM account; it answers at once, inline.
+        models.push(model(
+            SCENE_CODE_MODEL,
+            Operation::GenerateSceneCode,
+            MediaKind::Code,
+            Completion::Polling,
+        ));
         let http = HttpClient::guarded(settings.outbound.clone()).map_err(std::io::Error::other)?;
         let provider = Arc::new_cyclic(|this| LocalProvider {
             http,
@@ -195,6 +204,7 @@ impl LocalProvider {
             MediaKind::Audio => "output.m4a",
             MediaKind::Transcript => "output.json",
             MediaKind::Video => "output.mp4",
+            MediaKind::Code => "output.py",
         })
     }
 
@@ -252,6 +262,8 @@ impl LocalProvider {
                     .map_err(|e| e.to_string()),
                 None => Err("the local transcriber was given no audio or video".into()),
             },
+            // Written at submit, never rendered (`write_scene_inline`).
+            (None, MediaKind::Code, _) => Err("scene code is written at submit".into()),
             (None, MediaKind::Video, _) => {
                 reelay_media::render_video(&job.prompt, job.duration, job.width, job.height, &out)
                     .await
@@ -309,7 +321,28 @@ fn content_type(kind: MediaKind) -> &'static str {
         MediaKind::Audio => "audio/mp4",
         MediaKind::Transcript => "application/json",
         MediaKind::Video => "video/mp4",
+        MediaKind::Code => "text/x-python",
     }
+}
+
+/// The local writer's model of scene code.
+pub const SCENE_CODE_MODEL: &str = "scene-code";
+
+/// A scene written from the templates, answered inline.
+fn write_scene_inline(params: &ProviderParams) -> Result<Submission, ProviderError> {
+    use base64::Engine as _;
+    let brief = SceneBrief::from_params(params).map_err(ProviderError::Fatal)?;
+    let code = crate::scene_templates::write_scene(&brief);
+    Ok(Submission {
+        provider_job_id: uuid::Uuid::new_v4().to_string(),
+        finished: Some(ProviderStatus::Succeeded {
+            output_url: format!(
+                "data:text/x-python;base64,{}",
+                base64::engine::general_purpose::STANDARD.encode(code)
+            ),
+            content_type: Some("text/x-python".into()),
+        }),
+    })
 }
 
 fn io(e: std::io::Error) -> ProviderError {
@@ -346,6 +379,9 @@ impl Provider for LocalProvider {
             .find(|m| m.id == request.params.model_id)
             .ok_or_else(|| ProviderError::Fatal(format!("local has no model {}", request.params.model_id)))?;
         let p = &request.params;
+        if model.id == SCENE_CODE_MODEL {
+            return write_scene_inline(p);
+        }
         let ratio = p.aspect_ratio.unwrap_or(AspectRatio { w: 16, h: 9 });
         let short_side = p.resolution.as_deref().and_then(parse_resolution).unwrap_or(720);
         let (width, height) = ratio.frame(short_side);
@@ -440,6 +476,9 @@ impl Provider for LocalProvider {
     }
 
     async fn download(&self, output_url: &str, _key: Option<&Secret>) -> Result<ByteStream, ProviderError> {
+        if output_url.starts_with("data:") {
+            return self.http.download(output_url, Default::default()).await;
+        }
         let path = output_url
             .strip_prefix("file://")
             .map(PathBuf::from)
