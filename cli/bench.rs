@@ -16,7 +16,7 @@ use reelay_core::worker::{run_workers, WorkerSettings};
 use reelay_core::{Engine, EngineSettings, Event, Ports, Providers};
 use reelay_local::{Db, Durability, SqliteQueue, SqliteStore};
 use reelay_testkit::dag_shapes::standard;
-use reelay_testkit::instant::{InstantMedia, InstantProvider, NullBlobs};
+use reelay_testkit::instant::{InstantMedia, InstantProvider, InstantScenes, NullBlobs};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -83,6 +83,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 sealer: Sealer::from_base64(&Sealer::generate_key())?,
                 blobs: Arc::new(NullBlobs),
                 media: Arc::new(InstantMedia::default()),
+                scenes: Arc::new(InstantScenes::default()),
                 providers,
                 clock,
             },

@@ -87,9 +87,22 @@ pub async fn follow(
     }
 }
 
+/// Follows the execution on a started node to its end, lets its webhooks leave, then stops
+/// the node.
+pub async fn to_end(
+    node: reelay_local::LocalNode,
+    execution_id: &str,
+    events: broadcast::Receiver<Event>,
+) -> anyhow::Result<ExitCode> {
+    let code = follow(node.engine(), execution_id, events).await;
+    let_webhooks_leave(node.engine(), execution_id).await;
+    node.stop().await;
+    code
+}
+
 /// Waits (a while) for the first attempt of each webhook the execution made, so `run` does
 /// not exit with its end message unsent; later retries wait for the next start.
-pub async fn let_webhooks_leave(engine: &Engine, execution_id: &str) {
+async fn let_webhooks_leave(engine: &Engine, execution_id: &str) {
     use reelay_core::domain::DeliveryState;
     for _ in 0..300 {
         match engine.store().deliveries(execution_id).await {

@@ -1,9 +1,11 @@
-//! `reelay`: run a plan on the embedded stack, serve the local API, or benchmark the engine.
+//! `reelay`: run a plan or a code-to-video workflow on the embedded stack, serve the local
+//! API, or benchmark the engine.
 
 mod bench;
 mod follow;
 mod keys;
 mod serve;
+mod workflow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +58,9 @@ struct Cli {
 enum Command {
     /// Run an execution plan (a JSON file) to the end, showing each job as it moves.
     Run { plan: PathBuf },
+    /// Turn a prompt into a video: Manim code written, checked, rendered and uploaded per
+    /// scene (then merged), showing each step as it moves.
+    Workflow(workflow::WorkflowArgs),
     /// Follow an execution already in the store (e.g. after a restart) to its end.
     Resume { execution_id: String },
     /// Serve the HTTP API with the job runners and the poll timer in one process.
@@ -178,19 +183,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let code = follow::follow(node.engine(), &execution.id, events).await?;
-            follow::let_webhooks_leave(node.engine(), &execution.id).await;
-            node.stop().await;
-            Ok(code)
+            follow::to_end(node, &execution.id, events).await
+        }
+        Command::Workflow(args) => {
+            let request = args.request()?;
+            let mut node = LocalNode::open(settings)?;
+            let events = node.engine().subscribe();
+            node.start();
+            let execution = node.engine().start_workflow(follow::LOCAL_TENANT, &request).await?;
+            follow::to_end(node, &execution.id, events).await
         }
         Command::Resume { execution_id } => {
             let mut node = LocalNode::open(settings)?;
             let events = node.engine().subscribe();
             node.start();
-            let code = follow::follow(node.engine(), &execution_id, events).await?;
-            follow::let_webhooks_leave(node.engine(), &execution_id).await;
-            node.stop().await;
-            Ok(code)
+            follow::to_end(node, &execution_id, events).await
         }
         Command::Serve { addr } => serve::serve(settings, &addr).await,
         Command::Bench(args) => bench::run(args).await,

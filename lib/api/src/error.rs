@@ -16,6 +16,7 @@ use reelay_core::domain::ExecutionStatus;
 use reelay_core::plan::PlanError;
 use reelay_core::ports::CallbackError;
 use reelay_core::ports::StoreError;
+use reelay_core::scenes::WorkflowError;
 use reelay_core::tenants::AuthError;
 use reelay_core::{CallbackRejected, CancelError, EngineError, OutputRefused, SubmitError};
 
@@ -35,6 +36,11 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("no execution {0}")]
     NotFound(String),
+    #[error("Workflow run not found")]
+    RunNotFound,
+    /// A workflow request that is not as documented.
+    #[error(transparent)]
+    Workflow(WorkflowError),
     #[error("no route {0}; see /api/openapi.json")]
     NoRoute(String),
     #[error("{path} does not take {method}")]
@@ -121,7 +127,10 @@ impl ApiError {
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::NotJson(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::NotFound(_) | ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NotFound(_) | ApiError::NoRoute(_) | ApiError::RunNotFound => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            ApiError::Workflow(e) => (StatusCode::BAD_REQUEST, e.code),
             ApiError::WrongMethod { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::BaseNotFound(_) => (StatusCode::NOT_FOUND, "base_execution_not_found"),
             ApiError::AlreadyEnded { .. } => (StatusCode::CONFLICT, "already_ended"),
@@ -147,6 +156,7 @@ impl ApiError {
         match self {
             ApiError::Invalid(errors) if !errors.is_empty() => errors.clone(),
             ApiError::BadRequest { field, message } => vec![PlanError::new("invalid_field", message).field(field)],
+            ApiError::Workflow(e) => vec![PlanError::new(e.code, &e.message).field(&e.field)],
             ApiError::BaseNotFound(_) => vec![one.field("baseExecutionId")],
             _ => vec![one],
         }
@@ -187,8 +197,30 @@ fn headline(problem: &PlanError) -> String {
     }
 }
 
+/// An error on a workflow route: the same answer with `"success": false`, as the workflow
+/// API's clients read it.
+pub(crate) struct WorkflowApiError(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for WorkflowApiError {
+    fn from(e: E) -> Self {
+        WorkflowApiError(e.into())
+    }
+}
+
+impl IntoResponse for WorkflowApiError {
+    fn into_response(self) -> Response {
+        self.0.respond(true)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.respond(false)
+    }
+}
+
+impl ApiError {
+    fn respond(self, workflow: bool) -> Response {
         let (status, code) = self.status_and_code();
         if let ApiError::Internal(e) = &self {
             tracing::error!(error = %e, "request failed");
@@ -197,6 +229,9 @@ impl IntoResponse for ApiError {
         let mut body = json!({ "error": summary(&details), "code": code, "details": details });
         if let ApiError::AlreadyEnded { status: ended, .. } = &self {
             body["status"] = json!(ended.name());
+        }
+        if workflow {
+            body["success"] = json!(false);
         }
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();

@@ -5,6 +5,8 @@ mod error;
 mod files;
 mod routes;
 mod view;
+mod workflow_view;
+mod workflows;
 
 pub use error::ApiError;
 pub use reelay_core::time::iso8601;

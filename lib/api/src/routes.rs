@@ -27,6 +27,7 @@ use reelay_core::tenants::authenticate;
 use reelay_core::{Engine, Event};
 
 use crate::view::execution_error;
+use crate::workflows;
 use crate::{iso8601, status_view, ApiError, StatusView};
 
 #[derive(Clone)]
@@ -37,7 +38,7 @@ pub struct ApiState {
 
 /// The tenant an authenticated request acts for.
 #[derive(Debug, Clone)]
-struct Tenant(String);
+pub(crate) struct Tenant(pub(crate) String);
 
 /// The longest `?wait=` a status call may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -58,6 +59,8 @@ pub fn routes(state: ApiState) -> (Router, Vec<(Method, &'static str)>) {
     authed = add(authed, Method::GET, "/api/status/{id}", get(status));
     authed = add(authed, Method::GET, "/api/executions", get(list));
     authed = add(authed, Method::POST, "/api/executions/{id}/cancel", post(cancel));
+    authed = add(authed, Method::POST, workflows::START, post(workflows::start));
+    authed = add(authed, Method::GET, workflows::STATUS, get(workflows::status));
     let mut public = add(Router::new(), Method::GET, "/api/openapi.json", get(openapi));
     public = add(public, Method::POST, CALLBACK_PATH, post(provider_callback));
     // Signed output URLs carry their own authority; the key spans segments (`{*key}`).
@@ -364,7 +367,7 @@ async fn provider_callback(
 
 /// The whole body, refused past `limit` bytes: by its declared length before reading, else
 /// while reading (a body sent without a length is caught too).
-async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
