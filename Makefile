@@ -10,20 +10,28 @@ VENV := .venv
 # Captions (libass, through fontconfig) need fonts for every script: DejaVu (Latin, Greek,
 # Cyrillic, Hebrew, Arabic) and WenQuanYi Micro Hei (Chinese, Japanese kana, Korean), 8 MB.
 FONTS := fonts-dejavu-core fonts-wqy-microhei
-SYSTEM_OK := $(shell command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 && fc-list | grep -q 'WenQuanYi Micro Hei' && fc-list | grep -q 'DejaVu Sans' && echo yes)
+# Manim (the code-to-video scenes, lib/media/src/manim) is a PyPI package in the venv, but two
+# of its dependencies build from source there: pycairo (Cairo) and manimpango (Pango), which
+# need a C compiler, pkg-config, Python's headers and the two libraries' headers. No LaTeX:
+# generated scenes draw text with Text, and the scene checks refuse MathTex/Tex.
+MANIM_BUILD := gcc libc6-dev pkg-config python3-dev libcairo2-dev libpango1.0-dev
+PYTHON_HEADERS := import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))
+SYSTEM_OK := $(shell command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 && fc-list | grep -q 'WenQuanYi Micro Hei' && fc-list | grep -q 'DejaVu Sans' && command -v cc >/dev/null 2>&1 && pkg-config --exists cairo pangocairo 2>/dev/null && $(PYTHON) -c '$(PYTHON_HEADERS)' 2>/dev/null && echo yes)
 # Deploying (make build, make deploy; CI needs neither): cargo-lambda, which brings zig, goes into
 # the venv; the SAM CLI into a venv of its own, because it pins boto3, click and pydantic to
 # versions the tests' packages do not want.
 CARGO_LAMBDA_VERSION := 1.9.2
 SAM_CLI_VERSION := 1.170.0
 SAM_VENV := $(VENV)/sam
-FUNCTIONS := execute-api job-runner provider-webhook poller webhook-sender
+FUNCTIONS := execute-api job-runner provider-webhook poller webhook-sender scene-renderer
+# The scene renderer is a container image: its bootstrap goes into the image's build context.
+SCENE_IMAGE := infra/scene-renderer
 # sam build's output (under target/, so that git ignores it).
 SAM_BUILD := target/sam
 # The venv's bin first: cargo finds cargo-lambda there, and cargo-lambda finds zig.
 WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: demo test bench bench-media aws-figures deps lint fmt build-cli build deploy
+.PHONY: demo test bench bench-media bench-scenes aws-figures deps system lint fmt build-cli build deploy
 
 ## demo: the two-scene plan on the embedded stack (no AWS): prints the MP4's path and probe
 demo: deps build-cli
@@ -46,6 +54,11 @@ bench: deps
 bench-media: deps
 	$(CARGO) test --test media_bench -- --ignored --nocapture --test-threads 1
 
+## bench-scenes: seconds per rendered Manim scene, a 5 s template scene at 1920x1080 and 30 fps
+## in the sandbox (tests/scenes_sandbox.rs)
+bench-scenes: deps
+	$(CARGO) test --test scenes_sandbox bench_seconds_per_scene -- --ignored --nocapture --test-threads 1
+
 ## aws-figures: AWS requests per execution and S3 upload memory, on moto (tests/aws_figures.rs)
 aws-figures: deps
 	$(CARGO) test --test aws_figures -- --ignored --nocapture --test-threads 1
@@ -62,21 +75,25 @@ fmt:
 build-cli:
 	$(CARGO) build --quiet --bin reelay
 
-$(VENV)/installed: tests/requirements.txt infra/requirements.txt
+# The venv's packages build against the system's libraries: those come first.
+$(VENV)/installed: tests/requirements.txt infra/requirements.txt | system
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt -r infra/requirements.txt
 	touch $@
 
-## build: the five Lambda functions for arm64 with cargo-lambda (target/lambda/<name>/bootstrap)
+## build: the six Lambda functions for arm64 with cargo-lambda (target/lambda/<name>/bootstrap),
+## the scene renderer's also copied into its image's context (the image itself: sam build, Docker)
 build: $(VENV)/cargo-lambda-$(CARGO_LAMBDA_VERSION)
 	rustup target add aarch64-unknown-linux-gnu
 	$(WITH_VENV) $(CARGO) lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS))
+	cp target/lambda/scene-renderer/bootstrap $(SCENE_IMAGE)/bootstrap
 
-## deploy: sam build and sam deploy (--guided the first time, which writes samconfig.toml)
+## deploy: sam build (Docker builds the scene renderer's image) and sam deploy (--guided the
+## first time, which writes samconfig.toml; images go to ECR repositories SAM makes)
 deploy: build $(SAM_VENV)/installed-$(SAM_CLI_VERSION)
 	$(WITH_VENV) SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --beta-features --build-dir $(SAM_BUILD)
 	@if [ -f samconfig.toml ]; then \
-		$(WITH_VENV) SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --template-file $(SAM_BUILD)/template.yaml; \
+		$(WITH_VENV) SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --resolve-image-repos --template-file $(SAM_BUILD)/template.yaml; \
 	else \
 		$(WITH_VENV) SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --guided --template-file $(SAM_BUILD)/template.yaml; \
 	fi
@@ -90,10 +107,12 @@ $(SAM_VENV)/installed-$(SAM_CLI_VERSION):
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION)
 	touch $@
 
-deps: $(VENV)/installed
-ifneq ($(SYSTEM_OK),yes)
-	@echo "installing ffmpeg, espeak-ng and fonts (Debian packages)"
-	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends ffmpeg espeak-ng $(FONTS) >/dev/null
-endif
+deps: system $(VENV)/installed
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null && command -v espeak-ng >/dev/null
+
+system:
+ifneq ($(SYSTEM_OK),yes)
+	@echo "installing ffmpeg, espeak-ng, fonts and Manim's build dependencies (Debian packages)"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends ffmpeg espeak-ng $(FONTS) $(MANIM_BUILD) >/dev/null
+endif

@@ -78,6 +78,7 @@ async fn figure_aws_requests_per_execution() {
         webhook_queue: Arc::new(world.webhook_queue()),
         blobs: Arc::new(world.blobs()),
         budget: store.clone(),
+        scenes: None,
     };
     let secrets = ServerSecrets::parse(&format!(r#"{{"serverKey":"{SERVER_KEY}"}}"#)).unwrap();
     let node = AwsNode::new(adapters, &settings, secrets.sealer().clone()).unwrap();

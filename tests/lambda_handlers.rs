@@ -104,6 +104,7 @@ async fn two_scenes_run_through_the_handlers_on_the_embedded_adapters() {
         webhook_queue: Arc::new(SqliteQueue::webhooks(db, clock)),
         blobs: Arc::new(FileBlobs::new(dir.path().join("blobs")).unwrap()),
         budget: Arc::new(InProcessBudget::default()),
+        scenes: None,
     };
     let secrets = ServerSecrets::parse(&format!(r#"{{"serverKey":"{SERVER_KEY}"}}"#)).unwrap();
     let node = AwsNode::new(adapters, &settings, secrets.sealer().clone()).unwrap();

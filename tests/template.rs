@@ -8,13 +8,16 @@
 //! - schedule expressions are `rate(N unit)` with the unit singular exactly when N is 1, a
 //!   six-field `cron(...)`, or (EventBridge Scheduler only) `at(...)`;
 //! - every function is a `provided.al2023` arm64 `bootstrap` built by cargo-lambda from a
-//!   workspace member under functions/, logs JSON, has an explicit policy, and no environment
-//!   variable carries a secret;
+//!   workspace member under functions/, or an arm64 container image (`PackageType: Image`, no
+//!   Runtime or Handler) built from a Dockerfile around such a member's bootstrap; it logs
+//!   JSON, has an explicit policy, and no environment variable carries a secret;
 //! - no Allow statement grants a wildcard action or resource, or a DynamoDB Scan;
 //! - every `Ref`, `GetAtt`, `Sub` and condition names a resource, parameter, pseudo parameter or
 //!   condition that exists, and a `GetAtt` attribute its resource type has;
 //! - the HTTP API routes exactly the operations of lib/api/openapi.json, the provider callback to
-//!   the provider-webhook function and the rest to execute-api.
+//!   the provider-webhook function and the rest to execute-api;
+//! - the scene renderer runs generated code with nothing else to reach, and the job runner may
+//!   invoke it (`template/scene_renderer.rs`).
 //!
 //! Each check is also fed small broken templates, so that each one can fail.
 
@@ -22,6 +25,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_yaml::{Mapping, Value};
+
+#[path = "template/scene_renderer.rs"]
+mod scene_renderer;
 
 /// Every problem found names the resource (or section) it is in.
 type Problems = Vec<String>;
@@ -116,12 +122,16 @@ impl Template {
             .collect()
     }
 
-    /// A function's property, or the one `Globals.Function` gives every function.
+    /// A function's property, or the one `Globals.Function` gives every function that does
+    /// not ignore it (`IgnoreGlobals`).
     fn property<'a>(&'a self, function: &'a Value, key: &str) -> Option<&'a Value> {
-        function
-            .get("Properties")
-            .and_then(|p| p.get(key))
-            .or_else(|| self.doc.get("Globals")?.get("Function")?.get(key))
+        let own = function.get("Properties").and_then(|p| p.get(key));
+        own.or_else(|| {
+            if ignores_global(function, key) {
+                return None;
+            }
+            self.doc.get("Globals")?.get("Function")?.get(key)
+        })
     }
 
     /// A whole number, literal or the default of the parameter a `Ref` names.
@@ -159,6 +169,20 @@ impl Template {
             .map(|n| vec![n])
             .ok_or_else(|| format!("{} is not a whole number", show(value)))
     }
+}
+
+/// Whether a resource's `IgnoreGlobals` (`"*"` or a list of keys) leaves out the global `key`.
+fn ignores_global(resource: &Value, key: &str) -> bool {
+    match resource.get("IgnoreGlobals") {
+        Some(Value::String(all)) => all == "*",
+        Some(Value::Sequence(keys)) => keys.iter().any(|k| k.as_str() == Some(key)),
+        _ => false,
+    }
+}
+
+/// Whether a function is a container image rather than a zip.
+fn is_image(t: &Template, function: &Value) -> bool {
+    t.property(function, "PackageType").and_then(Value::as_str) == Some("Image")
 }
 
 /// An intrinsic function, short (`!GetAtt`) or long (`Fn::GetAtt:`), as its name and argument.
@@ -500,7 +524,9 @@ fn check_runtime(t: &Template) -> Problems {
     let mut problems = Vec::new();
     for (name, function) in t.functions() {
         let text = |key: &str| t.property(function, key).and_then(Value::as_str);
-        if text("Runtime") != Some("provided.al2023") {
+        if is_image(t, function) {
+            problems.extend(scene_renderer::check_image(t, name, function));
+        } else if text("Runtime") != Some("provided.al2023") {
             problems.push(format!(
                 "{name}: Runtime must be provided.al2023, found {:?}",
                 text("Runtime")
@@ -513,7 +539,8 @@ fn check_runtime(t: &Template) -> Problems {
         if !arm64 {
             problems.push(format!("{name}: Architectures must be [arm64]"));
         }
-        if text("Handler") != Some("bootstrap") {
+        // An image's entry point is its Dockerfile's (check_image).
+        if !is_image(t, function) && text("Handler") != Some("bootstrap") {
             problems.push(format!(
                 "{name}: Handler must be bootstrap, found {:?}",
                 text("Handler")
@@ -523,7 +550,7 @@ fn check_runtime(t: &Template) -> Problems {
             .get("Metadata")
             .and_then(|m| m.get("BuildMethod"))
             .and_then(Value::as_str);
-        if build != Some("rust-cargolambda") {
+        if build != Some("rust-cargolambda") && !is_image(t, function) {
             problems.push(format!(
                 "{name}: Metadata.BuildMethod must be rust-cargolambda, found {build:?}"
             ));
@@ -600,6 +627,10 @@ fn check_code(t: &Template, root: &Path) -> Problems {
         .map(|s| workspace_members(&s))
         .unwrap_or_default();
     for (name, function) in t.functions() {
+        if is_image(t, function) {
+            problems.extend(scene_renderer::check_image_code(name, function, root, &members));
+            continue;
+        }
         let Some(uri) = t.property(function, "CodeUri").and_then(Value::as_str) else {
             problems.push(format!("{name}: CodeUri must be a folder under functions/"));
             continue;
@@ -1003,9 +1034,13 @@ fn template_yaml_keeps_its_invariants() -> anyhow::Result<()> {
         serde_json::from_str(&std::fs::read_to_string(root.join("lib/api/openapi.json"))?)?;
     let mut problems = template_problems(&t, root);
     problems.extend(check_routes(&t, &openapi));
+    problems.extend(scene_renderer::check_scene_renderer(&t));
+    let makefile = std::fs::read_to_string(root.join("Makefile"))?;
+    problems.extend(scene_renderer::check_makefile(&t, &makefile));
     assert!(problems.is_empty(), "template.yaml:\n  {}", problems.join("\n  "));
-    // The checks saw what they were meant to: five functions, two SQS consumers, one schedule.
-    assert_eq!(t.functions().len(), 5);
+    // The checks saw what they were meant to: six functions (one an image), two SQS consumers.
+    assert_eq!(t.functions().len(), 6);
+    assert_eq!(t.functions().iter().filter(|(_, f)| is_image(&t, f)).count(), 1);
     assert_eq!(sqs_events(&t).len(), 2);
     Ok(())
 }

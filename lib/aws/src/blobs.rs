@@ -302,6 +302,20 @@ impl Blobs for S3Blobs {
 }
 
 impl S3Blobs {
+    /// Deletes the object under `key` (not part of the port: only handed-over renders are
+    /// deleted, `crate::scenes`). A missing key is no error, as on S3.
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        check_key(key)?;
+        self.client
+            .delete_object()
+            .bucket(&self.settings.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(io)?;
+        Ok(())
+    }
+
     /// The object under `key`, or the bytes of it `range` names; a missing key is `NotFound`.
     async fn object(&self, key: &str, range: Option<String>) -> Result<GetObjectOutput, BlobError> {
         check_key(key)?;

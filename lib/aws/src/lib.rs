@@ -1,7 +1,9 @@
 //! reelay's AWS adapters: the [`Store`](reelay_core::ports::Store) and
 //! [`KeyStore`](reelay_core::ports::KeyStore) ports on DynamoDB ([`DynamoStore`]), the
 //! [`Queue`](reelay_core::ports::Queue) port on SQS ([`SqsQueue`]) and the
-//! [`Blobs`](reelay_core::ports::Blobs) port on S3 ([`S3Blobs`]).
+//! [`Blobs`](reelay_core::ports::Blobs) port on S3 ([`S3Blobs`]), and the
+//! [`SceneRunner`](reelay_core::ports::SceneRunner) port on the scene-renderer function
+//! ([`LambdaScenes`]).
 //!
 //! Both are built from an [`aws_config::SdkConfig`] (region, credentials) plus their settings.
 //! A settings' `endpoint_url` points the client elsewhere (moto in the tests; S3 then uses
@@ -9,11 +11,13 @@
 
 pub mod blobs;
 pub mod queue;
+pub mod scenes;
 pub mod secrets;
 pub mod store;
 
 pub use blobs::{S3Blobs, S3Settings};
 pub use queue::{SqsQueue, SqsSettings};
+pub use scenes::{LambdaScenes, LambdaScenesSettings};
 pub use store::{DynamoSettings, DynamoStore};
 
 /// An SDK error as text for a port error: the error and its sources (service code and message,

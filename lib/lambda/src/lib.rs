@@ -1,4 +1,4 @@
-//! reelay on AWS Lambda: the handlers of the five functions (`functions/*`, whose mains only
+//! reelay on AWS Lambda: the handlers of the six functions (`functions/*`, whose mains only
 //! wire them), their settings, and the node they share.
 //!
 //! * `execute-api`: [`api::router`] through `lambda_http::run`;
@@ -7,11 +7,14 @@
 //!   dispatcher, with partial batch failures;
 //! * `poller`: [`poller::Poller`], started by EventBridge Scheduler.
 //!
-//! Each builds one [`AwsNode`] per cold start, after [`start`].
+//! Each builds one [`AwsNode`] per cold start, after [`start`]. The sixth,
+//! `scene-renderer` ([`scene_renderer::SceneRenderer`], a container image with Manim), is
+//! invoked by the job runner; it builds no node, after [`start_scene_renderer`].
 
 pub mod api;
 pub mod node;
 pub mod poller;
+pub mod scene_renderer;
 pub mod settings;
 pub mod sqs;
 
@@ -19,7 +22,7 @@ use std::path::Path;
 
 pub use node::{aws_adapters, AwsNode, StartError};
 pub use reelay_node::{Adapters, SettingsError};
-pub use settings::{AwsSettings, PollerSettings};
+pub use settings::{AwsSettings, PollerSettings, SceneRendererSettings};
 
 /// The process's environment, as the settings read it.
 pub fn env(name: &str) -> Option<String> {
@@ -33,6 +36,12 @@ pub fn start() -> Result<AwsSettings, SettingsError> {
     let settings = AwsSettings::from_env(env).inspect_err(|e| tracing::error!(error = %e, "bad settings"))?;
     use_ffmpeg_dir(&settings.ffmpeg_dir);
     Ok(settings)
+}
+
+/// What the scene renderer's `main` does first: JSON logs and its own settings.
+pub fn start_scene_renderer() -> Result<SceneRendererSettings, SettingsError> {
+    init_logging();
+    SceneRendererSettings::from_env(env).inspect_err(|e| tracing::error!(error = %e, "bad settings"))
 }
 
 /// One JSON object per line, no colours; the level from `REELAY_LOG` (an env-filter), else

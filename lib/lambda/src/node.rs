@@ -11,14 +11,16 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 use reelay_api::ApiState;
 use reelay_aws::secrets::{SecretsError, ServerSecrets};
-use reelay_aws::{DynamoSettings, DynamoStore, S3Blobs, S3Settings, SqsQueue, SqsSettings};
-use reelay_core::ports::{KeyStore, Queue};
+use reelay_aws::{
+    DynamoSettings, DynamoStore, LambdaScenes, LambdaScenesSettings, S3Blobs, S3Settings, SqsQueue, SqsSettings,
+};
+use reelay_core::ports::{KeyStore, Queue, SceneRunner};
 use reelay_core::secrets::Sealer;
 use reelay_core::webhooks::Dispatcher;
 use reelay_core::Engine;
 use reelay_node::{deliver_local_callbacks, Adapters, Node, NodeError};
 
-use crate::settings::{AwsSettings, PollerSettings};
+use crate::settings::{AwsSettings, PollerSettings, RENDER_INVOKE_TIMEOUT};
 
 /// Why a function cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +31,8 @@ pub enum StartError {
     Node(#[from] NodeError),
 }
 
-/// DynamoDB (store, keys and rate budget), the two SQS queues and the S3 bucket of `settings`.
+/// DynamoDB (store, keys and rate budget), the two SQS queues and the S3 bucket of `settings`,
+/// and the scene-renderer function when `settings` names one.
 pub fn aws_adapters(config: &SdkConfig, settings: &AwsSettings) -> Adapters {
     let endpoint_url = settings.endpoint_url.clone();
     let store = Arc::new(DynamoStore::new(
@@ -49,21 +52,36 @@ pub fn aws_adapters(config: &SdkConfig, settings: &AwsSettings) -> Adapters {
             },
         ))
     };
+    let blobs = S3Blobs::new(
+        config,
+        S3Settings {
+            bucket: settings.bucket.clone(),
+            url_expiry: settings.node.output_url_expiry,
+            cdn_base: settings.cdn_base_url.clone(),
+            endpoint_url: endpoint_url.clone(),
+        },
+    );
+    // Manim does not fit the job runner's zip: scenes render in their own function when named.
+    let scenes = settings.render_function.as_ref().map(|function_name| {
+        let scenes = LambdaScenes::new(
+            config,
+            LambdaScenesSettings {
+                function_name: function_name.clone(),
+                endpoint_url: endpoint_url.clone(),
+                invoke_timeout: RENDER_INVOKE_TIMEOUT,
+            },
+            blobs.clone(),
+        );
+        Arc::new(scenes) as Arc<dyn SceneRunner>
+    });
     Adapters {
         store: store.clone(),
         keys: store.clone(),
         budget: store,
+        scenes,
         job_queue: queue(&settings.job_queue_url),
         webhook_queue: queue(&settings.webhook_queue_url),
-        blobs: Arc::new(S3Blobs::new(
-            config,
-            S3Settings {
-                bucket: settings.bucket.clone(),
-                url_expiry: settings.node.output_url_expiry,
-                cdn_base: settings.cdn_base_url.clone(),
-                endpoint_url: endpoint_url.clone(),
-            },
-        )),
+        blobs: Arc::new(blobs),
     }
 }
 

@@ -15,17 +15,34 @@
 //! | `REELAY_POLLER_RUN_FOR_SECS`    | how long one poller invocation keeps ticking  | 50          |
 //! | `REELAY_POLLER_TICK_SECS`       | between the poller's ticks                    | 5           |
 //! | `REELAY_FFMPEG_DIR`             | where the ffmpeg layer puts ffmpeg/ffprobe    | /opt/bin    |
+//! | `REELAY_RENDER_FUNCTION`        | the scene-renderer function scenes render in  | unset: in process |
 //! | `AWS_ENDPOINT_URL`              | another AWS endpoint for every client (moto)  | AWS's       |
 //!
 //! The providers' keys come from the secret (`AwsNode::connect`).
+//!
+//! The scene-renderer function reads only its own ([`SceneRendererSettings`]): no table,
+//! queue or secret.
+//!
+//! | variable                        | meaning                                       | default     |
+//! |---------------------------------|-----------------------------------------------|-------------|
+//! | `REELAY_BUCKET`                 | the bucket renders are handed over in         | required    |
+//! | `REELAY_PYTHON`                 | the Python with Manim                         | python3     |
+//! | `REELAY_SCENE_TIMEOUT_SECS`     | wall-clock (and CPU) time of one render       | 300         |
+//! | `REELAY_SCENE_MEMORY_MB`        | address space of one render                   | 4096        |
+//! | `AWS_ENDPOINT_URL`              | another AWS endpoint (moto)                   | AWS's       |
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use reelay_media::ManimSettings;
 use reelay_node::{Settings, SettingsError, Vars};
 
 /// How long a job runner's claim holds: its function's timeout (900 s) and a margin.
 pub const JOB_RUNNER_LEASE: Duration = Duration::from_secs(960);
+
+/// The longest a job runner waits for one scene-renderer call: that function's timeout
+/// (600 s in template.yaml) and a margin, within the job runner's own 900 s.
+pub const RENDER_INVOKE_TIMEOUT: Duration = Duration::from_secs(660);
 
 /// How the poller function runs: EventBridge starts it at most once a minute, so one
 /// invocation ticks `run_for`, every `tick` (once when `run_for` is zero).
@@ -48,6 +65,8 @@ pub struct AwsSettings {
     /// Another endpoint for every AWS client (moto); `None` for AWS's.
     pub endpoint_url: Option<String>,
     pub ffmpeg_dir: PathBuf,
+    /// The scene-renderer function (name or ARN); `None`: scenes render in this process.
+    pub render_function: Option<String>,
     /// Where media work, downloads and the `local` provider's files go (Lambda: `/tmp`).
     pub scratch_dir: PathBuf,
     pub poller: PollerSettings,
@@ -72,12 +91,41 @@ impl AwsSettings {
             retention: Duration::from_secs(vars.number("REELAY_RETENTION_DAYS", 30, 1..=3650)? * 86_400),
             endpoint_url: vars.base_url("AWS_ENDPOINT_URL")?,
             ffmpeg_dir: PathBuf::from(vars.get("REELAY_FFMPEG_DIR").unwrap_or_else(|| "/opt/bin".into())),
+            render_function: vars.get("REELAY_RENDER_FUNCTION"),
             scratch_dir: PathBuf::from("/tmp/reelay"),
             poller: PollerSettings {
                 run_for: Duration::from_secs(vars.number("REELAY_POLLER_RUN_FOR_SECS", 50, 0..=900)?),
                 tick: Duration::from_secs(vars.number("REELAY_POLLER_TICK_SECS", 5, 1..=900)?),
             },
             node,
+        })
+    }
+}
+
+/// The scene-renderer function's settings: the bucket it writes renders to, and its sandbox.
+#[derive(Debug, Clone)]
+pub struct SceneRendererSettings {
+    pub bucket: String,
+    /// Another endpoint for the S3 client (moto); `None` for AWS's.
+    pub endpoint_url: Option<String>,
+    /// The sandbox, with its renders' folders under Lambda's `/tmp`.
+    pub manim: ManimSettings,
+}
+
+impl SceneRendererSettings {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<SceneRendererSettings, SettingsError> {
+        let vars = Vars::new(&lookup);
+        let python = vars.get("REELAY_PYTHON").unwrap_or_else(|| "python3".into());
+        let mut manim = ManimSettings::new(python, "/tmp/reelay/scenes");
+        let timeout = vars.number("REELAY_SCENE_TIMEOUT_SECS", manim.timeout.as_secs(), 1..=3600)?;
+        manim.timeout = Duration::from_secs(timeout);
+        manim.cpu_seconds = timeout;
+        let memory_mb = vars.number("REELAY_SCENE_MEMORY_MB", manim.memory_bytes >> 20, 256..=65_536)?;
+        manim.memory_bytes = memory_mb << 20;
+        Ok(SceneRendererSettings {
+            bucket: vars.required("REELAY_BUCKET")?,
+            endpoint_url: vars.base_url("AWS_ENDPOINT_URL")?,
+            manim,
         })
     }
 }
@@ -126,6 +174,7 @@ mod tests {
         assert_eq!(s.retention, Duration::from_secs(30 * 86_400));
         assert_eq!((s.cdn_base_url, s.endpoint_url), (None, None));
         assert_eq!(s.ffmpeg_dir, PathBuf::from("/opt/bin"));
+        assert_eq!(s.render_function, None);
         assert_eq!(
             s.poller,
             PollerSettings {
@@ -160,9 +209,11 @@ mod tests {
             ("REELAY_POLLER_RUN_FOR_SECS", "0"),
             ("REELAY_POLLER_TICK_SECS", "2"),
             ("REELAY_FFMPEG_DIR", "/opt/ffmpeg/bin"),
+            ("REELAY_RENDER_FUNCTION", "reelay-SceneRenderer-1"),
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
         ])
         .unwrap();
+        assert_eq!(s.render_function.as_deref(), Some("reelay-SceneRenderer-1"));
         assert_eq!(s.node.output_url_expiry, Duration::from_secs(600));
         assert_eq!(s.cdn_base_url.as_deref(), Some("https://cdn.example.com"));
         assert_eq!(s.retention, Duration::from_secs(7 * 86_400));
@@ -219,6 +270,41 @@ mod tests {
                 "{name}={value}: {err:?}"
             );
             assert!(err.to_string().starts_with(&format!("{name} is invalid: ")), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_scene_renderer_reads_its_own_few() {
+        let read = |env: &[(&str, &str)]| {
+            let env: HashMap<&str, &str> = env.iter().copied().collect();
+            SceneRendererSettings::from_env(|k| env.get(k).map(|v| v.to_string()))
+        };
+        // No table, queue or secret is asked for.
+        let s = read(&[("REELAY_BUCKET", "reelay-outputs")]).unwrap();
+        assert_eq!((s.bucket.as_str(), s.endpoint_url), ("reelay-outputs", None));
+        assert_eq!(s.manim.python, PathBuf::from("python3"));
+        assert_eq!(s.manim.timeout, Duration::from_secs(300));
+        assert_eq!(s.manim.memory_bytes, 4 << 30);
+        assert!(s.manim.scratch.starts_with("/tmp"));
+        let s = read(&[
+            ("REELAY_BUCKET", "b"),
+            ("REELAY_PYTHON", "/usr/local/bin/python3"),
+            ("REELAY_SCENE_TIMEOUT_SECS", "120"),
+            ("REELAY_SCENE_MEMORY_MB", "2048"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ])
+        .unwrap();
+        assert_eq!(s.manim.python, PathBuf::from("/usr/local/bin/python3"));
+        assert_eq!((s.manim.timeout, s.manim.cpu_seconds), (Duration::from_secs(120), 120));
+        assert_eq!(s.manim.memory_bytes, 2 << 30);
+        assert_eq!(s.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(read(&[]).unwrap_err(), SettingsError::Missing("REELAY_BUCKET"));
+        for (name, value) in [("REELAY_SCENE_TIMEOUT_SECS", "0"), ("REELAY_SCENE_MEMORY_MB", "lots")] {
+            let err = read(&[("REELAY_BUCKET", "b"), (name, value)]).unwrap_err();
+            assert!(
+                matches!(err, SettingsError::Invalid { name: n, .. } if n == name),
+                "{err}"
+            );
         }
     }
 }

@@ -162,6 +162,7 @@ impl LocalNode {
             blobs: Arc::new(blobs),
             // One process: its own count is the account's.
             budget: Arc::new(InProcessBudget::default()),
+            scenes: None,
         };
         let mut shared = settings.node.clone();
         shared.providers.local = true;
