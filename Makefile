@@ -55,9 +55,11 @@ bench-media: deps
 	$(CARGO) test --test media_bench -- --ignored --nocapture --test-threads 1
 
 ## bench-scenes: seconds per rendered Manim scene, a 5 s template scene at 1920x1080 and 30 fps
-## in the sandbox (tests/scenes_sandbox.rs)
+## in the sandbox (tests/scenes_sandbox.rs), and a three-scene run's wall time against its
+## slowest scene alone (tests/workflows.rs)
 bench-scenes: deps
 	$(CARGO) test --test scenes_sandbox bench_seconds_per_scene -- --ignored --nocapture --test-threads 1
+	$(CARGO) test --test workflows bench_three_scenes -- --ignored --nocapture --test-threads 1
 
 ## aws-figures: AWS requests per execution and S3 upload memory, on moto (tests/aws_figures.rs)
 aws-figures: deps

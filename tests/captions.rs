@@ -4,6 +4,8 @@
 //! output's pixels: the caption region changes while a word is said and not otherwise, and the
 //! active word wears its colour.
 
+#[path = "support/pixels.rs"]
+mod pixels;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -28,28 +30,7 @@ fn file(result: &Value) -> PathBuf {
 
 /// The RGB bytes of the frame at `t` seconds, cropped to the lower part where captions sit.
 fn caption_region(video: &Path, t: f64) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-ss", &format!("{t:.3}"), "-i"])
-        .arg(video)
-        .args([
-            "-frames:v",
-            "1",
-            "-vf",
-            "crop=iw:ih*0.45:0:ih*0.5",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && !out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    pixels::raw_frame(video, t, "crop=iw:ih*0.45:0:ih*0.5", "rgb24")
 }
 
 fn mean_diff(a: &[u8], b: &[u8]) -> f64 {

@@ -238,3 +238,47 @@ async fn the_example_requests_match_the_document_and_can_be_cancelled() {
     }
     app.stop().await;
 }
+
+/// `make bench-scenes`: the wall time of a three-scene run (1080p30, 5 s scenes, merged with
+/// crossfades) against the slowest of the same scenes run alone. Prints the figures.
+#[tokio::test]
+#[ignore = "a benchmark: make bench-scenes"]
+async fn bench_three_scenes_against_the_slowest_alone() {
+    let app = app().await;
+    let scenes = [
+        ("Intro", "Geometry basics: points, lines, circles"),
+        ("Graph", "Plot the sine function"),
+        ("Shape", "A circle turns into a square"),
+    ];
+    let timed = |body: Value| {
+        let app = &app;
+        async move {
+            let started = std::time::Instant::now();
+            let run_id = start(app, body).await;
+            let status = ended(app, &run_id).await;
+            assert_eq!(status["status"], "completed", "{status}");
+            started.elapsed().as_secs_f64()
+        }
+    };
+    let mut alone = Vec::new();
+    for (name, prompt) in scenes {
+        alone.push(timed(json!({"mode": "single", "prompt": prompt, "sceneName": name})).await);
+    }
+    let scenes: Vec<Value> = scenes
+        .iter()
+        .enumerate()
+        .map(|(i, (name, prompt))| json!({"name": name, "prompt": prompt, "order": i + 1}))
+        .collect();
+    let together = timed(json!({
+        "mode": "multi", "title": "Bench", "scenes": scenes,
+        "mergeOptions": {"addTransitions": true, "transitionDuration": 0.5}
+    }))
+    .await;
+    let slowest = alone.iter().cloned().fold(0.0, f64::max);
+    println!("single-scene runs (1080p30, 5 s, each alone): {alone:.2?} s");
+    println!(
+        "three-scene run: {together:.2} s = {:.2} x the slowest single scene ({slowest:.2} s)",
+        together / slowest
+    );
+    app.stop().await;
+}

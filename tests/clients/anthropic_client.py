@@ -14,24 +14,10 @@ summary; any surprise raises, so the exit code is the verdict.
 import anthropic
 from anthropic import Anthropic
 
-from fake_common import run
+from fake_common import caught, run
 
 SYSTEM = "You write Manim Community Edition scenes."
 MESSAGES = [{"role": "user", "content": "A circle that becomes a square."}]
-
-
-def caught(call, error) -> dict:
-    """What the `error` (one of the client's exception classes) that `call` raises carries."""
-    try:
-        call()
-    except error as e:
-        return {
-            "class": type(e).__name__,
-            "status": e.status_code,
-            "body": e.body,
-            "retry_after": e.response.headers.get("retry-after"),
-        }
-    raise AssertionError(f"the fake did not refuse with {error.__name__}")
 
 
 def drive(base: str, key: str) -> dict:

@@ -13,26 +13,12 @@ Prints a JSON summary; any surprise raises, so the exit code is the verdict.
 import openai
 from openai import OpenAI
 
-from fake_common import run
+from fake_common import caught, run
 
 MESSAGES = [
     {"role": "system", "content": "You write Manim Community Edition scenes."},
     {"role": "user", "content": "A circle that becomes a square."},
 ]
-
-
-def caught(call, error) -> dict:
-    """What the `error` (one of the client's exception classes) that `call` raises carries."""
-    try:
-        call()
-    except error as e:
-        return {
-            "class": type(e).__name__,
-            "status": e.status_code,
-            "body": e.body,
-            "retry_after": e.response.headers.get("retry-after"),
-        }
-    raise AssertionError(f"the fake did not refuse with {error.__name__}")
 
 
 def drive(base: str, key: str) -> dict:

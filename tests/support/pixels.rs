@@ -28,22 +28,12 @@ pub fn near(a: [u8; 4], b: [u8; 4]) -> bool {
     a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= 16)
 }
 
-/// Grey levels of the frame at `t` seconds, scaled to 160 pixels wide.
-pub fn grey_frame(video: &Path, t: f64) -> Vec<u8> {
+/// The raw bytes of the frame at `t` seconds after the filter `vf`, in `pix_fmt`.
+pub fn raw_frame(video: &Path, t: f64, vf: &str, pix_fmt: &str) -> Vec<u8> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-ss", &format!("{t:.3}"), "-i"])
         .arg(video)
-        .args([
-            "-frames:v",
-            "1",
-            "-vf",
-            "scale=160:-2",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "gray",
-            "-",
-        ])
+        .args(["-frames:v", "1", "-vf", vf, "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"])
         .output()
         .unwrap();
     assert!(
@@ -52,6 +42,11 @@ pub fn grey_frame(video: &Path, t: f64) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// Grey levels of the frame at `t` seconds, scaled to 160 pixels wide.
+pub fn grey_frame(video: &Path, t: f64) -> Vec<u8> {
+    raw_frame(video, t, "scale=160:-2", "gray")
 }
 
 /// The share of a frame's pixels that are drawn (clearly lighter than a black background).

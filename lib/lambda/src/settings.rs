@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use reelay_media::ManimSettings;
-use reelay_node::{Settings, SettingsError, Vars};
+use reelay_node::{SceneLimits, Settings, SettingsError, Vars};
 
 /// How long a job runner's claim holds: its function's timeout (900 s) and a margin.
 pub const JOB_RUNNER_LEASE: Duration = Duration::from_secs(960);
@@ -116,12 +116,7 @@ impl SceneRendererSettings {
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<SceneRendererSettings, SettingsError> {
         let vars = Vars::new(&lookup);
         let python = vars.get("REELAY_PYTHON").unwrap_or_else(|| "python3".into());
-        let mut manim = ManimSettings::new(python, "/tmp/reelay/scenes");
-        let timeout = vars.number("REELAY_SCENE_TIMEOUT_SECS", manim.timeout.as_secs(), 1..=3600)?;
-        manim.timeout = Duration::from_secs(timeout);
-        manim.cpu_seconds = timeout;
-        let memory_mb = vars.number("REELAY_SCENE_MEMORY_MB", manim.memory_bytes >> 20, 256..=65_536)?;
-        manim.memory_bytes = memory_mb << 20;
+        let manim = SceneLimits::from_vars(&vars)?.sandbox(python, "/tmp/reelay/scenes");
         Ok(SceneRendererSettings {
             bucket: vars.required("REELAY_BUCKET")?,
             endpoint_url: vars.base_url("AWS_ENDPOINT_URL")?,

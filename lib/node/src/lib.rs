@@ -6,8 +6,9 @@
 pub mod node;
 pub mod providers;
 pub mod settings;
-mod workflows;
+pub mod workflows;
 
 pub use node::{deliver_local_callbacks, Adapters, LocalCallbacks, Node, NodeError};
 pub use providers::ProviderSettings;
 pub use settings::{Settings, SettingsError, Vars};
+pub use workflows::SceneLimits;

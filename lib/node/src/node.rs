@@ -11,7 +11,7 @@ use reelay_core::ports::{Blobs, Clock, KeyStore, Queue, RateBudget, SceneRunner,
 use reelay_core::secrets::Sealer;
 use reelay_core::webhooks::Dispatcher;
 use reelay_core::{Engine, Ports, Providers, Via};
-use reelay_media::{FfmpegMedia, ManimSandbox, ManimSettings};
+use reelay_media::{FfmpegMedia, ManimSandbox};
 use reelay_outbound_http::HttpTransport;
 use reelay_providers::registry::ROUTES;
 use reelay_providers::ProviderWebhook;
@@ -95,10 +95,11 @@ impl Node {
             .fold(providers, |all, (from, model, to)| all.with_route(from, model, to));
         let scenes: Arc<dyn SceneRunner> = match &adapters.scenes {
             Some(remote) => remote.clone(),
-            None => Arc::new(ManimSandbox::new(ManimSettings::new(
-                &settings.providers.local_python,
-                work_dir.join("scratch"),
-            ))),
+            None => Arc::new(ManimSandbox::new(
+                settings
+                    .scene_limits
+                    .sandbox(&settings.providers.local_python, work_dir.join("scratch")),
+            )),
         };
         let ports = Ports {
             store: adapters.store.clone(),

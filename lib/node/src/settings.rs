@@ -42,6 +42,8 @@
 //! | `REELAY_UPLOAD_ATTEMPTS`         | attempts at uploading a rendered scene              | 5 |
 //! | `REELAY_WORKFLOW_RETRY_BASE_SECS`| the workflow steps' first retry delay; doubles each time | 30 |
 //! | `REELAY_WORKFLOW_RETRY_CAP_SECS` | the longest of those delays                         | 300 |
+//! | `REELAY_SCENE_TIMEOUT_SECS`      | wall-clock (and CPU) time of one scene render       | 300 |
+//! | `REELAY_SCENE_MEMORY_MB`         | address space of one scene render                   | 4096 |
 //!
 //! A client may bring its own provider key with each request, so a hosted provider runs
 //! without an account key. On AWS the secret's keys take the place of the environment's
@@ -63,6 +65,7 @@ use reelay_providers::registry::DEFAULT_MODELS;
 use reelay_providers::scene_code::{ChatSettings, SceneWriter};
 
 use crate::providers::ProviderSettings;
+use crate::workflows::SceneLimits;
 
 /// Why the settings cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +89,8 @@ pub struct Settings {
     /// The largest media input (by URL) a merge or reframe downloads.
     pub media_input_max_bytes: u64,
     pub default_models: DefaultModels,
+    /// What one scene render may use, on this node's sandbox.
+    pub scene_limits: SceneLimits,
 }
 
 /// The longest a signed output URL may last: S3 signs for 7 days at most.
@@ -106,6 +111,7 @@ impl Default for Settings {
             output_url_expiry: Duration::from_secs(86_400),
             media_input_max_bytes: 2 * 1024 * 1024 * 1024,
             default_models: DefaultModels::default(),
+            scene_limits: SceneLimits::default(),
         }
     }
 }
@@ -128,6 +134,7 @@ impl Settings {
         }
         settings.providers = read_providers(&vars)?;
         crate::workflows::read_workflows(&vars, &mut settings.engine)?;
+        settings.scene_limits = SceneLimits::from_vars(&vars)?;
         settings.output_url_expiry = Duration::from_secs(vars.number(
             "REELAY_OUTPUT_URL_EXPIRY_SECS",
             settings.output_url_expiry.as_secs(),

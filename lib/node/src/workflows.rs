@@ -1,13 +1,61 @@
 //! The settings of code-to-video workflows, read with the others (`settings.rs`, whose table
-//! lists these variables too): how often a scene's refused code is written again, and how
-//! each step's passing failures are retried.
+//! lists these variables too): how often a scene's refused code is written again, how each
+//! step's passing failures are retried, and what one render may use (read the same by the
+//! embedded node and the scene-renderer function).
 
 use std::time::Duration;
 
 use reelay_core::plan::Operation;
 use reelay_core::{EngineSettings, RetryPolicy};
 
+use reelay_media::ManimSettings;
+
 use crate::settings::{SettingsError, Vars};
+
+/// What one scene render may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SceneLimits {
+    /// Wall-clock time, and as many seconds of CPU.
+    pub timeout: Duration,
+    /// Address space.
+    pub memory_bytes: u64,
+}
+
+impl Default for SceneLimits {
+    fn default() -> Self {
+        let sandbox = ManimSettings::new("python3", "/tmp");
+        SceneLimits {
+            timeout: sandbox.timeout,
+            memory_bytes: sandbox.memory_bytes,
+        }
+    }
+}
+
+impl SceneLimits {
+    /// `REELAY_SCENE_TIMEOUT_SECS` and `REELAY_SCENE_MEMORY_MB`.
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<SceneLimits, SettingsError> {
+        let defaults = SceneLimits::default();
+        let timeout = vars.number("REELAY_SCENE_TIMEOUT_SECS", defaults.timeout.as_secs(), 1..=3600)?;
+        let memory_mb = vars.number("REELAY_SCENE_MEMORY_MB", defaults.memory_bytes >> 20, 256..=65_536)?;
+        Ok(SceneLimits {
+            timeout: Duration::from_secs(timeout),
+            memory_bytes: memory_mb << 20,
+        })
+    }
+
+    /// A sandbox running `python`, its renders' folders under `scratch`, within these limits.
+    pub fn sandbox(
+        &self,
+        python: impl Into<std::path::PathBuf>,
+        scratch: impl Into<std::path::PathBuf>,
+    ) -> ManimSettings {
+        let mut settings = ManimSettings::new(python, scratch);
+        settings.timeout = self.timeout;
+        settings.cpu_seconds = self.timeout.as_secs();
+        settings.memory_bytes = self.memory_bytes;
+        settings
+    }
+}
 
 /// Each retried step and the variable of its attempts.
 const STEP_ATTEMPTS: [(Operation, &str); 3] = [
