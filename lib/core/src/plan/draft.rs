@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 
 use super::model::{JobId, Operation};
 use super::references::collect_references;
+use super::strict::{id_problem, KeyCheck};
 use super::PlanError;
 
 /// A job as read from the wire, before its params are typed.
@@ -28,8 +29,13 @@ impl Draft {
             errors.push(PlanError::new("invalid_job", format!("{at} must be an object")).field(at));
             return None;
         };
-        let id = read_id(obj, &at, errors)?;
+        let Some(id) = read_id(obj, &at, errors) else {
+            // Its keys are still checked, the job named by its place in the array.
+            KeyCheck::new(None, errors).job(obj, None, &at);
+            return None;
+        };
         let operation = read_operation(obj, &id, errors);
+        KeyCheck::new(Some(id.as_str()), errors).job(obj, operation, "");
         let params = read_params(obj, &id, errors);
         let mut deps = read_dependencies(obj, &id, errors);
         collect_references(&params, &mut deps);
@@ -62,9 +68,18 @@ impl Draft {
     }
 }
 
+/// The job's id, if it has a usable one (else reported, naming the job by its place `at`).
 fn read_id(obj: &Map<String, Value>, at: &str, errors: &mut Vec<PlanError>) -> Option<String> {
     match obj.get("id") {
-        Some(Value::String(id)) if !id.trim().is_empty() => Some(id.clone()),
+        Some(Value::String(id)) if !id.trim().is_empty() => match id_problem(id) {
+            None => Some(id.clone()),
+            // The id is not echoed: it may not print, or print as something else.
+            Some(why) => {
+                errors
+                    .push(PlanError::new("invalid_job_id", format!("the id of {at} {why}")).field(format!("{at}.id")));
+                None
+            }
+        },
         Some(Value::String(_)) | None => {
             errors.push(PlanError::new("missing_field", format!("{at} has no `id`")).field(format!("{at}.id")));
             None

@@ -15,6 +15,7 @@ mod model;
 mod params;
 mod parse;
 mod references;
+mod strict;
 
 pub use captions::{parse_alignment, ActiveWordEffect, AssColour, CaptionPreset, CaptionStyle};
 pub use catalog::{Catalog, Completion, ModelInfo, ModelLookup, DEFAULT_DEADLINE};
@@ -69,5 +70,7 @@ impl PlanError {
     }
 }
 
+#[cfg(test)]
+mod strict_tests;
 #[cfg(test)]
 mod tests;

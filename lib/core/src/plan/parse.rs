@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::dag::BaseJobs;
 use super::draft::Draft;
 use super::model::{ExecutionRequest, JobSpec, Plan, Secret, WebhookTarget};
+use super::strict::{self, KeyCheck};
 use super::{dag, params, Catalog, PlanError};
 
 /// Limits a plan must stay within.
@@ -47,12 +48,23 @@ pub fn read_body(body: &[u8], limits: PlanLimits) -> Result<Value, Vec<PlanError
             ),
         )]);
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let root: Value = serde_json::from_slice(body).map_err(|e| {
         vec![PlanError::new(
             "invalid_json",
             format!("the body is not valid JSON: {e}"),
         )]
-    })
+    })?;
+    // serde_json keeps the last of a key given twice: the client meant one of them, which
+    // cannot be told, so the body is refused.
+    let duplicates = strict::duplicate_keys(body);
+    if duplicates.is_empty() {
+        Ok(root)
+    } else {
+        Err(duplicates
+            .iter()
+            .map(|path| strict::duplicate_key_error(&root, path))
+            .collect())
+    }
 }
 
 /// The `baseExecutionId` a body asks for, wherever the client put it (the plan must then be
@@ -95,6 +107,7 @@ pub fn parse_value_on(
     let Some((plan_obj, plan_path)) = plan_object(root, &mut errors) else {
         return Err(errors);
     };
+    check_request_keys(root, plan_obj, options, &mut errors);
     let mut id_sources = vec![(plan_obj, "baseExecutionId"), (options, "baseExecutionId")];
     if !std::ptr::eq(plan_obj, root) {
         id_sources.push((root, "baseExecutionId"));
@@ -115,6 +128,48 @@ pub fn parse_value_on(
         })
     } else {
         Err(errors)
+    }
+}
+
+/// The keys of the request around the plan: the body, `executionPlan`, `options` and a
+/// webhook object.
+fn check_request_keys(
+    root: &Map<String, Value>,
+    plan: &Map<String, Value>,
+    options: &Map<String, Value>,
+    errors: &mut Vec<PlanError>,
+) {
+    const OPTIONS: &[&str] = &["webhook", "webhookSecret", "baseExecutionId", "providerApiKeys"];
+    const WEBHOOK: &[&str] = &["url", "secret"];
+    let mut check = KeyCheck::new(None, errors);
+    if std::ptr::eq(plan, root) {
+        check.object(
+            root,
+            "",
+            &["jobs", "baseExecutionId", "webhook", "webhookSecret", "options"],
+        );
+    } else {
+        check.object(
+            root,
+            "",
+            &[
+                "executionPlan",
+                "options",
+                "baseExecutionId",
+                "webhook",
+                "webhookSecret",
+            ],
+        );
+        check.object(plan, "executionPlan", &["jobs", "baseExecutionId"]);
+    }
+    check.object(options, "options", OPTIONS);
+    for (webhook, path) in [
+        (root.get("webhook"), "webhook"),
+        (options.get("webhook"), "options.webhook"),
+    ] {
+        if let Some(Value::Object(webhook)) = webhook {
+            check.object(webhook, path, WEBHOOK);
+        }
     }
 }
 

@@ -9,14 +9,29 @@ pub fn reference(s: &str) -> Option<&str> {
         return (!id.is_empty() && !id.contains(char::is_whitespace)).then_some(id);
     }
     let (marker, id) = s.split_once(':')?;
-    let marker = marker.strip_prefix('_')?;
-    // `_jobDependency:` (generic) or `_<kind>JobDependency:` (`_videoJobDependency:`, ...).
+    (is_marker(marker) && !id.is_empty()).then_some(id)
+}
+
+/// Whether `s` reads as a reference, or as the start of one (`$`, `_videoJobDependency:`):
+/// a job id must not, or `$id` and the markers would be ambiguous.
+pub(super) fn looks_like_reference(s: &str) -> bool {
+    s.starts_with('$') || reference(s).is_some() || s.split_once(':').is_some_and(|(marker, _)| is_marker(marker))
+}
+
+/// `_jobDependency` (generic) or `_<kind>JobDependency` (`_videoJobDependency`, ...).
+fn is_marker(marker: &str) -> bool {
+    let Some(marker) = marker.strip_prefix('_') else {
+        return false;
+    };
     let kind = if marker == "jobDependency" {
         ""
     } else {
-        marker.strip_suffix("JobDependency")?
+        match marker.strip_suffix("JobDependency") {
+            Some(kind) => kind,
+            None => return false,
+        }
     };
-    (kind.chars().all(|c| c.is_ascii_alphabetic()) && !id.is_empty()).then_some(id)
+    kind.chars().all(|c| c.is_ascii_alphabetic())
 }
 
 /// Finds `$job1` and `_videoJobDependency:job1`-style markers anywhere in params, in document

@@ -1,9 +1,8 @@
 //! Unit tests of the plan parser and validator against the wire forms of `api-compat.md`.
 
-use std::collections::HashSet;
-
 use serde_json::{json, Value};
 
+use super::strict_tests::check_invariants;
 use super::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -49,7 +48,7 @@ const MODELS: &[(&str, &str, Operation, MediaKind)] = &[
     ),
 ];
 
-struct TestCatalog;
+pub(super) struct TestCatalog;
 
 impl Catalog for TestCatalog {
     fn lookup(&self, provider: &str, model_id: &str) -> ModelLookup {
@@ -2380,63 +2379,6 @@ fn fuzz_templates() -> Vec<Value> {
             "model": {"provider": "replicate", "modelId": "bytedance/seedance-1-pro", "options": {"a": [1, "https://cdn.example.com/a.png"]}}}}),
         ]),
     ]
-}
-
-/// What every accepted plan must satisfy, whatever was sent.
-fn check_invariants(request: &ExecutionRequest) {
-    let jobs = &request.plan.jobs;
-    assert!(!jobs.is_empty());
-    let ids: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
-    assert_eq!(ids.len(), jobs.len(), "duplicate ids accepted: {jobs:#?}");
-    for job in jobs {
-        let job_deps: HashSet<&str> = job.depends_on.iter().map(String::as_str).collect();
-        assert_eq!(job_deps.len(), job.depends_on.len(), "duplicate deps in {job:#?}");
-        assert!(
-            !job_deps.contains(job.id.as_str()),
-            "self dependency accepted: {job:#?}"
-        );
-        assert!(job_deps.is_subset(&ids), "unknown dependency accepted: {job:#?}");
-        let mut sources: Vec<&MediaRef> = Vec::new();
-        match &job.params {
-            Params::Provider(p) => sources.extend(p.inputs.values()),
-            Params::Merge(m) => {
-                assert!(!m.items.is_empty());
-                sources.extend(m.items.iter().map(|i| &i.source));
-            }
-            Params::Reframe(r) => sources.push(&r.input),
-            Params::Layer(l) => sources.extend(l.sources()),
-            Params::Subtitles(s) => {
-                sources.push(&s.video);
-                if let TranscriptSource::Media(t) = &s.transcript {
-                    sources.push(t);
-                }
-            }
-            Params::Base(b) => panic!("the parser never makes base references: {b:?}"),
-            Params::Scene(s) => panic!("plans never name scene steps: {s:?}"),
-        }
-        for source in sources {
-            if let MediaRef::Job(id) = source {
-                assert!(
-                    job_deps.contains(id.as_str()),
-                    "{id} used but not a dependency: {job:#?}"
-                );
-            }
-        }
-    }
-    // Acyclic: Kahn's algorithm consumes every job.
-    let mut remaining: Vec<&JobSpec> = jobs.iter().collect();
-    let mut done: HashSet<&str> = HashSet::new();
-    while !remaining.is_empty() {
-        let before = remaining.len();
-        remaining.retain(|j| {
-            let ready = j.depends_on.iter().all(|d| done.contains(d.as_str()));
-            if ready {
-                done.insert(j.id.as_str());
-            }
-            !ready
-        });
-        assert!(remaining.len() < before, "cycle accepted: {remaining:#?}");
-    }
 }
 
 fn fuzz_one(body: &[u8]) -> bool {

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{video_dependency, Kinds, ParamReader};
 use crate::background::Background;
+use crate::plan::strict;
 use crate::plan::{parse_resolution, Catalog, JobId, MediaRef, ModelLookup, Operation, ProviderParams, Secret};
 
 /// Media inputs by their unified name.
@@ -50,7 +51,13 @@ pub(super) fn read(
         Some(Value::Object(m)) => Some(m),
         _ => None,
     };
-    let (provider, model_id) = read_model(p, op, catalog, model_obj)?;
+    let Some((provider, model_id)) = read_model(p, op, catalog, model_obj) else {
+        // `modelID` for `modelId`: the reason the model was not found.
+        if unified {
+            refuse_near_misses(p, |meant| matches!(meant, "provider" | "modelId"));
+        }
+        return None;
+    };
     let prompt = p.string("prompt");
     let duration = p.number_in(
         params,
@@ -90,10 +97,46 @@ pub(super) fn read(
     for (field, message) in catalog.check(&params) {
         p.fail("invalid_model_params", format!("params.{field}"), message);
     }
+    // A model with a schema refuses a misspelt param itself (or takes it as its own field, as
+    // Hume takes `speed`); one without would take it silently.
+    if unified && !near_misses(p.params).is_empty() && !has_schema(catalog, &params) {
+        refuse_near_misses(p, |_| true);
+    }
     if let Err((field, message)) = Background::of(op, &params.options) {
         p.invalid(field, message);
     }
     Some(params)
+}
+
+/// Refuses the params that are not unified ones but nearly are (`promt`, `aspect_ratio`,
+/// `modelID`), when the unified param they stand for is one `meant` accepts.
+fn refuse_near_misses(p: &mut ParamReader, meant: impl Fn(&str) -> bool) {
+    for (key, near) in near_misses(p.params) {
+        if meant(near) {
+            p.fail(
+                strict::UNKNOWN_FIELD,
+                format!("params.{key}"),
+                format_args!("unknown key `{key}` in `params`; did you mean `{near}`?"),
+            );
+        }
+    }
+}
+
+/// The params that nearly are unified ones, with the one each stands for.
+fn near_misses(raw: &Map<String, Value>) -> Vec<(&str, &'static str)> {
+    raw.keys()
+        .filter(|k| !strict::PROVIDER.contains(&k.as_str()))
+        .filter_map(|k| strict::suggest(k, strict::PROVIDER).map(|near| (k.as_str(), near)))
+        .collect()
+}
+
+/// Whether the catalog checks the options of the job's model against a schema: asked by
+/// giving it an option no model has.
+fn has_schema(catalog: &dyn Catalog, params: &ProviderParams) -> bool {
+    const PROBE: &str = "\u{1}reelay-probe";
+    let mut probe = params.clone();
+    probe.options.insert(PROBE.to_string(), Value::Null);
+    catalog.check(&probe).iter().any(|(field, _)| field == PROBE)
 }
 
 /// The job's provider and model id (in params, or in `model`), if the catalog has that model
