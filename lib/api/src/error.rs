@@ -45,6 +45,9 @@ pub enum ApiError {
     NoRoute(String),
     #[error("{path} does not take {method}")]
     WrongMethod { method: String, path: String },
+    /// A refusal of the framework's own (an extractor, a layer), with its status and text.
+    #[error("{}", refused_text(.status, .message))]
+    Refused { status: StatusCode, message: String },
     #[error("no base execution {0}")]
     BaseNotFound(String),
     #[error("execution {id} already ended ({}); only a pending or processing execution can be cancelled", .status.name())]
@@ -59,6 +62,16 @@ pub enum ApiError {
     // The cause goes to the logs (see `into_response`), never to the client.
     #[error("the server could not reach its store or queue; try again")]
     Internal(#[from] EngineError),
+}
+
+fn refused_text(status: &StatusCode, message: &str) -> String {
+    match message {
+        "" => status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_string(),
+        text => text.to_string(),
+    }
 }
 
 fn sent_type(content_type: Option<&str>) -> String {
@@ -132,6 +145,7 @@ impl ApiError {
             }
             ApiError::Workflow(e) => (StatusCode::BAD_REQUEST, e.code),
             ApiError::WrongMethod { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Refused { status, .. } => (*status, refused_code(*status)),
             ApiError::BaseNotFound(_) => (StatusCode::NOT_FOUND, "base_execution_not_found"),
             ApiError::AlreadyEnded { .. } => (StatusCode::CONFLICT, "already_ended"),
             ApiError::Limited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
@@ -160,6 +174,20 @@ impl ApiError {
             ApiError::BaseNotFound(_) => vec![one.field("baseExecutionId")],
             _ => vec![one],
         }
+    }
+}
+
+/// The stable code of a framework refusal, by its status.
+fn refused_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        s if s.is_server_error() => "unavailable",
+        _ => "invalid_request",
     }
 }
 

@@ -5,7 +5,7 @@
 //! (players seek); `ETag` with `If-None-Match` answers 304.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,6 +14,7 @@ use reelay_core::ports::ByteRange;
 use reelay_core::signed_urls::UrlRefused;
 use reelay_core::OutputRefused;
 
+use crate::routes::{PathId, Queried};
 use crate::{ApiError, ApiState};
 
 /// The path as openapi.json documents it; the key spans segments, hence [`ROUTE`].
@@ -28,8 +29,8 @@ pub(crate) struct Signed {
 
 pub(crate) async fn file(
     State(state): State<ApiState>,
-    Path(key): Path<String>,
-    Query(signed): Query<Signed>,
+    PathId(key): PathId,
+    Queried(signed): Queried<Signed>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     // A URL missing its signature is refused as a bad one: only a fresh URL helps.

@@ -25,7 +25,7 @@ pub(crate) async fn start(
     Extension(Tenant(tenant)): Extension<Tenant>,
     request: Request,
 ) -> Result<impl IntoResponse, WorkflowApiError> {
-    let body = read_body(request, state.engine.settings().limits.max_body_bytes).await?;
+    let body = read_body(request).await?;
     let request = WorkflowRequest::parse(&body).map_err(ApiError::Workflow)?;
     let execution = state.engine.start_workflow(&tenant, &request).await?;
     let scenes = request.scenes.len();
