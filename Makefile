@@ -31,7 +31,7 @@ SAM_BUILD := target/sam
 # The venv's bin first: cargo finds cargo-lambda there, and cargo-lambda finds zig.
 WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: demo test bench bench-media bench-scenes aws-figures deps system lint fmt build-cli build deploy
+.PHONY: demo test bench bench-load bench-media bench-scenes aws-figures deps system lint fmt build-cli build deploy
 
 ## demo: the two-scene plan on the embedded stack (no AWS): prints the MP4's path and probe
 demo: deps build-cli
@@ -48,6 +48,11 @@ test: deps
 ## bench: engine throughput and release latency on the durable local store
 bench: deps
 	$(CARGO) run --release --quiet -- bench
+
+## bench-load: status reads at 1,000/s on a served embedded node while 200 five-job executions
+## run (tests/load_bench.rs): status p50/p99, achieved rate, errors, peak RSS, child processes
+bench-load: deps
+	$(CARGO) test --release --test load_bench -- --ignored --nocapture --test-threads 1
 
 ## bench-media: captions, a two-layer composite and a chroma key on a 30 s 1080x1920 clip, each
 ## beside one hand-written ffmpeg command doing the same edit (tests/media_bench.rs)

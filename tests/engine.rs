@@ -193,6 +193,7 @@ async fn crash_after_submitting(h: &Harness) -> String {
         next_poll_at: None,
         outcome: None,
         uncertain_since: Some(h.clock.now()),
+        cancel_sent_at: None,
     });
     let Write::Applied(claimed) = h.store.update_job(&queued, &claimed).await.unwrap() else {
         panic!("claim")
@@ -570,6 +571,33 @@ async fn a_provider_job_past_its_deadline_fails_and_is_cancelled_there() {
     assert!(error.contains("did not finish within 3600 s"), "{error}");
     let provider_job = jobs["slow"].provider.as_ref().unwrap().provider_job_id.clone().unwrap();
     assert_eq!(h.provider.cancels(), vec![provider_job]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_cancels_reach_the_provider_once_per_job() {
+    let h = harness(&[]);
+    let never = |id: &str| json!({"id": id, "type": "generate", "params": {"provider": "instant", "modelId": "never"}});
+    let id = h.submit(json!({"jobs": [never("a"), never("b")]})).await;
+    h.drain(Delivery::Once).await;
+    // Two clients cancel at once, and every cancel message is handled twice at once.
+    let (first, second) = tokio::join!(h.engine.cancel("t", &id), h.engine.cancel("t", &id));
+    first.expect("cancel");
+    second.expect("cancel");
+    h.drain(Delivery::TwiceAtOnce).await;
+    h.engine.cancel("t", &id).await.expect("a repeat answers as the first");
+    let (execution, jobs) = h.execution(&id).await;
+    assert_eq!(execution.status, ExecutionStatus::Cancelled);
+    let mut asked = h.provider.cancels();
+    asked.sort();
+    let mut expected: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|j| jobs[*j].provider.as_ref().unwrap().provider_job_id.clone().unwrap())
+        .collect();
+    expected.sort();
+    assert_eq!(asked, expected, "each provider job is cancelled exactly once");
+    assert!(jobs
+        .values()
+        .all(|j| j.provider.as_ref().unwrap().cancel_sent_at.is_some()));
 }
 
 #[tokio::test]

@@ -401,3 +401,25 @@ async fn private_and_internal_addresses_are_refused() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_run_ends_with_its_signed_webhook() {
+    let (receiver, addr) = Receiver::start(Vec::new()).await;
+    let app = spawn_app_with(|s| s.node.providers.local_python = support::python().display().to_string()).await;
+    let body = json!({
+        "mode": "single", "prompt": "A dot", "quality": "480p15", "duration": 1,
+        "webhook": format!("http://{addr}/run"), "webhookSecret": SECRET
+    });
+    let answer = app.post(ACME, "/api/workflows/generate-video", &body).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let run_id = answer.body["runId"].as_str().unwrap().to_string();
+    let delivery = delivery_until(&app, &run_id, "the run's webhook delivered", |w| w["delivered"] == true).await;
+    assert_eq!(delivery["attempts"], 1);
+    let hits = receiver.hits_on("/run");
+    assert_eq!(hits.len(), 1, "one webhook for the run");
+    verified_by_standardwebhooks(&hits[0], SECRET).expect("signed with the run's secret");
+    let sent: Value = serde_json::from_slice(&hits[0].body).unwrap();
+    assert_eq!(sent["executionId"], run_id.as_str());
+    assert_eq!(sent["status"], "completed", "{sent}");
+    app.stop().await;
+}

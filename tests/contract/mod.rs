@@ -291,6 +291,7 @@ fn provider_call(next_poll_at: Option<Millis>) -> ProviderCall {
         next_poll_at,
         outcome: None,
         uncertain_since: None,
+        cancel_sent_at: None,
     }
 }
 

@@ -178,6 +178,10 @@ pub struct ProviderCall {
     /// When a submit went out and no answer came back: the provider may have the job.
     #[serde(default)]
     pub uncertain_since: Option<Millis>,
+    /// When the provider was asked to stop this job: written (conditionally) before the
+    /// request, so that of all the handlers that would cancel it only one asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_sent_at: Option<Millis>,
 }
 
 /// What the provider said at the end, recorded once; the job runner acts on it.

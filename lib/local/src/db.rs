@@ -1,11 +1,18 @@
-//! The one SQLite database (WAL) the embedded store and queue share. One connection behind a
-//! mutex: SQLite has a single writer anyway, and sharing it avoids busy-wait sleeps between
-//! two connections of one process.
+//! The one SQLite database (WAL) the embedded store and queue share. Writes go through one
+//! connection behind a mutex: SQLite has a single writer anyway, and sharing it avoids
+//! busy-wait sleeps between two writers of one process. Reads go through a few read-only
+//! connections of their own: in WAL mode a reader sees the last commit without waiting for
+//! the writer, so status reads do not queue behind the engine's writes.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
+use tokio::runtime::{Handle, RuntimeFlavor};
+
+/// Read connections of a database on disk (an in-memory one reads through its writer).
+const READERS: usize = 4;
 
 /// How hard a commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +33,8 @@ pub enum DbError {
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+    readers: Arc<[Mutex<Connection>]>,
+    next_reader: Arc<AtomicUsize>,
 }
 
 const SCHEMA: &str = r#"
@@ -120,8 +129,18 @@ CREATE TABLE IF NOT EXISTS api_keys (
 
 impl Db {
     pub fn open(path: &Path, durability: Durability) -> Result<Db, DbError> {
-        let conn = Connection::open(path)?;
-        Self::init(conn, durability)
+        let mut db = Self::init(Connection::open(path)?, durability)?;
+        // Opened after the writer has set WAL and made the schema.
+        let readers = (0..READERS)
+            .map(|_| {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let conn = Connection::open_with_flags(path, flags)?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
+        db.readers = readers.into();
+        Ok(db)
     }
 
     /// A private in-memory database (tests, benchmarks of the engine alone).
@@ -141,12 +160,81 @@ impl Db {
         conn.execute_batch(SCHEMA)?;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new([]),
+            next_reader: Arc::new(AtomicUsize::new(0)),
         })
     }
 
-    /// The connection. A panic while it was held cannot leave a transaction open (rusqlite
-    /// rolls back on drop), so a poisoned lock is safe to take over.
+    /// The write connection. A panic while it was held cannot leave a transaction open
+    /// (rusqlite rolls back on drop), so a poisoned lock is safe to take over.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        take(&self.conn)
+    }
+
+    /// A read connection: a free one if any, else the next in turn. Reads only: it is
+    /// opened read-only.
+    pub(crate) fn read(&self) -> MutexGuard<'_, Connection> {
+        if self.readers.is_empty() {
+            return self.lock();
+        }
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let n = self.readers.len();
+        for i in 0..n {
+            match self.readers[(start + i) % n].try_lock() {
+                Ok(conn) => return conn,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        take(&self.readers[start % n])
+    }
+}
+
+/// Locks a connection. Waiting for it blocks the thread, so on the multi-threaded runtime the
+/// wait happens in `block_in_place`: the worker's other tasks (the API's requests among them)
+/// move to another thread meanwhile instead of stalling behind the lock.
+fn take(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    match conn.try_lock() {
+        Ok(guard) => return guard,
+        Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+        Err(TryLockError::WouldBlock) => {}
+    }
+    let wait = || conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+        _ => wait(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_see_the_last_commit_without_waiting_for_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("reelay.db"), Durability::Process).unwrap();
+        let count = |db: &Db| -> i64 {
+            db.read()
+                .query_row("SELECT COUNT(*) FROM api_keys", [], |r| r.get(0))
+                .unwrap()
+        };
+        let insert = "INSERT INTO api_keys VALUES ('k1', 't', 'n', 'h1', 'p', 0, NULL)";
+        db.lock().execute(insert, []).unwrap();
+        assert_eq!(count(&db), 1, "a committed write is read");
+        // A write in progress (the writer held, its transaction open): reads go on, and see
+        // the last commit, not the write's own rows.
+        let mut writer = db.lock();
+        let tx = writer.transaction().unwrap();
+        tx.execute("INSERT INTO api_keys VALUES ('k2', 't', 'n', 'h2', 'p', 0, NULL)", [])
+            .unwrap();
+        assert_eq!(count(&db), 1);
+        tx.commit().unwrap();
+        drop(writer);
+        assert_eq!(count(&db), 2);
+        assert!(
+            db.read().execute("DELETE FROM api_keys", []).is_err(),
+            "readers are read-only"
+        );
     }
 }

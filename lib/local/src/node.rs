@@ -100,6 +100,34 @@ fn server_key(settings: &LocalSettings) -> Result<Sealer, OpenError> {
     Sealer::from_base64(&key).map_err(|e| bad(&e))
 }
 
+/// Empties `scratch/` (ffmpeg's task folders, the Manim sandbox's check and render folders).
+/// Run at open, under the data folder's lock: no other process uses this folder, and this one
+/// has started no work yet, so everything there was left by a process that was killed mid-job
+/// (a finished or failed task removes its own). Returns how many entries were removed.
+pub fn clear_scratch(scratch: &std::path::Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(scratch) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let gone = if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match gone {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
 pub struct LocalNode {
     engine: Arc<Engine>,
     dispatcher: Arc<Dispatcher>,
@@ -143,6 +171,10 @@ impl LocalNode {
             .map_err(|e| OpenError::Recovery(e.to_string()))?;
         if leases + in_flight > 0 {
             tracing::info!(leases, in_flight, "took over work left by a previous process");
+        }
+        let swept = clear_scratch(&dir.join("scratch")).map_err(data_dir_err)?;
+        if swept > 0 {
+            tracing::info!(swept, "removed the scratch folders of interrupted media work");
         }
         let mut blobs = FileBlobs::new(dir.join("blobs")).map_err(|e| OpenError::Recovery(e.to_string()))?;
         if let Some(listen) = &settings.listen_url {
@@ -231,5 +263,29 @@ impl LocalNode {
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_removes_what_interrupted_media_work_left_in_scratch() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join("scratch");
+        // As a `kill -9` leaves them: an ffmpeg task folder, a scene render's, a stray file.
+        for folder in ["task-Ab12Cd", "render-Xy34Zw/media/videos"] {
+            std::fs::create_dir_all(scratch.join(folder)).unwrap();
+            std::fs::write(scratch.join(folder).join("partial.mp4"), b"half a movie").unwrap();
+        }
+        std::fs::write(scratch.join("stray"), b"").unwrap();
+        let node = LocalNode::open(LocalSettings::new(dir.path(), Settings::default())).unwrap();
+        assert!(scratch.exists());
+        assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "scratch was emptied");
+        drop(node);
+        // Nothing there: nothing to do.
+        assert_eq!(clear_scratch(&scratch).unwrap(), 0);
+        assert_eq!(clear_scratch(&dir.path().join("absent")).unwrap(), 0);
     }
 }

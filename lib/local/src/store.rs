@@ -201,7 +201,7 @@ impl Store for SqliteStore {
         after: Option<&PageCursor>,
         limit: usize,
     ) -> Result<Vec<Execution>, StoreError> {
-        let conn = self.db.lock();
+        let conn = self.db.read();
         let (after_at, after_id) = after.map_or((i64::MAX, String::new()), |c| (c.created_at, c.id.clone()));
         let ids: Vec<String> = {
             let mut stmt = conn
@@ -232,11 +232,11 @@ impl Store for SqliteStore {
     }
 
     async fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
-        read_execution(&self.db.lock(), id)
+        read_execution(&self.db.read(), id)
     }
 
     async fn execution_with_jobs(&self, id: &str) -> Result<Option<(Execution, Vec<Job>)>, StoreError> {
-        let mut conn = self.db.lock();
+        let mut conn = self.db.read();
         // One snapshot, so the counters agree with the jobs.
         let tx = conn.transaction().map_err(unavailable)?;
         let Some(execution) = read_execution(&tx, id)? else {
@@ -247,11 +247,11 @@ impl Store for SqliteStore {
     }
 
     async fn job(&self, key: &JobKey) -> Result<Option<Job>, StoreError> {
-        read_job(&self.db.lock(), key)
+        read_job(&self.db.read(), key)
     }
 
     async fn jobs(&self, execution_id: &str, job_ids: &[String]) -> Result<Vec<Job>, StoreError> {
-        let conn = self.db.lock();
+        let conn = self.db.read();
         let mut out = Vec::with_capacity(job_ids.len());
         for id in job_ids {
             let key = JobKey {
@@ -410,7 +410,7 @@ impl Store for SqliteStore {
 
     async fn due_polls(&self, now: Millis, limit: usize) -> Result<Vec<JobKey>, StoreError> {
         keys(
-            &self.db.lock(),
+            &self.db.read(),
             "SELECT execution_id, job_id FROM jobs WHERE next_poll_at IS NOT NULL AND next_poll_at <= ?1 ORDER BY next_poll_at LIMIT ?2",
             now,
             limit,
@@ -419,7 +419,7 @@ impl Store for SqliteStore {
 
     async fn stale_queued(&self, before: Millis, limit: usize) -> Result<Vec<JobKey>, StoreError> {
         keys(
-            &self.db.lock(),
+            &self.db.read(),
             "SELECT execution_id, job_id FROM jobs WHERE status = 'queued' AND queued_at < ?1 ORDER BY queued_at LIMIT ?2",
             before,
             limit,
@@ -439,7 +439,7 @@ impl Store for SqliteStore {
     }
 
     async fn watchers(&self, execution_id: &str, job_id: Option<&str>) -> Result<Vec<JobKey>, StoreError> {
-        let conn = self.db.lock();
+        let conn = self.db.read();
         let mut stmt = conn
             .prepare_cached(
                 // DISTINCT: a job watching several jobs of the execution is one watcher of it.
@@ -481,7 +481,7 @@ impl Store for SqliteStore {
     async fn delivery(&self, id: &str) -> Result<Option<WebhookDelivery>, StoreError> {
         let record: Option<String> = self
             .db
-            .lock()
+            .read()
             .prepare_cached("SELECT record FROM deliveries WHERE id = ?1")
             .map_err(unavailable)?
             .query_row([id], |r| r.get(0))
@@ -522,14 +522,14 @@ impl Store for SqliteStore {
 
     async fn deliveries(&self, execution_id: &str) -> Result<Vec<WebhookDelivery>, StoreError> {
         records_of(
-            &self.db.lock(),
+            &self.db.read(),
             "SELECT record FROM deliveries WHERE execution_id = ?1 ORDER BY id",
             execution_id,
         )
     }
 
     async fn due_deliveries(&self, now: Millis, limit: usize) -> Result<Vec<String>, StoreError> {
-        let conn = self.db.lock();
+        let conn = self.db.read();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
@@ -579,7 +579,7 @@ impl KeyStore for SqliteStore {
 
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         self.db
-            .lock()
+            .read()
             .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = ?1"))
             .map_err(unavailable)?
             .query_row([hash], key_record)
@@ -588,7 +588,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let conn = self.db.lock();
+        let conn = self.db.read();
         let mut stmt = conn
             .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"))
             .map_err(unavailable)?;

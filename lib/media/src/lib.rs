@@ -16,6 +16,7 @@
 //! - [`layer`]: composite videos and stills over a base (placed, chroma-keyed) in one pass;
 //! - [`fast_start`]: an MP4 re-packed to stream, its index first;
 //! - [`FfmpegMedia`]: the engine's `Media` port on top of them;
+//! - [`WorkPool`]: the bound on how much of this media work runs at once;
 //! - [`ManimSandbox`]: the engine's `SceneRunner` port: generated Manim scenes checked
 //!   statically and rendered in a sandbox.
 //!
@@ -33,6 +34,7 @@ mod keying;
 mod layer;
 mod manim;
 mod merge;
+mod pool;
 mod port;
 mod probe;
 mod reframe;
@@ -46,6 +48,7 @@ pub use keying::{replace_background, Replacement};
 pub use layer::layer;
 pub use manim::{ManimSandbox, ManimSettings};
 pub use merge::{merge, ItemKind, MergeItem, MergeReport};
+pub use pool::WorkPool;
 pub use port::FfmpegMedia;
 pub use probe::{probe, Probe};
 pub use reframe::reframe;

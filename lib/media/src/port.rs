@@ -22,13 +22,15 @@ use reelay_outbound_http::guarded_client;
 
 use crate::{
     burn_captions, fast_start, layer, merge, probe, reframe, replace_background, words_in_file, FfmpegError, ItemKind,
-    MergeItem, Replacement,
+    MergeItem, Replacement, WorkPool,
 };
 
 pub struct FfmpegMedia {
     scratch: PathBuf,
     /// Fetches http(s) inputs; `None`: `file://` inputs only.
     http: Option<Fetcher>,
+    /// Bounds the ffmpeg runs (downloads of inputs take no slot).
+    pool: WorkPool,
 }
 
 /// Redirects an input download follows.
@@ -40,7 +42,14 @@ impl FfmpegMedia {
         FfmpegMedia {
             scratch: scratch.into(),
             http: None,
+            pool: WorkPool::per_core(),
         }
+    }
+
+    /// Runs its ffmpeg work in `pool`'s slots (shared with the node's other media work).
+    pub fn with_pool(mut self, pool: WorkPool) -> Self {
+        self.pool = pool;
+        self
     }
 
     /// Also reads http(s) inputs of at most `max_bytes` each. Input URLs may come from clients,
@@ -209,6 +218,9 @@ impl Media for FfmpegMedia {
             _ => ("mp4", "video/mp4"),
         };
         let out = dir.path().join(format!("output.{extension}"));
+        // Inputs are `file://` on the embedded node (no wait); an http download holds the
+        // slot too, which only matters on AWS, where a function runs one task anyway.
+        let slot = self.pool.slot().await;
         match task {
             MediaTask::Merge { items, transition } => {
                 let mut merged = Vec::with_capacity(items.len());
@@ -280,6 +292,7 @@ impl Media for FfmpegMedia {
             }
         }
         let info = info_of(&out).await?;
+        drop(slot);
         let file = tokio::fs::File::open(&out)
             .await
             .map_err(|e| MediaError::Failed(e.to_string()))?;

@@ -11,7 +11,7 @@ use reelay_core::ports::{Blobs, Clock, KeyStore, Queue, RateBudget, SceneRunner,
 use reelay_core::secrets::Sealer;
 use reelay_core::webhooks::Dispatcher;
 use reelay_core::{Engine, Ports, Providers, Via};
-use reelay_media::{FfmpegMedia, ManimSandbox};
+use reelay_media::{FfmpegMedia, ManimSandbox, WorkPool};
 use reelay_outbound_http::HttpTransport;
 use reelay_providers::registry::ROUTES;
 use reelay_providers::ProviderWebhook;
@@ -76,12 +76,15 @@ impl Node {
         ));
         // Inputs are blob-store files, presigned S3 URLs or a client's URLs: downloads go
         // through the same address guard as every other outbound request.
+        // One bound for all of this node's media work, whoever starts it.
+        let pool = WorkPool::new(settings.media_workers);
         let media = FfmpegMedia::new(work_dir.join("scratch"))
             .with_http(outbound.clone(), settings.media_input_max_bytes)
-            .map_err(|e| setup("ffmpeg")(&e))?;
+            .map_err(|e| setup("ffmpeg")(&e))?
+            .with_pool(pool.clone());
         let built = settings
             .providers
-            .build(outbound, &adapters.budget, &work_dir.join("provider"))?;
+            .build(outbound, &adapters.budget, &work_dir.join("provider"), &pool)?;
         let defaults = settings
             .default_models
             .resolve(&built.providers)
@@ -95,11 +98,14 @@ impl Node {
             .fold(providers, |all, (from, model, to)| all.with_route(from, model, to));
         let scenes: Arc<dyn SceneRunner> = match &adapters.scenes {
             Some(remote) => remote.clone(),
-            None => Arc::new(ManimSandbox::new(
-                settings
-                    .scene_limits
-                    .sandbox(&settings.providers.local_python, work_dir.join("scratch")),
-            )),
+            None => Arc::new(
+                ManimSandbox::new(
+                    settings
+                        .scene_limits
+                        .sandbox(&settings.providers.local_python, work_dir.join("scratch")),
+                )
+                .with_pool(pool),
+            ),
         };
         let ports = Ports {
             store: adapters.store.clone(),
@@ -137,12 +143,22 @@ impl Node {
 }
 
 /// Hands `local`'s callbacks to the engine as the callback route would, until the provider
-/// is gone. A lost one is what polling is for.
+/// is gone; a polling model's notice makes the engine poll that job now. A lost one is what
+/// polling is for. Each is handled in a task of its own, so that one slow write does not hold
+/// up the rest.
 pub async fn deliver_local_callbacks(engine: Arc<Engine>, mut callbacks: LocalCallbacks) {
     while let Some(hook) = callbacks.recv().await {
-        let via = Via::Webhook { token: &hook.token };
-        if let Err(e) = engine.provider_update(&hook.job, via, hook.status).await {
-            tracing::warn!(error = %e, "local provider callback not recorded");
-        }
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let done = if hook.poll_now {
+                engine.poll_now(&hook.job).await
+            } else {
+                let via = Via::Webhook { token: &hook.token };
+                engine.provider_update(&hook.job, via, hook.status).await.map(|_| ())
+            };
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "local provider callback not recorded");
+            }
+        });
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use reelay_core::outbound::AddressPolicy;
 use reelay_core::plan::Secret;
 use reelay_core::ports::{Provider, RateBudget};
+use reelay_media::WorkPool;
 use reelay_providers::elevenlabs::{ElevenLabsProvider, ElevenLabsSettings};
 use reelay_providers::fal::{FalProvider, FalSettings};
 use reelay_providers::google::{GoogleApi, GoogleProvider, GoogleSettings};
@@ -150,12 +151,14 @@ impl ProviderSettings {
 
     /// The providers. `outbound`: where providers that fetch a client's input
     /// media themselves may reach; `budget`: where rate limits are counted (shared by every
-    /// process on AWS); `local_dir`: the `local` provider's work folder.
+    /// process on AWS); `local_dir`: the `local` provider's work folder; `pool`: the node's
+    /// media work slots, which `local`'s renders share.
     pub(crate) fn build(
         &self,
         outbound: &AddressPolicy,
         budget: &Arc<dyn RateBudget>,
         local_dir: &Path,
+        pool: &WorkPool,
     ) -> Result<ProviderSet, NodeError> {
         let failed = |provider: &'static str| {
             move |e: &dyn std::fmt::Display| NodeError::Provider {
@@ -171,6 +174,7 @@ impl ProviderSettings {
                 delay: self.local_delay,
                 python: self.local_python.clone(),
                 outbound: outbound.clone(),
+                pool: pool.clone(),
             })
             .map_err(|e| failed("local")(&e))?;
             providers.push(local);

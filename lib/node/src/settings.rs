@@ -12,6 +12,7 @@
 //! | `REELAY_PUBLIC_URL`              | the API's base URL, where providers call back       | unset: poll |
 //! | `REELAY_OUTPUT_URL_EXPIRY_SECS`  | how long signed output URLs stay valid (1 s to 7 days) | 86400 |
 //! | `REELAY_MEDIA_INPUT_MAX_BYTES`   | the largest media input ffmpeg downloads by URL     | 2 GiB |
+//! | `REELAY_MEDIA_WORKERS`           | media work (ffmpeg, scene renders, `local`'s renders) run at once | the number of cores |
 //! | `REELAY_PROVIDERS`               | providers to run, comma-separated (`local`, `replicate`, `fal`, `google-cloud`, `elevenlabs`, `hume`, `openai`, `anthropic`, or `none`) | the hosted ones (`openai` and `anthropic` only with their key) |
 //! | `REELAY_PROVIDER_DELAY_MS`       | how long the `local` models "think"                 | 300 |
 //! | `REELAY_DEFAULT_MODELS`          | the model of jobs that name none, `op=provider:model,…` (`lipSync=fal:veed/lipsync`) | [`DEFAULT_MODELS`], else `local`'s |
@@ -88,6 +89,8 @@ pub struct Settings {
     pub output_url_expiry: Duration,
     /// The largest media input (by URL) a merge or reframe downloads.
     pub media_input_max_bytes: u64,
+    /// How much media work (ffmpeg, scene renders, `local`'s renders) runs at once.
+    pub media_workers: usize,
     pub default_models: DefaultModels,
     /// What one scene render may use, on this node's sandbox.
     pub scene_limits: SceneLimits,
@@ -110,6 +113,7 @@ impl Default for Settings {
             providers: ProviderSettings::default(),
             output_url_expiry: Duration::from_secs(86_400),
             media_input_max_bytes: 2 * 1024 * 1024 * 1024,
+            media_workers: reelay_media::WorkPool::per_core().size(),
             default_models: DefaultModels::default(),
             scene_limits: SceneLimits::default(),
         }
@@ -145,6 +149,7 @@ impl Settings {
             settings.media_input_max_bytes,
             1..=u64::MAX,
         )?;
+        settings.media_workers = vars.number("REELAY_MEDIA_WORKERS", settings.media_workers as u64, 1..=1024)? as usize;
         if let Some(list) = vars.get(DEFAULT_MODELS_VAR) {
             settings.default_models = DefaultModels::parse(&list)?;
         }
@@ -435,7 +440,12 @@ mod tests {
         let budget: Arc<dyn RateBudget> = Arc::new(InProcessBudget::default());
         let built = settings
             .providers
-            .build(&AddressPolicy::strict(), &budget, dir.path())
+            .build(
+                &AddressPolicy::strict(),
+                &budget,
+                dir.path(),
+                &reelay_media::WorkPool::new(1),
+            )
             .map_err(|e| e.to_string())?;
         let names: Vec<String> = built.providers.iter().map(|p| p.name().to_string()).collect();
         assert_eq!(built.local_callbacks.is_some(), names.iter().any(|n| n == "local"));
@@ -450,7 +460,12 @@ mod tests {
         let budget: Arc<dyn RateBudget> = Arc::new(InProcessBudget::default());
         let built = settings
             .providers
-            .build(&AddressPolicy::strict(), &budget, dir.path())
+            .build(
+                &AddressPolicy::strict(),
+                &budget,
+                dir.path(),
+                &reelay_media::WorkPool::new(1),
+            )
             .map_err(|e| e.to_string())?;
         let resolved = settings
             .default_models
@@ -545,7 +560,12 @@ mod tests {
             let budget: Arc<dyn RateBudget> = Arc::new(InProcessBudget::default());
             let providers = &settings.providers;
             providers
-                .build(&AddressPolicy::strict(), &budget, dir.path())
+                .build(
+                    &AddressPolicy::strict(),
+                    &budget,
+                    dir.path(),
+                    &reelay_media::WorkPool::new(1),
+                )
                 .map_err(|e| e.to_string())?;
             let (provider, model) = providers.scene_writer();
             Ok((provider.to_string(), model.to_string()))

@@ -24,7 +24,7 @@ use reelay_core::ports::{
     Submission, DEFAULT_DEADLINE,
 };
 use reelay_core::scenes::SceneBrief;
-use reelay_media::Replacement;
+use reelay_media::{Replacement, WorkPool};
 
 use crate::http::HttpClient;
 
@@ -34,6 +34,9 @@ pub struct ProviderWebhook {
     pub job: JobKey,
     pub token: String,
     pub status: ProviderStatus,
+    /// A polling model's job ended: the host polls it now rather than take this as its
+    /// answer (the model still answers by being polled, but not a backoff later).
+    pub poll_now: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +50,9 @@ pub struct LocalProviderSettings {
     /// Where an input may be fetched from: on AWS a parent's output reaches this provider as
     /// a presigned S3 URL, fetched through the same guard as every outbound request.
     pub outbound: AddressPolicy,
+    /// Bounds the renders, with the node's other media work (the "thinking" delay and input
+    /// downloads take no slot).
+    pub pool: WorkPool,
 }
 
 pub struct LocalProvider {
@@ -228,6 +234,7 @@ impl LocalProvider {
             Some(url) => self.input_file(&dir, url).await.map(Some),
             None => Ok(None),
         };
+        let slot = self.settings.pool.slot().await;
         let rendered = match (&job.fail, job.kind, input) {
             (Some(reason), _, _) => Err(reason.clone()),
             (None, _, Err(message)) => Err(message),
@@ -270,6 +277,7 @@ impl LocalProvider {
                     .map_err(|e| e.to_string())
             }
         };
+        drop(slot);
         let status = match rendered {
             Ok(()) => ProviderStatus::Succeeded {
                 output_url: format!("file://{}", out.display()),
@@ -282,14 +290,13 @@ impl LocalProvider {
                 ProviderStatus::Failed { message }
             }
         };
-        if job.webhook {
-            // The receiver may be gone (shutting down): polling covers it, as with a real provider.
-            let _ = self.webhooks.send(ProviderWebhook {
-                job: job.job.clone(),
-                token: job.token.clone(),
-                status,
-            });
-        }
+        // The receiver may be gone (shutting down): polling covers it, as with a real provider.
+        let _ = self.webhooks.send(ProviderWebhook {
+            job: job.job.clone(),
+            token: job.token.clone(),
+            status,
+            poll_now: !job.webhook,
+        });
     }
 
     fn read_job(dir: &Path) -> Option<LocalJob> {

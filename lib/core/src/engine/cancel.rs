@@ -82,7 +82,9 @@ impl Engine {
         })))
     }
 
-    /// Stops every job of a cancelled execution that has not ended, then ends it. Safe to repeat.
+    /// Stops every job of a cancelled execution that has not ended, then ends it. Safe to repeat:
+    /// a repeat also asks the provider for a cancelled job whose request was not sent (a crash
+    /// between the job's write and the request).
     pub(super) async fn carry_out_cancel(&self, id: &str) -> Result<(), EngineError> {
         let Some((execution, jobs)) = self.store.execution_with_jobs(id).await? else {
             return Ok(());
@@ -90,8 +92,12 @@ impl Engine {
         if execution.cancel_requested_at.is_none() {
             return Ok(());
         }
-        for job in jobs.into_iter().filter(|j| !j.status.is_terminal()) {
-            self.cancel_job(job).await?;
+        for job in jobs {
+            if !job.status.is_terminal() {
+                self.cancel_job(job).await?;
+            } else if job.status == JobStatus::Cancelled && cancel_unsent(&job) {
+                self.cancel_at_provider(job, None).await?;
+            }
         }
         self.finalize_if_idle(id, None).await
     }
@@ -100,9 +106,6 @@ impl Engine {
         for _ in 0..MAX_RACES {
             if job.status.is_terminal() {
                 return Ok(());
-            }
-            if job.status == JobStatus::AwaitingProvider {
-                self.cancel_at_provider(&job).await;
             }
             let mut next = job.clone();
             next.status = JobStatus::Cancelled;
@@ -115,10 +118,9 @@ impl Engine {
             match self.store.update_job(&job, &next).await? {
                 Write::Applied(cancelled) => {
                     self.emit_job(cancelled.key(), JobStatus::Cancelled);
-                    // A submit in flight when this job was cancelled: stop what it started.
-                    if job.status == JobStatus::Running {
-                        self.cancel_at_provider(&cancelled).await;
-                    }
+                    // Only the handler whose write cancelled the job asks the provider (and
+                    // that too through a conditional write): concurrent cancels ask once.
+                    let cancelled = self.cancel_at_provider(cancelled, None).await?;
                     self.ensure_job_webhook(&cancelled).await?;
                     return Ok(());
                 }
@@ -131,17 +133,50 @@ impl Engine {
         Err(EngineError::Contention(job.key()))
     }
 
-    /// Asks the provider to stop a job it may be running. Best effort: a provider that cannot
-    /// cancel still finishes, and its answer is ignored.
-    pub(super) async fn cancel_at_provider(&self, job: &Job) {
-        let Some(call) = &job.provider else { return };
-        let Some(provider) = self.providers.get(&call.provider) else {
-            return;
-        };
-        let key = self.api_key_for(job, &call.provider).await.ok().flatten();
-        let provider_job_id = match (&call.provider_job_id, &job.spec.params) {
+    /// Asks the provider to stop a job it may be running, once per job: the request is recorded
+    /// on the job (`cancel_sent_at`) by a conditional write before it is sent, and only the
+    /// handler whose write applied sends it. Best effort: a provider that cannot cancel still
+    /// finishes, and its answer is ignored. `known`: the provider's id when the caller has it
+    /// and the job does not record it (a submit answered after the job was cancelled).
+    /// Returns the job as it now stands.
+    pub(super) async fn cancel_at_provider(&self, mut job: Job, known: Option<&str>) -> Result<Job, EngineError> {
+        for _ in 0..MAX_RACES {
+            if !cancel_unsent(&job) {
+                return Ok(job);
+            }
+            let found = match known {
+                Some(id) => Some(id.to_string()),
+                None => self.provider_job_to_cancel(&job).await,
+            };
+            let Some(provider_job_id) = found else {
+                return Ok(job);
+            };
+            let mut next = job.clone();
+            if let Some(c) = next.provider.as_mut() {
+                c.provider_job_id.get_or_insert_with(|| provider_job_id.clone());
+                c.cancel_sent_at = Some(self.now());
+            }
+            match self.store.update_job(&job, &next).await? {
+                Write::Applied(recorded) => {
+                    self.send_provider_cancel(&recorded, &provider_job_id).await;
+                    return Ok(recorded);
+                }
+                Write::Stale => match self.store.job(&job.key()).await? {
+                    Some(fresh) => job = fresh,
+                    None => return Ok(job),
+                },
+            }
+        }
+        Err(EngineError::Contention(job.key()))
+    }
+
+    /// The provider's id of the job to cancel: recorded, or found by its request when the
+    /// submit went out but its answer was not recorded yet.
+    async fn provider_job_to_cancel(&self, job: &Job) -> Option<String> {
+        let call = job.provider.as_ref()?;
+        let provider = self.providers.get(&call.provider)?;
+        match (&call.provider_job_id, &job.spec.params) {
             (Some(id), _) => Some(id.clone()),
-            // Submitted but not recorded yet: the provider may find it by its request.
             (None, Params::Provider(params)) => match self.provider_request(job, params, call).await {
                 Ok(request) => match provider.find(&request).await {
                     Ok(found) => found.map(|s| s.provider_job_id),
@@ -153,12 +188,23 @@ impl Engine {
                 Err(_) => None,
             },
             (None, _) => None,
-        };
-        if let Some(provider_job_id) = provider_job_id {
-            match provider.cancel(&provider_job_id, key.as_ref()).await {
-                Ok(()) => tracing::info!(job = %job.id(), %provider_job_id, "provider job cancelled"),
-                Err(e) => tracing::warn!(job = %job.id(), error = %e, "provider did not cancel"),
-            }
         }
     }
+
+    async fn send_provider_cancel(&self, job: &Job, provider_job_id: &str) {
+        let Some(call) = &job.provider else { return };
+        let Some(provider) = self.providers.get(&call.provider) else {
+            return;
+        };
+        let key = self.api_key_for(job, &call.provider).await.ok().flatten();
+        match provider.cancel(provider_job_id, key.as_ref()).await {
+            Ok(()) => tracing::info!(job = %job.id(), %provider_job_id, "provider job cancelled"),
+            Err(e) => tracing::warn!(job = %job.id(), error = %e, "provider did not cancel"),
+        }
+    }
+}
+
+/// Whether the job has a provider call not yet asked to stop.
+fn cancel_unsent(job: &Job) -> bool {
+    job.provider.as_ref().is_some_and(|c| c.cancel_sent_at.is_none())
 }

@@ -62,6 +62,7 @@ impl Engine {
                     outcome: None,
                     // A submit may be on its way from here on; cleared if the provider refuses.
                     uncertain_since: Some(self.now()),
+                    cancel_sent_at: None,
                 });
                 match self.store.update_job(job, &next).await? {
                     Write::Applied(job) => job,
@@ -144,7 +145,8 @@ impl Engine {
                 // Cancelled while we submitted: stop the provider job we just started.
                 if let Some(fresh) = self.store.job(&job.key()).await? {
                     if fresh.status == JobStatus::Cancelled {
-                        self.cancel_at_provider(&next).await;
+                        let started = next.provider.as_ref().and_then(|c| c.provider_job_id.as_deref());
+                        self.cancel_at_provider(fresh, started).await?;
                     }
                 }
                 Ok(None)

@@ -209,6 +209,12 @@ impl Engine {
         Ok(polled)
     }
 
+    /// Polls one job now, ahead of its schedule: its provider (`local`, in process) says it
+    /// just ended. The answer is still read by polling, as for any polling model.
+    pub async fn poll_now(&self, key: &JobKey) -> Result<(), EngineError> {
+        self.poll_one(key).await
+    }
+
     async fn poll_one(&self, key: &JobKey) -> Result<(), EngineError> {
         let Some(job) = self.store.job(key).await? else {
             return Ok(());
@@ -238,7 +244,7 @@ impl Engine {
         let deadline = self.model_deadline(&call);
         let waited = self.now() - call.submitted_at.unwrap_or(job.started_at.unwrap_or(0));
         if waited > deadline.as_millis() as i64 {
-            self.cancel_at_provider(&job).await;
+            self.cancel_at_provider(job.clone(), None).await?;
             let message = format!(
                 "{} did not finish within {} s; cancelled there",
                 call.provider,

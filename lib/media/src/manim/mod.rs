@@ -23,6 +23,8 @@ use tokio_util::io::ReaderStream;
 
 use reelay_core::ports::{Artifact, MediaInfo, SceneCode, SceneError, SceneFrame, SceneRunner};
 
+use crate::WorkPool;
+
 use jail::Limits;
 use outcome::{outcome, Context, Report};
 
@@ -77,6 +79,8 @@ pub struct ManimSandbox {
     settings: ManimSettings,
     /// `unshare`, once probed, if it works here.
     unshare: OnceCell<Option<PathBuf>>,
+    /// Bounds the renders (and checks), with the node's other media work.
+    pool: WorkPool,
 }
 
 impl ManimSandbox {
@@ -88,7 +92,14 @@ impl ManimSandbox {
         ManimSandbox {
             settings,
             unshare: OnceCell::new(),
+            pool: WorkPool::per_core(),
         }
+    }
+
+    /// Renders in `pool`'s slots (shared with the node's other media work).
+    pub fn with_pool(mut self, pool: WorkPool) -> Self {
+        self.pool = pool;
+        self
     }
 
     /// Whether renders run in a network namespace of their own (probed once).
@@ -157,6 +168,7 @@ impl SceneRunner for ManimSandbox {
         ];
         let python = &self.settings.python;
         let stdin = Some(code.source.clone().into_bytes());
+        let _slot = self.pool.slot().await;
         let ran = jail::run(python, args, dir.path(), None, CHECK_LIMITS, stdin)
             .await
             .map_err(|e| SceneError::Machine(format!("cannot start {}: {e}", python.display())))?;
@@ -227,6 +239,7 @@ impl SceneRunner for ManimSandbox {
             work.join("request.json").into(),
         ];
         let unshare = self.unshare().await;
+        let slot = self.pool.slot().await;
         let started = std::time::Instant::now();
         let ran = jail::run(python, args, &work, unshare, self.limits(), None)
             .await
@@ -243,6 +256,7 @@ impl SceneRunner for ManimSandbox {
         };
         let movie = outcome(report, ran.status, &ran.stderr_tail, &cx);
         tracing::debug!(elapsed = ?started.elapsed(), ok = movie.is_ok(), "rendered a scene");
+        drop(slot);
         let movie = movie?;
 
         // The movie moves out; the render's folder (and all it wrote) goes now.
