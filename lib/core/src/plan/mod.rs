@@ -16,6 +16,7 @@ mod params;
 mod parse;
 mod references;
 mod strict;
+pub(crate) use strict::{duplicate_keys, suggest};
 
 pub use captions::{parse_alignment, ActiveWordEffect, AssColour, CaptionPreset, CaptionStyle};
 pub use catalog::{Catalog, Completion, ModelInfo, ModelLookup, DEFAULT_DEADLINE};

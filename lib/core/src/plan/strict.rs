@@ -312,7 +312,7 @@ impl<'e> KeyCheck<'e> {
 /// The key among `known` that `key` was plausibly meant to be: the same but for case and
 /// separators (`depends_on`), a common other name (`deps`), or within a small edit distance
 /// (`dependOn`, `promt`: one edit for keys of up to 4 characters, none for 1 or 2).
-pub(super) fn suggest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+pub(crate) fn suggest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     let folded = fold(key);
     if let Some(k) = known.iter().find(|k| fold(k) == folded) {
         return Some(k);
@@ -439,7 +439,7 @@ const MAX_DUPLICATES: usize = 20;
 /// The paths (`executionPlan.jobs[0].params.prompt`) of keys given more than once in one
 /// object of a JSON body, which must be valid JSON (serde_json keeps the last silently). Read
 /// by serde_json, so its nesting limit holds here too.
-pub(super) fn duplicate_keys(body: &[u8]) -> Vec<String> {
+pub(crate) fn duplicate_keys(body: &[u8]) -> Vec<String> {
     let mut walk = Walk {
         path: Vec::new(),
         found: Vec::new(),

@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use super::brief::SceneBrief;
 use crate::plan::{
-    JobSpec, MediaRef, MergeItem, MergeParams, Operation, Params, Plan, ProviderParams, SceneParams, Transition,
-    TransitionKind,
+    duplicate_keys, suggest, JobSpec, MediaRef, MergeItem, MergeParams, Operation, Params, Plan, ProviderParams,
+    SceneParams, Transition, TransitionKind,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +80,10 @@ impl WorkflowRequest {
         let Value::Object(obj) = value else {
             return Err(invalid("body", "must be a JSON object"));
         };
+        if let Some(path) = duplicate_keys(body).first() {
+            return Err(invalid(path.clone(), "is given more than once"));
+        }
+        known_keys(&obj, "", REQUEST_KEYS)?;
         let mode = match obj.get("mode").and_then(Value::as_str) {
             Some("single") => WorkflowMode::Single,
             Some("multi") => WorkflowMode::Multi,
@@ -280,6 +284,36 @@ fn class_name(name: &str, n: usize) -> String {
     out
 }
 
+/// The keys a request's top level may have.
+const REQUEST_KEYS: &[&str] = &[
+    "mode",
+    "prompt",
+    "sceneName",
+    "context",
+    "title",
+    "scenes",
+    "mergeOptions",
+    "aspectRatio",
+    "quality",
+    "duration",
+    "webhook",
+    "webhookSecret",
+];
+
+/// Refuses a key outside `known`, naming the one probably meant, as plans do.
+fn known_keys(obj: &Map<String, Value>, prefix: &str, known: &[&str]) -> Result<(), WorkflowError> {
+    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(key) => Err(invalid(
+            format!("{prefix}{key}"),
+            match suggest(key, known) {
+                Some(meant) => format!("unknown key; did you mean `{prefix}{meant}`?"),
+                None => format!("unknown key; known: {}", known.join(", ")),
+            },
+        )),
+    }
+}
+
 /// An optional string field, trimmed; present but empty, too long or not a string is refused.
 fn text(obj: &Map<String, Value>, field: &str, max_chars: usize) -> Result<Option<String>, WorkflowError> {
     match obj.get(field) {
@@ -309,6 +343,7 @@ fn scenes(obj: &Map<String, Value>) -> Result<Vec<SceneSpec>, WorkflowError> {
         let Value::Object(scene) = item else {
             return Err(invalid(at, "must be an object"));
         };
+        known_keys(scene, &format!("{at}."), &["name", "prompt", "order"])?;
         let field = |name: &str| format!("{at}.{name}");
         let name = text(scene, "name", 200)
             .map_err(|e| invalid(field("name"), e.message))?
@@ -340,6 +375,11 @@ fn transition(obj: &Map<String, Value>) -> Result<Option<Transition>, WorkflowEr
         Some(Value::Object(o)) => o,
         Some(_) => return Err(invalid("mergeOptions", "must be an object")),
     };
+    known_keys(
+        options,
+        "mergeOptions.",
+        &["addTransitions", "transitionDuration", "transition"],
+    )?;
     match options.get("addTransitions") {
         None | Some(Value::Bool(false)) => return Ok(None),
         Some(Value::Bool(true)) => {}

@@ -100,11 +100,32 @@ fn bad_requests_name_the_field() {
             "duration",
         ),
         (serde_json::json!(["mode"]), "body"),
+        (
+            serde_json::json!({"mode": "single", "prompt": "p", "promt": "q"}),
+            "promt",
+        ),
+        (
+            serde_json::json!({"mode": "multi", "title": "t", "scenes": [{"name": "a", "prompt": "p", "oder": 1}]}),
+            "scenes[0].oder",
+        ),
+        (
+            serde_json::json!({"mode": "multi", "title": "t", "scenes": [{"name": "a", "prompt": "p"}], "mergeOptions": {"addTransition": true}}),
+            "mergeOptions.addTransition",
+        ),
     ];
     for (body, field) in cases {
         let error = parse(body.clone()).expect_err(&body.to_string());
         assert_eq!(error.field, field, "{body}: {error}");
     }
+}
+
+#[test]
+fn unknown_and_repeated_keys_are_refused_naming_the_one_meant() {
+    let error = parse(serde_json::json!({"mode": "single", "prompt": "p", "scene_name": "x"})).expect_err("a typo");
+    assert_eq!(error.field, "scene_name");
+    assert!(error.message.contains("did you mean `sceneName`?"), "{error}");
+    let error = WorkflowRequest::parse(br#"{"mode": "single", "prompt": "a", "prompt": "b"}"#).expect_err("twice");
+    assert_eq!(error.field, "prompt");
 }
 
 #[test]
