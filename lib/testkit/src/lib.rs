@@ -2,5 +2,6 @@
 //! once, and the DAG shapes the engine is measured on. Nothing in a running node uses them.
 
 pub mod dag_shapes;
+pub mod faults;
 pub mod instant;
 pub mod writer;

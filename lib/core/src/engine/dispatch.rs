@@ -113,7 +113,7 @@ impl Engine {
                 self.start_provider_job(&job, &params).await
             }
             Params::Merge(_) | Params::Reframe(_) | Params::Subtitles(_) | Params::Layer(_) => {
-                let outcome = self.run_media_job(&job).await.map(Some);
+                let outcome = self.run_media_job(&job).await;
                 self.settle(job, outcome).await
             }
             Params::Base(base) => {
@@ -122,7 +122,7 @@ impl Engine {
             }
             Params::Scene(params) => {
                 let params = params.clone();
-                let outcome = Box::pin(self.run_scene_job(&job, &params)).await.map(Some);
+                let outcome = Box::pin(self.run_scene_job(&job, &params)).await;
                 self.settle(job, outcome).await
             }
         }

@@ -12,7 +12,8 @@ use crate::ports::{Artifact, CaptionWords, MediaTask, ResolvedItem};
 use crate::worker::Handled;
 
 impl Engine {
-    pub(super) async fn run_media_job(&self, job: &Job) -> Result<Handled, WorkError> {
+    /// `None` when the completing write lost a race: the caller re-reads the job.
+    pub(super) async fn run_media_job(&self, job: &Job) -> Result<Option<Handled>, WorkError> {
         let parents = self.node_inputs(job).await?;
         let task = match &job.spec.params {
             Params::Merge(merge) => MediaTask::Merge {
@@ -53,11 +54,12 @@ impl Engine {
         };
         let artifact = self.media.run(task).await.map_err(WorkError::media)?;
         let output = self.store_artifact(job, artifact).await?;
-        match self.complete(job, output).await? {
-            Some(handled) => Ok(handled),
-            // Lost the job while working (our lease lapsed and another runner took it).
-            None => Ok(Handled::Done),
-        }
+        // Stale (`None`): re-read and decide again, as the port asks. Acking here instead
+        // (as this did) stranded the job when the write that beat ours left it unfinished
+        // (or a store reported a race nobody won): `running`, with no message and no sweep
+        // to bring one. Re-read, it is finished (repeats complete what follows), held by
+        // another runner's lease (retried after it), or ours to run again.
+        Ok(self.complete(job, output).await?)
     }
 
     /// A caption job's words: inline, the word timings a speech parent recorded, or else the

@@ -17,7 +17,8 @@ use crate::worker::Handled;
 const MAX_CODE_BYTES: usize = 1024 * 1024;
 
 impl Engine {
-    pub(super) async fn run_scene_job(&self, job: &Job, params: &SceneParams) -> Result<Handled, WorkError> {
+    /// `None` when the completing write lost a race: the caller re-reads the job.
+    pub(super) async fn run_scene_job(&self, job: &Job, params: &SceneParams) -> Result<Option<Handled>, WorkError> {
         let input = self.scene_input(job, params).await?;
         let output = match job.spec.operation {
             Operation::ValidateSceneCode => {
@@ -52,10 +53,8 @@ impl Engine {
                 })
             }
         };
-        match self.complete(job, output).await? {
-            Some(handled) => Ok(handled),
-            None => Ok(Handled::Done),
-        }
+        // Stale (`None`): re-read, as in `run_media_job` (acking stranded the job).
+        Ok(self.complete(job, output).await?)
     }
 
     async fn scene_input(&self, job: &Job, params: &SceneParams) -> Result<JobOutput, WorkError> {
