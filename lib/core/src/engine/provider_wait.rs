@@ -226,6 +226,13 @@ impl Engine {
             return Ok(());
         }
         if call.outcome.is_some() {
+            // A runner holding the lease is finishing it: a write here would make that runner's
+            // completion stale, and leave the job held until the lease lapsed (found under
+            // load: `make bench-load`). Should that runner die, the lease lapses and a later
+            // poll sends the message again.
+            if !job.lease_free(self.now()) {
+                return Ok(());
+            }
             // The answer is in but its message was lost: send it again, and again later if need be.
             let mut next = job.clone();
             if let Some(c) = next.provider.as_mut() {
