@@ -29,24 +29,9 @@ use reelay_providers::scene_code::{AnthropicProvider, ChatSettings, OpenAiProvid
 const SQUARE: &str = "from manim import *\n\nclass IntroScene(Scene):\n    def construct(self):\n        \
                       square = Square()\n        self.play(Create(square))\n        self.wait(1)";
 
-/// Runs `tests/clients/<script>` with the venv's Python against a fake; its JSON summary.
+/// Runs `tests/clients/<script>` against a fake; its JSON summary.
 async fn official_client(script: &str, fake: &FakeLlm) -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/clients")
-        .join(script);
-    let out = tokio::process::Command::new(support::python())
-        .arg(path)
-        .args([&fake.base_url, &fake.key])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    support::run_client(script, &[&fake.base_url, &fake.key]).await
 }
 
 #[tokio::test]

@@ -220,23 +220,3 @@ pub async fn probe(result: &Value) -> Probed {
             .map(|c| serde_json::from_str(c).unwrap()),
     }
 }
-
-/// Runs `tests/clients/<script>` with the venv's Python and `args`; its JSON summary.
-pub async fn run_client(script: &str, args: &[&str]) -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/clients")
-        .join(script);
-    let out = tokio::process::Command::new(crate::support::python())
-        .arg(path)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}

@@ -208,3 +208,23 @@ pub fn unsigned(value: &Value) -> Value {
         other => other.clone(),
     }
 }
+
+/// Runs `tests/clients/<script>` with the venv's Python and `args`; its JSON summary.
+pub async fn run_client(script: &str, args: &[&str]) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let out = tokio::process::Command::new(python())
+        .arg(path)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

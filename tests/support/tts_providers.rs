@@ -138,7 +138,7 @@ pub async fn a_wrong_key_fails_its_job_at_once<P: TtsUnderTest>(app: &App, fake:
 pub async fn its_own_client_drives_the_fake<P: TtsUnderTest>(script: &str) -> (Value, Vec<crate::tts::Seen>) {
     let fake = FakeSpeech::<P>::start().await;
     fake.add_key(P::SERVER_KEY);
-    let summary = crate::tts::run_client(script, &[&fake.base, P::SERVER_KEY]).await;
+    let summary = crate::support::run_client(script, &[&fake.base, P::SERVER_KEY]).await;
     let seen = fake.seen();
     assert!(seen.iter().all(|s| s.headers.contains_key(P::KEY_HEADER)), "{summary}");
     (summary, seen)

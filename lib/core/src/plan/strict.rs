@@ -9,11 +9,13 @@
 //! (`params::provider`), against the model's schema.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::model::Operation;
+use super::params::{INPUT_KEYS, UNIFIED};
 use super::references::looks_like_reference;
 use super::PlanError;
 
@@ -122,31 +124,12 @@ const TIMELINE_ITEM: &[&str] = &[
 const PLACEMENT: &[&str] = &["width", "height", "position", "padding", "aspectRatio"];
 const POSITION: &[&str] = &["x", "y"];
 
-/// The keys a provider job's unified params name (the rest are the model's options).
-pub(super) const PROVIDER: &[&str] = &[
-    "provider",
-    "modelId",
-    "prompt",
-    "duration",
-    "resolution",
-    "aspectRatio",
-    "seed",
-    "unified",
-    "model",
-    "sendJobWebhook",
-    "apiKey",
-    "image",
-    "audio",
-    "startImage",
-    "endImage",
-    "video",
-    "videoUrl",
-    "audioUrl",
-    "cameraMotion",
-    "outputFormat",
-    "outputType",
-    "backgroundColor",
-];
+/// The keys a provider job's unified params name (the rest are the model's options): the
+/// unified params and inputs `params::provider` reads, and the SDK's options it maps per model.
+pub(super) static PROVIDER: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mapped = ["cameraMotion", "outputFormat", "outputType", "backgroundColor"];
+    UNIFIED.iter().chain(&INPUT_KEYS).chain(&mapped).copied().collect()
+});
 
 /// The params keys an operation with a fixed shape knows; `None` for a provider's operation.
 fn params_keys(op: Operation) -> Option<Vec<&'static str>> {

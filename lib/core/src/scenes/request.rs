@@ -233,7 +233,6 @@ pub const MERGE_JOB: &str = "merge";
 /// The job ids of the `n`th scene (from 1, in order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SceneJobIds {
-    pub scene: String,
     pub code: String,
     pub validate: String,
     pub render: String,
@@ -248,7 +247,6 @@ impl SceneJobIds {
             validate: format!("{scene}.validate"),
             render: format!("{scene}.render"),
             upload: format!("{scene}.upload"),
-            scene,
         }
     }
 }

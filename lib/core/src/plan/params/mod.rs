@@ -4,6 +4,7 @@
 mod layer;
 mod merge;
 mod provider;
+pub(super) use provider::{INPUT_KEYS, UNIFIED};
 mod reader;
 mod reframe;
 mod subtitles;

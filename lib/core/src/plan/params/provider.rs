@@ -12,7 +12,7 @@ use crate::plan::strict;
 use crate::plan::{parse_resolution, Catalog, JobId, MediaRef, ModelLookup, Operation, ProviderParams, Secret};
 
 /// Media inputs by their unified name.
-const INPUT_KEYS: [&str; 7] = [
+pub(in crate::plan) const INPUT_KEYS: [&str; 7] = [
     "image",
     "audio",
     "startImage",
@@ -24,7 +24,7 @@ const INPUT_KEYS: [&str; 7] = [
 
 /// The unified form's other params; every param that is neither one of these nor an input
 /// passes through to the model as an option.
-const UNIFIED: [&str; 11] = [
+pub(in crate::plan) const UNIFIED: [&str; 11] = [
     "provider",
     "modelId",
     "prompt",
@@ -126,7 +126,7 @@ fn refuse_near_misses(p: &mut ParamReader, meant: impl Fn(&str) -> bool) {
 fn near_misses(raw: &Map<String, Value>) -> Vec<(&str, &'static str)> {
     raw.keys()
         .filter(|k| !strict::PROVIDER.contains(&k.as_str()))
-        .filter_map(|k| strict::suggest(k, strict::PROVIDER).map(|near| (k.as_str(), near)))
+        .filter_map(|k| strict::suggest(k, &strict::PROVIDER).map(|near| (k.as_str(), near)))
         .collect()
 }
 
