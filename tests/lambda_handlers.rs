@@ -107,7 +107,12 @@ async fn two_scenes_run_through_the_handlers_on_the_embedded_adapters() {
         scenes: None,
     };
     let secrets = ServerSecrets::parse(&format!(r#"{{"serverKey":"{SERVER_KEY}"}}"#)).unwrap();
+    // What a runtime killed mid-task left in the environment's `/tmp` goes at the next start.
+    let left = reelay_node::scratch::scratch_dir(&settings.scratch_dir).join("task-killed");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("partial.mp4"), b"half a movie").unwrap();
     let node = AwsNode::new(adapters, &settings, secrets.sealer().clone()).unwrap();
+    assert!(!left.exists(), "the scratch folder was not emptied at start");
     let functions = Functions::new(&node);
     let (key, record) = new_key("acme", "test", 1);
     store.create_key(&record).await.unwrap();

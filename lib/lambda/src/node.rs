@@ -18,7 +18,7 @@ use reelay_core::ports::{KeyStore, Queue, SceneRunner};
 use reelay_core::secrets::Sealer;
 use reelay_core::webhooks::Dispatcher;
 use reelay_core::Engine;
-use reelay_node::{deliver_local_callbacks, Adapters, Node, NodeError};
+use reelay_node::{clear_scratch, deliver_local_callbacks, Adapters, Node, NodeError};
 
 use crate::settings::{AwsSettings, PollerSettings, RENDER_INVOKE_TIMEOUT};
 
@@ -121,6 +121,13 @@ impl AwsNode {
     /// A node on the given pieces. Call it within a Tokio runtime: the `local` provider's
     /// callbacks are delivered by a task (as on the embedded node).
     pub fn new(adapters: Adapters, settings: &AwsSettings, sealer: Sealer) -> Result<AwsNode, NodeError> {
+        // A crashed runtime's environment may be reused with its `/tmp`: what a killed media
+        // task left there would fill it, invocation after invocation.
+        match clear_scratch(&settings.scratch_dir) {
+            Ok(0) => {}
+            Ok(swept) => tracing::info!(swept, "removed the scratch folders of interrupted media work"),
+            Err(e) => tracing::warn!(error = %e, "could not empty the scratch folder"),
+        }
         let mut node = Node::build(&adapters, sealer, &settings.node, &settings.scratch_dir)?;
         if let (Some(callbacks), Ok(runtime)) = (node.take_local_callbacks(), tokio::runtime::Handle::try_current()) {
             runtime.spawn(deliver_local_callbacks(node.engine().clone(), callbacks));

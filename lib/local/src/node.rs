@@ -18,7 +18,7 @@ use reelay_core::signed_urls::UrlSigner;
 use reelay_core::webhooks::Dispatcher;
 use reelay_core::worker::{run_timer, run_workers, MessageHandler, WorkerSettings};
 use reelay_core::Engine;
-use reelay_node::{deliver_local_callbacks, Adapters, LocalCallbacks, Node, NodeError, Settings};
+use reelay_node::{clear_scratch, deliver_local_callbacks, Adapters, LocalCallbacks, Node, NodeError, Settings};
 use reelay_providers::InProcessBudget;
 
 use crate::blobs::Served;
@@ -100,34 +100,6 @@ fn server_key(settings: &LocalSettings) -> Result<Sealer, OpenError> {
     Sealer::from_base64(&key).map_err(|e| bad(&e))
 }
 
-/// Empties `scratch/` (ffmpeg's task folders, the Manim sandbox's check and render folders).
-/// Run at open, under the data folder's lock: no other process uses this folder, and this one
-/// has started no work yet, so everything there was left by a process that was killed mid-job
-/// (a finished or failed task removes its own). Returns how many entries were removed.
-pub fn clear_scratch(scratch: &std::path::Path) -> std::io::Result<usize> {
-    let entries = match std::fs::read_dir(scratch) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mut removed = 0;
-    for entry in entries {
-        let entry = entry?;
-        let path = entry.path();
-        let gone = if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        match gone {
-            Ok(()) => removed += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(removed)
-}
-
 pub struct LocalNode {
     engine: Arc<Engine>,
     dispatcher: Arc<Dispatcher>,
@@ -172,7 +144,7 @@ impl LocalNode {
         if leases + in_flight > 0 {
             tracing::info!(leases, in_flight, "took over work left by a previous process");
         }
-        let swept = clear_scratch(&dir.join("scratch")).map_err(data_dir_err)?;
+        let swept = clear_scratch(dir).map_err(data_dir_err)?;
         if swept > 0 {
             tracing::info!(swept, "removed the scratch folders of interrupted media work");
         }
@@ -273,19 +245,10 @@ mod tests {
     #[test]
     fn opening_removes_what_interrupted_media_work_left_in_scratch() {
         let dir = tempfile::tempdir().unwrap();
-        let scratch = dir.path().join("scratch");
-        // As a `kill -9` leaves them: an ffmpeg task folder, a scene render's, a stray file.
-        for folder in ["task-Ab12Cd", "render-Xy34Zw/media/videos"] {
-            std::fs::create_dir_all(scratch.join(folder)).unwrap();
-            std::fs::write(scratch.join(folder).join("partial.mp4"), b"half a movie").unwrap();
-        }
-        std::fs::write(scratch.join("stray"), b"").unwrap();
-        let node = LocalNode::open(LocalSettings::new(dir.path(), Settings::default())).unwrap();
-        assert!(scratch.exists());
+        let scratch = reelay_node::scratch::scratch_dir(dir.path());
+        std::fs::create_dir_all(scratch.join("task-Ab12Cd")).unwrap();
+        std::fs::write(scratch.join("task-Ab12Cd/partial.mp4"), b"half a movie").unwrap();
+        let _node = LocalNode::open(LocalSettings::new(dir.path(), Settings::default())).unwrap();
         assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "scratch was emptied");
-        drop(node);
-        // Nothing there: nothing to do.
-        assert_eq!(clear_scratch(&scratch).unwrap(), 0);
-        assert_eq!(clear_scratch(&dir.path().join("absent")).unwrap(), 0);
     }
 }

@@ -5,10 +5,12 @@
 
 pub mod node;
 pub mod providers;
+pub mod scratch;
 pub mod settings;
 pub mod workflows;
 
 pub use node::{deliver_local_callbacks, Adapters, LocalCallbacks, Node, NodeError};
 pub use providers::ProviderSettings;
+pub use scratch::clear_scratch;
 pub use settings::{Settings, SettingsError, Vars};
 pub use workflows::SceneLimits;

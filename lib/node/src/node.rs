@@ -17,6 +17,7 @@ use reelay_providers::registry::ROUTES;
 use reelay_providers::ProviderWebhook;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::scratch::scratch_dir;
 use crate::Settings;
 
 /// The `local` provider's callbacks: it calls back in process, not over HTTP.
@@ -78,7 +79,7 @@ impl Node {
         // through the same address guard as every other outbound request.
         // One bound for all of this node's media work, whoever starts it.
         let pool = WorkPool::new(settings.media_workers);
-        let media = FfmpegMedia::new(work_dir.join("scratch"))
+        let media = FfmpegMedia::new(scratch_dir(work_dir))
             .with_http(outbound.clone(), settings.media_input_max_bytes)
             .map_err(|e| setup("ffmpeg")(&e))?
             .with_pool(pool.clone());
@@ -102,7 +103,7 @@ impl Node {
                 ManimSandbox::new(
                     settings
                         .scene_limits
-                        .sandbox(&settings.providers.local_python, work_dir.join("scratch")),
+                        .sandbox(&settings.providers.local_python, scratch_dir(work_dir)),
                 )
                 .with_pool(pool),
             ),
