@@ -251,6 +251,30 @@ async fn status_can_wait_for_the_end() {
     app.stop().await;
 }
 
+/// A `local` polling model's end is noticed when its render ends, not at its next poll: with
+/// the first poll an hour away, the execution still ends (the status wait gives up long
+/// before an hour).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_polling_models_end_is_noticed_without_waiting_for_a_poll() {
+    let app = spawn_app_with(|s| {
+        s.node.engine.poll_first = Duration::from_secs(3600);
+        s.node.engine.poll_max = Duration::from_secs(3600);
+    })
+    .await;
+    let job = |id: &str, kind: &str, model: &str| {
+        json!({"id": id, "type": kind, "params": {"provider": "local", "modelId": model,
+            "prompt": id, "duration": 1, "resolution": "144p"}})
+    };
+    let mut then = job("still", "generateImage", "image-polling");
+    then["dependsOn"] = json!(["clip"]);
+    let id = app
+        .submit(ACME, &json!({"jobs": [job("clip", "generate", "video-polling"), then]}))
+        .await;
+    let ended = app.ended(ACME, &id).await;
+    assert_eq!(ended["status"], "completed", "{ended}");
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_limits_answer_429_with_retry_after() {
     let app = spawn_app_with(|s| {
