@@ -1,7 +1,8 @@
 //! One isolated AWS world on its own moto: a table (as `template.yaml` declares it), the job
 //! and webhook queues, and a bucket, with SDK clients that count their requests
 //! (`counts.rs`). The adapters are built on those clients, so every request they make is
-//! counted.
+//! counted. `fresh_space` adds another table and pair of queues on the same moto, for tests
+//! that run several engines at once (each scans its whole table and drains its whole queue).
 
 use std::time::Duration;
 
@@ -24,6 +25,14 @@ pub struct AwsWorld {
     pub moto: Moto,
 }
 
+/// A table and a job and a webhook queue of their own on a world's moto (the bucket stays
+/// shared: blob keys are per execution).
+pub struct Space {
+    pub table: String,
+    pub job_queue_url: String,
+    pub webhook_queue_url: String,
+}
+
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
 }
@@ -40,15 +49,17 @@ impl AwsWorld {
             .await;
         let mut world = AwsWorld {
             config,
-            table: unique_name("reelay"),
+            table: String::new(),
             job_queue_url: String::new(),
             webhook_queue_url: String::new(),
             bucket: unique_name("reelay-blobs"),
             counts: RequestCounts::default(),
             moto,
         };
-        world.job_queue_url = world.create_queue("reelay-jobs").await;
-        world.webhook_queue_url = world.create_queue("reelay-webhooks").await;
+        let space = world.fresh_space().await;
+        world.table = space.table;
+        world.job_queue_url = space.job_queue_url;
+        world.webhook_queue_url = space.webhook_queue_url;
         world
             .s3()
             .create_bucket()
@@ -56,9 +67,19 @@ impl AwsWorld {
             .send()
             .await
             .expect("create bucket");
-        world.store().create_table().await.expect("create table");
         world.counts.reset();
         world
+    }
+
+    /// A new table (as `template.yaml` declares it) and a new job and webhook queue.
+    pub async fn fresh_space(&self) -> Space {
+        let space = Space {
+            table: unique_name("reelay"),
+            job_queue_url: self.create_queue("reelay-jobs").await,
+            webhook_queue_url: self.create_queue("reelay-webhooks").await,
+        };
+        self.store_in(&space).create_table().await.expect("create table");
+        space
     }
 
     async fn create_queue(&self, prefix: &str) -> String {
@@ -102,10 +123,20 @@ impl AwsWorld {
     }
 
     pub fn store(&self) -> DynamoStore {
+        self.store_on(self.dynamodb(), &self.table)
+    }
+
+    /// The store on `space`'s table.
+    pub fn store_in(&self, space: &Space) -> DynamoStore {
+        self.store_on(self.dynamodb(), &space.table)
+    }
+
+    /// The store on `table` through `client` (one with interceptors of its own, say).
+    pub fn store_on(&self, client: aws_sdk_dynamodb::Client, table: &str) -> DynamoStore {
         DynamoStore::from_client(
-            self.dynamodb(),
+            client,
             DynamoSettings {
-                table: self.table.clone(),
+                table: table.to_string(),
                 endpoint_url: None,
                 retention: RETENTION,
             },
@@ -118,6 +149,16 @@ impl AwsWorld {
 
     pub fn webhook_queue(&self) -> SqsQueue {
         SqsQueue::from_client(self.sqs(), self.webhook_queue_url.clone())
+    }
+
+    /// `space`'s job queue.
+    pub fn job_queue_in(&self, space: &Space) -> SqsQueue {
+        SqsQueue::from_client(self.sqs(), space.job_queue_url.clone())
+    }
+
+    /// `space`'s webhook queue.
+    pub fn webhook_queue_in(&self, space: &Space) -> SqsQueue {
+        SqsQueue::from_client(self.sqs(), space.webhook_queue_url.clone())
     }
 
     pub fn s3_settings(&self) -> S3Settings {
