@@ -188,11 +188,11 @@ async fn status_reads_under_load() {
                 .into_iter()
                 .flatten()
                 .map(|j| {
-                    format!(
-                        "{}={}",
-                        j["id"].as_str().unwrap_or("?"),
-                        j["status"].as_str().unwrap_or("?")
-                    )
+                    let (id, state) = (j["id"].as_str().unwrap_or("?"), j["status"].as_str().unwrap_or("?"));
+                    match j["error"].as_str() {
+                        Some(error) => format!("{id}={state} ({error})"),
+                        None => format!("{id}={state}"),
+                    }
                 })
                 .collect();
             println!("not completed: {id} {} [{}]", status["status"], jobs.join(", "));
