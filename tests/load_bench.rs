@@ -121,7 +121,9 @@ async fn status_reads_under_load() {
     let load_started = Instant::now();
     let mut last_report = Instant::now();
     while ended.lock().unwrap().len() < executions && Instant::now() < deadline {
-        ticker.tick().await;
+        // Latency counts from when the request was due, not from when this loop got to it:
+        // a stalled process must not hide its stall from the figures (coordinated omission).
+        let due = ticker.tick().await.into_std();
         if last_report.elapsed() > Duration::from_secs(10) {
             last_report = Instant::now();
             let mut seen = latencies.lock().unwrap().clone();
@@ -142,7 +144,6 @@ async fn status_reads_under_load() {
         let (client, key, base) = (client.clone(), key.clone(), base.clone());
         let (latencies, errors, ended) = (latencies.clone(), errors.clone(), ended.clone());
         tokio::spawn(async move {
-            let t = Instant::now();
             let answer = client
                 .get(format!("{base}/api/execute/{id}/status"))
                 .bearer_auth(&key)
@@ -153,7 +154,7 @@ async fn status_reads_under_load() {
                 Ok(r) if r.status().is_success() => r.json().await.ok(),
                 _ => None,
             };
-            let elapsed = t.elapsed();
+            let elapsed = due.elapsed();
             match body {
                 Some(body) => {
                     latencies.lock().unwrap().push(elapsed);

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::process::Command;
 
+use crate::pool::at_media_priority;
 use crate::FfmpegError;
 
 /// How many stderr lines an [`FfmpegError::Ffmpeg`] keeps.
@@ -67,7 +68,9 @@ pub(crate) async fn ffprobe(args: Vec<OsString>) -> Result<Vec<u8>, FfmpegError>
 
 pub(crate) async fn run(binary: &str, args: Vec<OsString>, capture_stdout: bool) -> Result<Vec<u8>, FfmpegError> {
     tracing::debug!(binary, args = ?args, "running");
-    let output = Command::new(binary)
+    let mut command = Command::new(binary);
+    at_media_priority(&mut command);
+    let output = command
         .args(&args)
         .stdin(Stdio::null())
         .stdout(if capture_stdout { Stdio::piped() } else { Stdio::null() })

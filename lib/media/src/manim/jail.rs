@@ -12,6 +12,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
+use crate::pool::at_media_priority;
+
 /// What the process may use.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
@@ -107,6 +109,7 @@ pub(super) async fn run(
     unsafe {
         command.pre_exec(move || set_limits(limits));
     }
+    at_media_priority(&mut command);
     let mut child = command.spawn()?;
     // The group is killed however this ends: timeout, error, or the future being dropped.
     let group = child.id().map(|pid| Group(pid as libc::pid_t));
