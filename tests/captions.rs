@@ -176,3 +176,62 @@ async fn every_script_is_drawn_with_real_glyphs() {
     let rb = render("\u{10FFF2}\u{10FFF3}", "b.mp4").await;
     assert!(mean_diff(&ra, &rb) < 0.5, "private-use characters should all be boxes");
 }
+
+/// Merge → reframe → captions, each read by the next alone, is encoded once, by the captions
+/// job: the merge and the reframe complete with their outputs deferred into it (no file
+/// made), and the captioned 9:16 video is the whole chain. A later execution that wants the
+/// reframe alone gets it made then, from the reused scenes, which are not rendered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_edits_is_encoded_once_and_an_intermediate_made_when_asked() {
+    let app = spawn_app_with(|_| {}).await;
+    let scene = |id: &str| {
+        serde_json::json!({"id": id, "type": "generate", "params": {"provider": "local",
+            "modelId": "video", "prompt": id, "duration": 2, "resolution": "360p"}})
+    };
+    let words = serde_json::json!([{"word": "one", "start": 0.2, "end": 0.8},
+        {"word": "encode", "start": 0.8, "end": 1.6}]);
+    let plan = serde_json::json!({"jobs": [scene("a"), scene("b"),
+        {"id": "merged", "type": "merge", "dependsOn": ["a", "b"], "params": {
+            "items": [{"url": "$a"}, {"url": "$b"}], "transition": "fade", "transitionDuration": 0.5}},
+        {"id": "vertical", "type": "reframe", "dependsOn": ["merged"],
+            "params": {"videoUrl": "$merged", "aspectRatio": "9:16", "resolution": "480p"}},
+        {"id": "captioned", "type": "addSubtitles", "dependsOn": ["vertical"],
+            "params": {"videoUrl": "$vertical", "transcript": words,
+                "style": {"preset": "youtube", "activeWordColor": "#00FF00"}}}]});
+    let id = app.submit(ACME, &plan).await;
+    let status = app.ended(ACME, &id).await;
+    assert_eq!(status["status"], "completed", "{status}");
+    for (edit, reader) in [("merged", "vertical"), ("vertical", "captioned")] {
+        let result = &job(&status, edit)["result"];
+        assert_eq!(job(&status, edit)["status"], "completed", "{status}");
+        assert_eq!(result["deferred"]["fusedInto"], reader, "{result}");
+        assert!(result.get("url").is_none(), "{result}");
+        let folder = app.dir.path().join(format!("blobs/executions/{id}/{edit}"));
+        assert!(!folder.exists(), "{edit}'s output was made: {}", folder.display());
+    }
+    let output = file(&status["result"]);
+    let probed = probe(&output).await.unwrap();
+    assert_eq!((probed.width, probed.height), (Some(480), Some(854)), "{probed:?}");
+    assert!((probed.duration - 3.5).abs() < 0.1, "{probed:?}");
+    let renders = || std::fs::read_dir(app.dir.path().join("provider/jobs")).unwrap().count();
+    assert_eq!(renders(), 2);
+
+    // The reframe alone, asked for by a variant: made now from the first run's scenes.
+    let variant = serde_json::json!({"baseExecutionId": id, "jobs": [
+        {"id": "vertical", "type": "reframe", "dependsOn": ["merged"],
+            "params": {"videoUrl": "$merged", "aspectRatio": "9:16", "resolution": "480p"}}]});
+    let again = app.submit(ACME, &variant).await;
+    let status = app.ended(ACME, &again).await;
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(renders(), 2, "a scene was rendered again");
+    // The captioned chain is that reframe with captions: "encode" is said at 1.2 s, in
+    // green; nothing is said at 3 s.
+    let green = |rgb: &[u8]| count(rgb, |r, g, b| g > 200 && r < 90 && b < 90);
+    let vertical = file(&status["result"]);
+    assert_eq!(probe(&vertical).await.unwrap().duration, probed.duration);
+    let gained = green(&caption_region(&output, 1.2)).saturating_sub(green(&caption_region(&vertical, 1.2)));
+    assert!(gained > 50, "no green word at 1.2 s ({gained} pixels)");
+    let quiet = mean_diff(&caption_region(&vertical, 3.0), &caption_region(&output, 3.0));
+    assert!(quiet < 1.0, "a caption at 3 s, where no word is said ({quiet})");
+    app.stop().await;
+}

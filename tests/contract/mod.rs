@@ -276,6 +276,7 @@ fn output(key: &str) -> JobOutput {
         aspect_ratio: Some("9:16".into()),
         transcript: None,
         background: None,
+        deferred: None,
     }
 }
 

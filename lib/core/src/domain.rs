@@ -137,6 +137,20 @@ pub struct JobOutput {
     /// A removed background's kind: `green`, `#rrggbb`, `transparent` or `matte`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub background: Option<String>,
+    /// Not made: the one edit that reads this output made it part of its own single encode
+    /// (`engine/fusion.rs`). No file, no URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<Deferred>,
+}
+
+/// An output left unmade because the edit that reads it ran with it as one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deferred {
+    /// The job whose edit this output is (another execution's, when reused as a base job).
+    pub job: JobKey,
+    /// The job that made it part of its own encode.
+    pub fused_into: JobId,
 }
 
 impl JobOutput {
@@ -148,6 +162,12 @@ impl JobOutput {
             map.insert("status".into(), serde_json::Value::from("completed"));
             // Where it is kept is ours; clients use the URL.
             map.remove("key");
+            if self.deferred.is_some() {
+                // No file: no URL, size or probe to show.
+                for field in ["url", "sizeBytes"] {
+                    map.remove(field);
+                }
+            }
         }
         value
     }

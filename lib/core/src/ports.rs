@@ -353,6 +353,13 @@ pub enum MediaTask {
         words: CaptionWords,
         style: Box<CaptionStyle>,
     },
+    /// Edits run as one: `start`'s output goes through each of `then` in turn, encoded once
+    /// (a chain of media jobs whose intermediate outputs nobody else reads: `engine/fusion.rs`).
+    /// `start` is a merge, a reframe or captions.
+    Chain {
+        start: Box<MediaTask>,
+        then: Vec<MediaStep>,
+    },
     /// A video re-packed to stream (its index moved to the front), the streams copied as
     /// they are: a rendered scene's upload.
     FastStart { input: String },
@@ -363,6 +370,20 @@ pub enum MediaTask {
         still: bool,
         key: Option<[u8; 3]>,
         fill: Option<[u8; 3]>,
+    },
+}
+
+/// An edit that follows another in a [`MediaTask::Chain`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaStep {
+    Reframe {
+        width: u32,
+        height: u32,
+        mode: ReframeMode,
+    },
+    Captions {
+        words: CaptionWords,
+        style: Box<CaptionStyle>,
     },
 }
 

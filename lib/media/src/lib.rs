@@ -27,6 +27,7 @@
 //! video is H.264 (yuv420p) with AAC audio.
 
 mod captions;
+mod chain;
 mod error;
 mod faststart;
 mod ffmpeg;
@@ -42,6 +43,7 @@ mod render;
 mod speech;
 
 pub use captions::{burn_captions, words_in_file};
+pub use chain::{run_chain, ChainStart, ChainStep};
 pub use error::FfmpegError;
 pub use faststart::fast_start;
 pub use keying::{replace_background, Replacement};

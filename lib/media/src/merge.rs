@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use reelay_core::plan::{ReframeMode, Transition, TransitionKind};
 
-use crate::ffmpeg::{container_args, ffmpeg, file_arg, secs, TempFile, X264_ARGS};
+use crate::chain::{Graph, GraphAudio};
+use crate::ffmpeg::{container_args, ffmpeg, file_arg, secs, TempFile};
 use crate::probe::{probe_detailed, Detailed};
 use crate::reframe::fit_filter;
 use crate::FfmpegError;
@@ -274,8 +275,17 @@ async fn concat_copy(visuals: &[Visual], out: &Path) -> Result<(), FfmpegError> 
     tmp.persist(out).await
 }
 
+/// The filter graph of a merge, to be encoded alone or with more edits after it (`chain.rs`).
+pub(crate) async fn merge_graph(items: &[MergeItem], transition: Option<Transition>) -> Result<Graph, FfmpegError> {
+    Ok(graph(&Plan::new(items, transition).await?))
+}
+
 /// Re-encodes everything through one filter graph.
 async fn encode(plan: &Plan, out: &Path) -> Result<(), FfmpegError> {
+    graph(plan).encode(out).await
+}
+
+fn graph(plan: &Plan) -> Graph {
     let with_audio = plan.has_audio();
     let fit = fit_filter(plan.width, plan.height, ReframeMode::Pad);
     let mut args: Vec<OsString> = Vec::new();
@@ -364,21 +374,18 @@ async fn encode(plan: &Plan, out: &Path) -> Result<(), FfmpegError> {
         audio = "amix".into();
     }
 
-    let tmp = TempFile::beside(out, "")?;
-    args.extend([
-        "-filter_complex".into(),
-        graph.join(";").into(),
-        "-map".into(),
-        format!("[{video}]").into(),
-    ]);
-    if with_audio {
-        args.extend(["-map".into(), format!("[{audio}]").into(), "-c:a".into(), "aac".into()]);
+    Graph {
+        inputs: args,
+        filters: graph,
+        video,
+        audio: if with_audio {
+            GraphAudio::Label(audio)
+        } else {
+            GraphAudio::None
+        },
+        width: plan.width,
+        height: plan.height,
     }
-    args.extend(X264_ARGS.iter().map(OsString::from));
-    args.extend(container_args(out));
-    args.push(file_arg(tmp.path()));
-    ffmpeg(args).await?;
-    tmp.persist(out).await
 }
 
 /// The xfade `offset` of each join: where, in the output so far, clip `k`

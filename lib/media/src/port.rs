@@ -15,14 +15,15 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
+use reelay_core::domain::TimedWord;
 use reelay_core::outbound::AddressPolicy;
 use reelay_core::plan::MediaKind;
-use reelay_core::ports::{Artifact, CaptionWords, Media, MediaError, MediaInfo, MediaTask};
+use reelay_core::ports::{Artifact, CaptionWords, Media, MediaError, MediaInfo, MediaStep, MediaTask, ResolvedItem};
 use reelay_outbound_http::guarded_client;
 
 use crate::{
-    burn_captions, fast_start, layer, merge, probe, reframe, replace_background, words_in_file, FfmpegError, ItemKind,
-    MergeItem, Replacement, WorkPool,
+    burn_captions, fast_start, layer, merge, probe, reframe, replace_background, run_chain, words_in_file, ChainStart,
+    ChainStep, FfmpegError, ItemKind, MergeItem, Replacement, WorkPool,
 };
 
 pub struct FfmpegMedia {
@@ -111,6 +112,85 @@ impl FfmpegMedia {
                 }
             ))),
         }
+    }
+}
+
+impl FfmpegMedia {
+    /// A merge's items as local files.
+    async fn merge_items(&self, items: &[ResolvedItem], dir: &Path) -> Result<Vec<MergeItem>, MediaError> {
+        let mut merged = Vec::with_capacity(items.len());
+        for (n, item) in items.iter().enumerate() {
+            let kind = match item.kind {
+                MediaKind::Image => ItemKind::Image,
+                MediaKind::Audio => ItemKind::Audio,
+                MediaKind::Video => ItemKind::Video,
+                MediaKind::Transcript => return Err(MediaError::Invalid("a transcript cannot be merged".into())),
+                MediaKind::Code => return Err(MediaError::Invalid("scene code cannot be merged".into())),
+            };
+            merged.push(MergeItem {
+                path: self.input(&item.url, dir, &format!("input-{n}")).await?,
+                kind,
+                duration: item.duration,
+                offset: item.offset,
+                volume: item.volume,
+            });
+        }
+        Ok(merged)
+    }
+
+    /// A caption task's words, read from their file if need be.
+    async fn words(&self, words: CaptionWords, dir: &Path) -> Result<Vec<TimedWord>, MediaError> {
+        Ok(match words {
+            CaptionWords::Words(words) => words,
+            CaptionWords::File(url) => words_in_file(&self.input(&url, dir, "transcript").await?).await?,
+        })
+    }
+
+    /// A chain's start and steps on local files: a reframe or captions that starts it is
+    /// the chain's first step, on its input file.
+    async fn chain(
+        &self,
+        start: MediaTask,
+        then: Vec<MediaStep>,
+        dir: &Path,
+    ) -> Result<(ChainStart, Vec<ChainStep>), MediaError> {
+        let mut steps = Vec::with_capacity(then.len() + 1);
+        let start = match start {
+            MediaTask::Merge { items, transition } => ChainStart::Merge {
+                items: self.merge_items(&items, dir).await?,
+                transition,
+            },
+            MediaTask::Reframe {
+                input,
+                width,
+                height,
+                mode,
+            } => {
+                steps.push(MediaStep::Reframe { width, height, mode });
+                ChainStart::File(self.input(&input, dir, "input").await?)
+            }
+            MediaTask::Captions { video, words, style } => {
+                steps.push(MediaStep::Captions { words, style });
+                ChainStart::File(self.input(&video, dir, "input").await?)
+            }
+            _ => {
+                return Err(MediaError::Invalid(
+                    "a chain starts with a merge, a reframe or captions".into(),
+                ))
+            }
+        };
+        steps.extend(then);
+        let mut local = Vec::with_capacity(steps.len());
+        for step in steps {
+            local.push(match step {
+                MediaStep::Reframe { width, height, mode } => ChainStep::Reframe { width, height, mode },
+                MediaStep::Captions { words, style } => ChainStep::Captions {
+                    words: self.words(words, dir).await?,
+                    style,
+                },
+            });
+        }
+        Ok((start, local))
     }
 }
 
@@ -223,25 +303,7 @@ impl Media for FfmpegMedia {
         let slot = self.pool.slot().await;
         match task {
             MediaTask::Merge { items, transition } => {
-                let mut merged = Vec::with_capacity(items.len());
-                for (n, item) in items.iter().enumerate() {
-                    let kind = match item.kind {
-                        MediaKind::Image => ItemKind::Image,
-                        MediaKind::Audio => ItemKind::Audio,
-                        MediaKind::Video => ItemKind::Video,
-                        MediaKind::Transcript => {
-                            return Err(MediaError::Invalid("a transcript cannot be merged".into()))
-                        }
-                        MediaKind::Code => return Err(MediaError::Invalid("scene code cannot be merged".into())),
-                    };
-                    merged.push(MergeItem {
-                        path: self.input(&item.url, dir.path(), &format!("input-{n}")).await?,
-                        kind,
-                        duration: item.duration,
-                        offset: item.offset,
-                        volume: item.volume,
-                    });
-                }
+                let merged = self.merge_items(&items, dir.path()).await?;
                 let report = merge(&merged, transition, &out).await?;
                 tracing::debug!(stream_copied = report.stream_copied, "merged");
             }
@@ -269,12 +331,7 @@ impl Media for FfmpegMedia {
             }
             MediaTask::Captions { video, words, style } => {
                 let video = self.input(&video, dir.path(), "input").await?;
-                let words = match words {
-                    CaptionWords::Words(words) => words,
-                    CaptionWords::File(url) => {
-                        words_in_file(&self.input(&url, dir.path(), "transcript").await?).await?
-                    }
-                };
+                let words = self.words(words, dir.path()).await?;
                 burn_captions(&video, &words, &style, &out).await?;
             }
             MediaTask::Background {
@@ -285,6 +342,10 @@ impl Media for FfmpegMedia {
             } => {
                 let input = self.input(&input, dir.path(), "input").await?;
                 replace_background(&input, Replacement { still, key, fill }, &out).await?;
+            }
+            MediaTask::Chain { start, then } => {
+                let (start, steps) = self.chain(*start, then, dir.path()).await?;
+                run_chain(&start, &steps, &out).await?;
             }
             MediaTask::FastStart { input } => {
                 let input = self.input(&input, dir.path(), "input").await?;

@@ -10,13 +10,20 @@ use crate::FfmpegError;
 /// Re-frames `input` to exactly `width`x`height` (even numbers, at most
 /// 8192). The video is re-encoded with H.264; audio streams are copied.
 pub async fn reframe(input: &Path, width: u32, height: u32, mode: ReframeMode, out: &Path) -> Result<(), FfmpegError> {
-    let valid = |v: u32| (2..=8192).contains(&v) && v.is_multiple_of(2);
-    if !valid(width) || !valid(height) {
-        return Err(FfmpegError::Invalid(format!(
-            "reframe size {width}x{height} must be even and within 2..=8192"
-        )));
-    }
+    checked_size(width, height)?;
     filter_picture(input, fit_filter(width, height, mode), out).await
+}
+
+/// A reframe's size: even and within 2..=8192 on both sides.
+pub(crate) fn checked_size(width: u32, height: u32) -> Result<(), FfmpegError> {
+    let valid = |v: u32| (2..=8192).contains(&v) && v.is_multiple_of(2);
+    if valid(width) && valid(height) {
+        Ok(())
+    } else {
+        Err(FfmpegError::Invalid(format!(
+            "reframe size {width}x{height} must be even and within 2..=8192"
+        )))
+    }
 }
 
 /// The filter chain that makes any picture exactly `w`x`h`, square pixels.

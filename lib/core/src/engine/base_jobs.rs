@@ -141,7 +141,7 @@ impl Engine {
 /// The plan's jobs with the base execution's jobs it reuses or needs made into references
 /// (`Params::Base`): a job whose id is a base job that completed, or may still complete, is
 /// not run again; a base job depended on but not in the plan is added. A job whose base
-/// twin ended without completing runs anew.
+/// twin ended without completing, or completed with its output deferred, runs anew.
 pub(super) fn with_base_jobs(specs: Vec<JobSpec>, (base, base_jobs): &Base) -> Vec<JobSpec> {
     let by_id: HashMap<&str, &Job> = base_jobs.iter().map(|j| (j.id(), j)).collect();
     let reference = |job: &Job, send_job_webhook: bool| JobSpec {
@@ -154,7 +154,9 @@ pub(super) fn with_base_jobs(specs: Vec<JobSpec>, (base, base_jobs): &Base) -> V
         depends_on: Vec::new(),
         send_job_webhook,
     };
-    let reusable = |job: &&Job| !job.status.is_terminal() || job.status == JobStatus::Completed;
+    // A deferred output has no file (`fusion.rs`): such a job runs again, on its reused inputs.
+    let deferred = |job: &Job| job.output.as_ref().is_some_and(|o| o.deferred.is_some());
+    let reusable = |job: &&Job| (!job.status.is_terminal() || job.status == JobStatus::Completed) && !deferred(job);
     let mut out: Vec<JobSpec> = specs
         .into_iter()
         .map(|spec| match by_id.get(spec.id.as_str()).copied().filter(reusable) {
@@ -162,21 +164,23 @@ pub(super) fn with_base_jobs(specs: Vec<JobSpec>, (base, base_jobs): &Base) -> V
             None => spec,
         })
         .collect();
-    let ids: HashSet<String> = out.iter().map(|s| s.id.clone()).collect();
-    let mut added = HashSet::new();
-    let needed: Vec<String> = out
-        .iter()
-        .flat_map(|s| s.depends_on.iter())
-        .filter(|d| !ids.contains(*d))
-        .cloned()
-        .collect();
+    let mut ids: HashSet<String> = out.iter().map(|s| s.id.clone()).collect();
+    let mut needed: Vec<String> = out.iter().flat_map(|s| s.depends_on.iter()).cloned().collect();
     // Added before the plan's jobs, so the plan's last job stays last.
     let mut referenced = Vec::new();
-    for id in needed {
-        if let Some(job) = by_id.get(id.as_str()) {
-            if added.insert(id.clone()) {
-                referenced.push(reference(job, false));
-            }
+    while let Some(id) = needed.pop() {
+        let Some(job) = by_id.get(id.as_str()) else { continue };
+        if !ids.insert(id) {
+            continue;
+        }
+        if deferred(job) {
+            needed.extend(job.spec.depends_on.iter().cloned());
+            referenced.push(JobSpec {
+                send_job_webhook: false,
+                ..job.spec.clone()
+            });
+        } else {
+            referenced.push(reference(job, false));
         }
     }
     referenced.append(&mut out);

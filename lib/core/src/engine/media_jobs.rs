@@ -3,19 +3,51 @@
 //! streamed into the blob store, probed, recorded. Next: completion (`completion.rs`), or
 //! `settle.rs` when it did not finish.
 
+use super::fusion::{deferred_output, then};
 use super::outputs::{job_output, output_key, resolve, InputUrls};
 use super::settle::WorkError;
 use super::Engine;
 use crate::domain::{Job, JobOutput};
 use crate::plan::{MediaRef, Params, TranscriptSource};
-use crate::ports::{Artifact, CaptionWords, MediaTask, ResolvedItem};
+use crate::ports::{Artifact, CaptionWords, MediaError, MediaStep, MediaTask, ResolvedItem};
 use crate::worker::Handled;
 
 impl Engine {
     /// `None` when the completing write lost a race: the caller re-reads the job.
     pub(super) async fn run_media_job(&self, job: &Job) -> Result<Option<Handled>, WorkError> {
+        if let Some(reader) = self.fused_reader(job).await? {
+            return Ok(self.complete(job, deferred_output(job, reader)).await?);
+        }
+        let task = self.media_task(job).await?;
+        let fused = matches!(task, MediaTask::Chain { .. });
+        let artifact = self.media.run(task).await.map_err(|e| {
+            // The failure may lie in a parent's edit: say that it ran here.
+            let e = if fused {
+                let said = |m: String| format!("{m} (in one encode with the edits fused into this job)");
+                match e {
+                    MediaError::Invalid(m) => MediaError::Invalid(said(m)),
+                    MediaError::Failed(m) => MediaError::Failed(said(m)),
+                }
+            } else {
+                e
+            };
+            WorkError::media(e)
+        })?;
+        let output = self.store_artifact(job, artifact).await?;
+        // Stale (`None`): re-read and decide again, as the port asks. Acking here instead
+        // (as this did) stranded the job when the write that beat ours left it unfinished
+        // (or a store reported a race nobody won): `running`, with no message and no sweep
+        // to bring one. Re-read, it is finished (repeats complete what follows), held by
+        // another runner's lease (retried after it), or ours to run again.
+        Ok(self.complete(job, output).await?)
+    }
+
+    /// What ffmpeg does for a job: its own edit, or, when the parent it reads was fused into
+    /// it (`fusion.rs`), that parent's edit and its own as one chain.
+    pub(super) async fn media_task(&self, job: &Job) -> Result<MediaTask, WorkError> {
+        let outputs = self.parent_outputs(job).await?;
         let parents = self.node_inputs(job).await?;
-        let task = match &job.spec.params {
+        Ok(match &job.spec.params {
             Params::Merge(merge) => MediaTask::Merge {
                 items: merge
                     .items
@@ -35,31 +67,34 @@ impl Engine {
             },
             Params::Reframe(reframe) => {
                 let (width, height) = reframe.aspect_ratio.frame(reframe.short_side);
-                MediaTask::Reframe {
-                    input: resolve(&reframe.input, &parents)?.0,
-                    width,
-                    height,
-                    mode: reframe.mode,
+                let mode = reframe.mode;
+                match self.deferred_input(&reframe.input, &outputs).await? {
+                    Some(before) => then(before, MediaStep::Reframe { width, height, mode }),
+                    None => MediaTask::Reframe {
+                        input: resolve(&reframe.input, &parents)?.0,
+                        width,
+                        height,
+                        mode,
+                    },
                 }
             }
-            Params::Subtitles(subtitles) => MediaTask::Captions {
-                video: resolve(&subtitles.video, &parents)?.0,
-                words: self.caption_words(job, &subtitles.transcript, &parents).await?,
-                style: Box::new(subtitles.style.clone()),
-            },
+            Params::Subtitles(subtitles) => {
+                let words = self.caption_words(job, &subtitles.transcript, &parents).await?;
+                let style = Box::new(subtitles.style.clone());
+                match self.deferred_input(&subtitles.video, &outputs).await? {
+                    Some(before) => then(before, MediaStep::Captions { words, style }),
+                    None => MediaTask::Captions {
+                        video: resolve(&subtitles.video, &parents)?.0,
+                        words,
+                        style,
+                    },
+                }
+            }
             Params::Layer(layer) => {
                 MediaTask::Layer(layer.try_map(|source| resolve(source, &parents).map(|(url, _)| url))?)
             }
             Params::Provider(_) | Params::Base(_) | Params::Scene(_) => unreachable_shape(job)?,
-        };
-        let artifact = self.media.run(task).await.map_err(WorkError::media)?;
-        let output = self.store_artifact(job, artifact).await?;
-        // Stale (`None`): re-read and decide again, as the port asks. Acking here instead
-        // (as this did) stranded the job when the write that beat ours left it unfinished
-        // (or a store reported a race nobody won): `running`, with no message and no sweep
-        // to bring one. Re-read, it is finished (repeats complete what follows), held by
-        // another runner's lease (retried after it), or ours to run again.
-        Ok(self.complete(job, output).await?)
+        })
     }
 
     /// A caption job's words: inline, the word timings a speech parent recorded, or else the

@@ -30,6 +30,7 @@ mod cancel;
 mod completion;
 mod dispatch;
 mod ending;
+mod fusion;
 mod media_jobs;
 mod outputs;
 mod provider_call;

@@ -43,7 +43,7 @@ impl Engine {
             .iter_mut()
             .chain(execution.outputs.values_mut())
             .chain(jobs.iter_mut().filter_map(|j| j.output.as_mut()));
-        for output in outputs {
+        for output in outputs.filter(|o| o.deferred.is_none()) {
             output.url = self.client_url(&output.key).await?;
         }
         Ok(())
@@ -96,7 +96,13 @@ impl Engine {
     /// output of a base execution made long ago reads as well as a fresh one.
     pub(super) async fn node_inputs(&self, job: &Job) -> Result<InputUrls, WorkError> {
         let mut urls = InputUrls::new();
-        for (id, output) in self.parent_outputs(job).await? {
+        // A deferred output has no file: its reader runs its edit as part of its own.
+        for (id, output) in self
+            .parent_outputs(job)
+            .await?
+            .into_iter()
+            .filter(|(_, o)| o.deferred.is_none())
+        {
             urls.insert(id, (self.blobs.url(&output.key).await?, output.kind));
         }
         Ok(urls)
@@ -200,6 +206,7 @@ pub(super) fn job_output(
         // stay in the file alone, so a record stays well inside DynamoDB's 400 KB.
         transcript: info.words.filter(|words| words.len() <= MAX_RESULT_WORDS),
         background: None,
+        deferred: None,
     }
 }
 

@@ -25,9 +25,6 @@ pub async fn burn_captions(
     style: &CaptionStyle,
     out: &Path,
 ) -> Result<(), FfmpegError> {
-    if words.is_empty() {
-        return Err(FfmpegError::Invalid("the transcript holds no words".into()));
-    }
     // The video is a local file by now: if ffprobe cannot read it, no retry will.
     let probed = probe(video).await.map_err(|e| match e {
         FfmpegError::Ffmpeg(why) => FfmpegError::Invalid(format!("cannot read the video: {why}")),
@@ -36,13 +33,28 @@ pub async fn burn_captions(
     let (Some(width), Some(height)) = (probed.width, probed.height) else {
         return Err(FfmpegError::Invalid("the video has no picture to caption".into()));
     };
-    let look = style::resolve(style, width, height);
     let script = TempFile::beside(out, ".ass")?;
-    tokio::fs::write(script.path(), ass::script(words, &look, width, height))
-        .await
-        .map_err(|e| FfmpegError::Invalid(format!("cannot write beside {}: {e}", out.display())))?;
+    let filter = caption_filter(words, style, width, height, script.path()).await?;
+    filter_picture(video, filter, out).await
+}
 
-    filter_picture(video, format!("ass=filename={}", filter_path(script.path())), out).await
+/// Writes `words`' captions for a `width`x`height` picture as an ASS script at `script`,
+/// and answers the filter that burns them in.
+pub(crate) async fn caption_filter(
+    words: &[TimedWord],
+    style: &CaptionStyle,
+    width: u32,
+    height: u32,
+    script: &Path,
+) -> Result<String, FfmpegError> {
+    if words.is_empty() {
+        return Err(FfmpegError::Invalid("the transcript holds no words".into()));
+    }
+    let look = style::resolve(style, width, height);
+    tokio::fs::write(script, ass::script(words, &look, width, height))
+        .await
+        .map_err(|e| FfmpegError::Invalid(format!("cannot write {}: {e}", script.display())))?;
+    Ok(format!("ass=filename={}", filter_path(script)))
 }
 
 /// The words a file holds: a transcript (JSON, SRT, WebVTT), or speech whose `comment` tag
