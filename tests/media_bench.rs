@@ -1,6 +1,9 @@
 //! `make bench-media`: the media operations of a 30-second 1080x1920 clip on this machine —
 //! captions burned in, a two-layer composite, and a chroma-keyed overlay — each timed as
 //! reelay runs it and as one hand-written ffmpeg command doing the same edit (the floor).
+//! Then a chain of edits (two clips crossfaded, reframed to 9:16, captioned) of 10 s and of
+//! 60 s of 1080x1920: as separate jobs (one encode each), as one fused chain (one encode), and
+//! as one hand-written command.
 //! A figure printer, not a test: it is ignored by the test run.
 
 use std::path::{Path, PathBuf};
@@ -8,8 +11,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use reelay_core::domain::TimedWord;
-use reelay_core::plan::{CaptionStyle, ChromaKey, Layer, LayerMedia, LayerParams, Placement};
-use reelay_media::{burn_captions, layer};
+use reelay_core::plan::{
+    CaptionStyle, ChromaKey, Layer, LayerMedia, LayerParams, Placement, ReframeMode, Transition, TransitionKind,
+};
+use reelay_media::{burn_captions, layer, merge, reframe, run_chain, ChainStart, ChainStep, ItemKind, MergeItem};
 
 const SECONDS: f64 = 30.0;
 /// The encoder settings reelay uses, so the floor does the same work.
@@ -189,4 +194,117 @@ async fn media_operations_on_a_30s_1080x1920_clip() {
 fn srt_time(s: f64) -> String {
     let ms = (s * 1000.0).round() as u64;
     format!("00:{:02}:{:02},{:03}", ms / 60_000, ms / 1000 % 60, ms % 1000)
+}
+
+/// Words for `seconds` of speech, one every 0.4 s.
+fn words_for(seconds: f64) -> Vec<TimedWord> {
+    (0..(seconds / 0.4) as u32)
+        .map(|i| TimedWord {
+            word: format!("word{i}"),
+            start: f64::from(i) * 0.4,
+            end: f64::from(i) * 0.4 + 0.35,
+        })
+        .collect()
+}
+
+const FADE: f64 = 0.5;
+
+#[tokio::test]
+#[ignore = "a benchmark: `make bench-media` prints its figures"]
+async fn a_merge_reframe_captions_chain_apart_fused_and_by_hand() {
+    for seconds in [10.0, 60.0] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = |name: &str| dir.path().join(name);
+        // Two 1920x1080 scenes with a tone, crossfaded into `seconds` of output.
+        let clip = (seconds + FADE) / 2.0;
+        for (name, pattern) in [("a.mp4", "testsrc2"), ("b.mp4", "smptehdbars")] {
+            ffmpeg(
+                &[
+                    &["-f", "lavfi", "-i", &format!("{pattern}=s=1920x1080:d={clip}:r=30")][..],
+                    &["-f", "lavfi", "-i", &format!("sine=d={clip}")],
+                    &X264,
+                    &["-c:a", "aac", "-shortest", path(&out(name))],
+                ]
+                .concat(),
+            );
+        }
+        let items: Vec<MergeItem> = ["a.mp4", "b.mp4"]
+            .iter()
+            .map(|name| MergeItem {
+                path: out(name),
+                kind: ItemKind::Video,
+                duration: None,
+                offset: None,
+                volume: None,
+            })
+            .collect();
+        let fade = Some(Transition {
+            kind: TransitionKind::Crossfade,
+            duration: FADE,
+        });
+        let words = words_for(seconds);
+        let style = CaptionStyle::default();
+
+        let apart = timed_async(async {
+            merge(&items, fade.clone(), &out("merged.mp4")).await.unwrap();
+            reframe(&out("merged.mp4"), 1080, 1920, ReframeMode::Crop, &out("framed.mp4"))
+                .await
+                .unwrap();
+            burn_captions(&out("framed.mp4"), &words, &style, &out("apart.mp4"))
+                .await
+                .unwrap();
+        })
+        .await;
+        let steps = [
+            ChainStep::Reframe {
+                width: 1080,
+                height: 1920,
+                mode: ReframeMode::Crop,
+            },
+            ChainStep::Captions {
+                words: words.clone(),
+                style: Box::new(style.clone()),
+            },
+        ];
+        let start = ChainStart::Merge {
+            items: items.clone(),
+            transition: fade.clone(),
+        };
+        let fused = timed_async(async { run_chain(&start, &steps, &out("fused.mp4")).await.unwrap() }).await;
+
+        let srt: String = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| format!("{}\n{} --> {}\n{}\n\n", i + 1, srt_time(w.start), srt_time(w.end), w.word))
+            .collect();
+        std::fs::write(out("words.srt"), srt).unwrap();
+        let graph = format!(
+            "[0:v][1:v]xfade=transition=fade:duration={FADE}:offset={},\
+             scale=1080:1920:force_original_aspect_ratio=increase,crop=1080:1920,\
+             subtitles={}:force_style='Fontsize=16,Bold=1,Outline=1,Alignment=2,MarginV=25'[v];\
+             [0:a][1:a]acrossfade=d={FADE}[a]",
+            clip - FADE,
+            path(&out("words.srt"))
+        );
+        let floor = timed(|| {
+            ffmpeg(
+                &[
+                    &["-i", path(&out("a.mp4")), "-i", path(&out("b.mp4"))][..],
+                    &["-filter_complex", &graph, "-map", "[v]", "-map", "[a]"],
+                    &X264,
+                    &["-c:a", "aac", path(&out("floor.mp4"))],
+                ]
+                .concat(),
+            )
+        });
+        let rt = |t: f64| seconds / t;
+        println!(
+            "{seconds:>3} s of 1080x1920, crossfade + 9:16 + captions: separate jobs {apart:6.2} s ({:4.2}x realtime)   \
+             fused chain {fused:6.2} s ({:4.2}x)   one ffmpeg command {floor:6.2} s ({:4.2}x)   fused / floor {:4.2}",
+            rt(apart),
+            rt(fused),
+            rt(floor),
+            fused / floor
+        );
+    }
 }

@@ -5,9 +5,9 @@
 //! link at a time, so merge → reframe → captions is encoded once, by the captions job.
 //!
 //! Every job still completes with its own record; the deferred ones have no file. A later
-//! execution that asks for one (it names the job in a plan on this one as base, with a
-//! consumer that is not a fusable edit or a per-job webhook) makes it then: a deferred job is
-//! never reused as a base job but run again, its own inputs reused (`base_jobs.rs`).
+//! execution that asks for one (a plan on this one as base in which nothing reads that job,
+//! or it has a per-job webhook) makes it then: a deferred job is never reused as a base job
+//! but run again, its own inputs reused (`base_jobs.rs`), so no provider is paid again.
 
 use super::settle::WorkError;
 use super::Engine;
