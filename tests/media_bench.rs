@@ -275,7 +275,15 @@ async fn a_merge_reframe_captions_chain_apart_fused_and_by_hand() {
         let srt: String = words
             .iter()
             .enumerate()
-            .map(|(i, w)| format!("{}\n{} --> {}\n{}\n\n", i + 1, srt_time(w.start), srt_time(w.end), w.word))
+            .map(|(i, w)| {
+                format!(
+                    "{}\n{} --> {}\n{}\n\n",
+                    i + 1,
+                    srt_time(w.start),
+                    srt_time(w.end),
+                    w.word
+                )
+            })
             .collect();
         std::fs::write(out("words.srt"), srt).unwrap();
         let graph = format!(
