@@ -118,33 +118,14 @@ async fn media_operations_on_a_30s_1080x1920_clip() {
     let out = |name: &str| dir.path().join(name);
 
     // 75 words, one every 0.4 s, in the default (TikTok) style with the active word highlighted.
-    let words: Vec<TimedWord> = (0..75)
-        .map(|i| TimedWord {
-            word: format!("word{i}"),
-            start: f64::from(i) * 0.4,
-            end: f64::from(i) * 0.4 + 0.35,
-        })
-        .collect();
+    let words = words_for(SECONDS);
     let ours = timed_async(async {
         burn_captions(&base, &words, &CaptionStyle::default(), &out("captions.mp4"))
             .await
             .unwrap()
     })
     .await;
-    let srt: String = words
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            format!(
-                "{}\n{} --> {}\n{}\n\n",
-                i + 1,
-                srt_time(w.start),
-                srt_time(w.end),
-                w.word
-            )
-        })
-        .collect();
-    std::fs::write(out("words.srt"), srt).unwrap();
+    std::fs::write(out("words.srt"), srt(&words)).unwrap();
     let subtitles = format!(
         "subtitles={}:force_style='Fontsize=16,Bold=1,Outline=1,Alignment=2,MarginV=25'",
         path(&out("words.srt"))
@@ -189,6 +170,23 @@ async fn media_operations_on_a_30s_1080x1920_clip() {
         });
         row(name, ours, floor);
     }
+}
+
+/// `words` as SubRip, one cue a word: what the hand-written floor draws.
+fn srt(words: &[TimedWord]) -> String {
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            format!(
+                "{}\n{} --> {}\n{}\n\n",
+                i + 1,
+                srt_time(w.start),
+                srt_time(w.end),
+                w.word
+            )
+        })
+        .collect()
 }
 
 fn srt_time(s: f64) -> String {
@@ -272,20 +270,7 @@ async fn a_merge_reframe_captions_chain_apart_fused_and_by_hand() {
         };
         let fused = timed_async(async { run_chain(&start, &steps, &out("fused.mp4")).await.unwrap() }).await;
 
-        let srt: String = words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                format!(
-                    "{}\n{} --> {}\n{}\n\n",
-                    i + 1,
-                    srt_time(w.start),
-                    srt_time(w.end),
-                    w.word
-                )
-            })
-            .collect();
-        std::fs::write(out("words.srt"), srt).unwrap();
+        std::fs::write(out("words.srt"), srt(&words)).unwrap();
         let graph = format!(
             "[0:v][1:v]xfade=transition=fade:duration={FADE}:offset={},\
              scale=1080:1920:force_original_aspect_ratio=increase,crop=1080:1920,\
