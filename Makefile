@@ -23,7 +23,7 @@ SYSTEM_OK := $(shell command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/d
 CARGO_LAMBDA_VERSION := 1.9.2
 SAM_CLI_VERSION := 1.170.0
 SAM_VENV := $(VENV)/sam
-FUNCTIONS := execute-api job-runner provider-webhook poller webhook-sender scene-renderer
+FUNCTIONS := execute-api job-runner media-runner provider-webhook poller webhook-sender scene-renderer
 # The scene renderer is a container image: its bootstrap goes into the image's build context.
 SCENE_IMAGE := infra/scene-renderer
 # sam build's output (under target/, so that git ignores it).
@@ -88,7 +88,7 @@ $(VENV)/installed: tests/requirements.txt infra/requirements.txt | system
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt -r infra/requirements.txt
 	touch $@
 
-## build: the six Lambda functions for arm64 with cargo-lambda (target/lambda/<name>/bootstrap),
+## build: the seven Lambda functions for arm64 with cargo-lambda (target/lambda/<name>/bootstrap),
 ## the scene renderer's also copied into its image's context (the image itself: sam build, Docker)
 build: $(VENV)/cargo-lambda-$(CARGO_LAMBDA_VERSION)
 	rustup target add aarch64-unknown-linux-gnu

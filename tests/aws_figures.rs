@@ -76,6 +76,7 @@ async fn figure_aws_requests_per_execution() {
         keys: store.clone(),
         job_queue: Arc::new(world.job_queue()),
         webhook_queue: Arc::new(world.webhook_queue()),
+        media_queue: None,
         blobs: Arc::new(world.blobs()),
         budget: store.clone(),
         scenes: None,

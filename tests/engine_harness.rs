@@ -15,6 +15,7 @@ use reelay_core::domain::{Execution, Job, JobKey};
 use reelay_core::plan::{parse_value, PlanLimits};
 use reelay_core::ports::{Blobs, Clock, Message, Provider, Queue, SceneRunner, Store};
 use reelay_core::secrets::Sealer;
+use reelay_core::worker::{MediaForwarding, MessageHandler};
 use reelay_core::{Engine, EngineSettings, Handled, Ports, Providers};
 use reelay_local::{Db, SqliteQueue, SqliteStore};
 use reelay_testkit::instant::{InstantMedia, InstantProvider, InstantScenes, NullBlobs};
@@ -125,21 +126,28 @@ impl Harness {
 
     /// Delivers messages until the queue has nothing visible.
     pub async fn drain(&self, mode: Delivery) {
+        self.drain_with(self.queue.as_ref(), self.engine.as_ref(), mode).await;
+    }
+
+    /// Delivers `queue`'s messages to `handler` until it has nothing visible; how many
+    /// deliveries there were.
+    pub async fn drain_with(&self, queue: &SqliteQueue, handler: &dyn MessageHandler, mode: Delivery) -> usize {
         // Copies sent and not yet delivered: their own delivery is not copied again.
         let mut copies: HashSet<Message> = HashSet::new();
+        let mut delivered = 0;
         for _ in 0..100_000 {
-            let batch = self
-                .queue
+            let batch = queue
                 .receive(16, Duration::from_secs(30), Duration::ZERO)
                 .await
                 .expect("receive");
             if batch.is_empty() {
-                return;
+                return delivered;
             }
+            delivered += batch.len();
             for d in batch {
                 let handled = match mode {
                     Delivery::TwiceAtOnce => {
-                        let (a, b) = tokio::join!(self.engine.handle(&d.message), self.engine.handle(&d.message));
+                        let (a, b) = tokio::join!(handler.handle(&d.message), handler.handle(&d.message));
                         let (a, b) = (a.expect("handle"), b.expect("handle"));
                         // Of two racing handlers, one may be told to come back later.
                         if a == Handled::Done {
@@ -148,27 +156,56 @@ impl Harness {
                             a
                         }
                     }
-                    _ => self.engine.handle(&d.message).await.expect("handle"),
+                    _ => handler.handle(&d.message).await.expect("handle"),
                 };
                 match handled {
                     Handled::Done => {
-                        self.queue.ack(&d.receipt).await.expect("ack");
+                        queue.ack(&d.receipt).await.expect("ack");
                         if mode == Delivery::TwiceLater && !copies.remove(&d.message) {
                             copies.insert(d.message.clone());
-                            self.queue
+                            queue
                                 .send(std::slice::from_ref(&d.message), Duration::ZERO)
                                 .await
                                 .expect("resend");
                         }
                     }
                     Handled::RetryAfter(delay) => {
-                        self.queue.retry_later(&d.receipt, delay).await.expect("retry");
+                        queue.retry_later(&d.receipt, delay).await.expect("retry");
                         self.clock.advance(delay);
                     }
                 }
             }
         }
         panic!("the queue never drained");
+    }
+
+    /// A queue of its own (a media runner's), on the harness's clock.
+    pub fn another_queue(&self) -> Arc<SqliteQueue> {
+        Arc::new(SqliteQueue::new(Db::in_memory().expect("db"), self.clock.clone()))
+    }
+
+    /// The runners split as on AWS, taking turns until neither has a message: a provider
+    /// runner on the job queue (the engine, media jobs forwarded to `media_queue`) and
+    /// `media_runner` on `media_queue`. How many deliveries the media runner had; checks
+    /// that the provider runner ran no media work.
+    pub async fn run_split(
+        &self,
+        media_queue: &Arc<SqliteQueue>,
+        media_runner: &dyn MessageHandler,
+        mode: Delivery,
+    ) -> usize {
+        let provider_runner = MediaForwarding::new(self.engine.clone(), media_queue.clone());
+        let mut on_media = 0;
+        loop {
+            let ran = self.media.runs();
+            let on_jobs = self.drain_with(&self.queue, &provider_runner, mode).await;
+            assert_eq!(self.media.runs(), ran, "the provider runner ran media work");
+            let delivered = self.drain_with(media_queue, media_runner, mode).await;
+            on_media += delivered;
+            if on_jobs + delivered == 0 {
+                return on_media;
+            }
+        }
     }
 
     /// The next visible message (the test knows there is one).

@@ -4,7 +4,8 @@
 //! - every SQS event reports partial batch failures, its batch size and window are within
 //!   Lambda's limits, and its queue has a dead-letter queue and a visibility timeout of at least
 //!   6x the consumer's timeout plus its batching window (AWS's advice for SQS event sources);
-//!   a function that sends to the queue it reads has `RecursiveLoop: Allow`;
+//!   a queue nobody reads is a dead-letter queue or has one too; a function that sends to the
+//!   queue it reads has `RecursiveLoop: Allow`;
 //! - schedule expressions are `rate(N unit)` with the unit singular exactly when N is 1, a
 //!   six-field `cron(...)`, or (EventBridge Scheduler only) `at(...)`;
 //! - every function is a `provided.al2023` arm64 `bootstrap` built by cargo-lambda from a
@@ -17,7 +18,9 @@
 //! - the HTTP API routes exactly the operations of lib/api/openapi.json, the provider callback to
 //!   the provider-webhook function and the rest to execute-api;
 //! - the scene renderer runs generated code with nothing else to reach, and the job runner may
-//!   invoke it (`template/scene_renderer.rs`).
+//!   invoke it (`template/scene_renderer.rs`);
+//! - the job runner forwards media jobs to the media runner's queue, which only the media
+//!   runner reads, and the two are sized for their work (`template/runners.rs`).
 //!
 //! Each check is also fed small broken templates, so that each one can fail.
 
@@ -26,6 +29,8 @@ use std::path::Path;
 
 use serde_yaml::{Mapping, Value};
 
+#[path = "template/runners.rs"]
+mod runners;
 #[path = "template/scene_renderer.rs"]
 mod scene_renderer;
 
@@ -183,6 +188,57 @@ fn ignores_global(resource: &Value, key: &str) -> bool {
 /// Whether a function is a container image rather than a zip.
 fn is_image(t: &Template, function: &Value) -> bool {
     t.property(function, "PackageType").and_then(Value::as_str) == Some("Image")
+}
+
+/// A function's `Metadata` entry.
+fn metadata<'a>(function: &'a Value, key: &str) -> Option<&'a str> {
+    function.get("Metadata")?.get(key)?.as_str()
+}
+
+/// The package a function runs: a zip's `Binary`, an image's `DockerTag`.
+fn binary(function: &Value) -> Option<&str> {
+    metadata(function, "Binary").or_else(|| metadata(function, "DockerTag"))
+}
+
+/// The function that runs `package`.
+fn function_running<'a>(t: &'a Template, package: &str) -> Option<(&'a str, &'a Value)> {
+    t.functions().into_iter().find(|(_, f)| binary(f) == Some(package))
+}
+
+/// A function's environment as SAM merges it: its own variables over the global ones, unless
+/// it ignores those.
+fn environment<'a>(t: &'a Template, function: &'a Value) -> Vec<(&'a str, &'a Value)> {
+    let variables = |props: Option<&'a Value>| {
+        props
+            .and_then(|p| p.get("Environment"))
+            .and_then(|e| e.get("Variables"))
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.as_str()?, v)))
+    };
+    let mut all: Vec<(&str, &Value)> = variables(function.get("Properties")).collect();
+    if !ignores_global(function, "Environment") {
+        let global = t.doc.get("Globals").and_then(|g| g.get("Function"));
+        let inherited: Vec<_> = variables(global)
+            .filter(|(k, _)| all.iter().all(|(o, _)| o != k))
+            .collect();
+        all.extend(inherited);
+    }
+    all
+}
+
+/// One variable of a function's environment.
+fn variable<'a>(t: &'a Template, function: &'a Value, name: &str) -> Option<&'a Value> {
+    environment(t, function)
+        .into_iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Whether a value is `!Ref <resource>`.
+fn is_ref_of(value: &Value, resource: &str) -> bool {
+    matches!(intrinsic(value), Some(("Ref", Value::String(r))) if r == resource)
 }
 
 /// An intrinsic function, short (`!GetAtt`) or long (`Fn::GetAtt:`), as its name and argument.
@@ -413,23 +469,53 @@ fn check_queues(t: &Template) -> Problems {
                  stop the chain after 16 rounds)"
             ));
         }
-        let redrive = queue_props.and_then(|p| p.get("RedrivePolicy"));
-        let dead_letter = redrive.and_then(|r| r.get("deadLetterTargetArn")).and_then(intrinsic);
-        let dlq_is_queue = match dead_letter {
-            Some(("GetAtt", Value::String(s))) => s
-                .split_once('.')
-                .is_some_and(|(n, a)| a == "Arn" && t.kind(n) == Some("AWS::SQS::Queue")),
-            _ => false,
-        };
-        let receives = redrive.and_then(|r| r.get("maxReceiveCount")).and_then(|v| t.number(v));
-        if !dlq_is_queue || !matches!(receives, Some(1..=1000)) {
-            problems.push(format!(
-                "{queue_name}: needs a RedrivePolicy to a dead-letter queue of this template \
-                 (deadLetterTargetArn: !GetAtt <queue>.Arn, maxReceiveCount 1..=1000)"
-            ));
+        problems.extend(check_redrive(t, queue_name, queue));
+    }
+    // A queue nobody reads is a dead-letter queue, or else it too needs one.
+    let read: BTreeSet<&str> = sqs_events(t)
+        .into_iter()
+        .filter_map(|(_, _, _, props)| event_queue(t, props).ok().map(|(name, _)| name))
+        .collect();
+    let dead_letter_queues: BTreeSet<&str> = t
+        .resources()
+        .into_iter()
+        .filter_map(|(_, queue)| dead_letter_target(t, queue))
+        .collect();
+    for (name, queue) in t.resources() {
+        let is_queue = queue.get("Type").and_then(Value::as_str) == Some("AWS::SQS::Queue");
+        if is_queue && !read.contains(name) && !dead_letter_queues.contains(name) {
+            problems.extend(check_redrive(t, name, queue));
         }
     }
     problems
+}
+
+/// The queue of this template a queue's `RedrivePolicy` moves messages to.
+fn dead_letter_target<'a>(t: &Template, queue: &'a Value) -> Option<&'a str> {
+    let redrive = queue.get("Properties")?.get("RedrivePolicy")?;
+    match intrinsic(redrive.get("deadLetterTargetArn")?)? {
+        ("GetAtt", Value::String(s)) => s
+            .split_once('.')
+            .filter(|(n, a)| *a == "Arn" && t.kind(n) == Some("AWS::SQS::Queue"))
+            .map(|(n, _)| n),
+        _ => None,
+    }
+}
+
+/// A queue's redrive to a dead-letter queue of this template, after 1 to 1,000 receives.
+fn check_redrive(t: &Template, name: &str, queue: &Value) -> Problems {
+    let receives = queue
+        .get("Properties")
+        .and_then(|p| p.get("RedrivePolicy"))
+        .and_then(|r| r.get("maxReceiveCount"))
+        .and_then(|v| t.number(v));
+    if dead_letter_target(t, queue).is_none() || !matches!(receives, Some(1..=1000)) {
+        return vec![format!(
+            "{name}: needs a RedrivePolicy to a dead-letter queue of this template \
+             (deadLetterTargetArn: !GetAtt <queue>.Arn, maxReceiveCount 1..=1000)"
+        )];
+    }
+    Vec::new()
 }
 
 /// Why a schedule expression is invalid, if it is. `at(...)` is EventBridge Scheduler's only.
@@ -1035,13 +1121,15 @@ fn template_yaml_keeps_its_invariants() -> anyhow::Result<()> {
     let mut problems = template_problems(&t, root);
     problems.extend(check_routes(&t, &openapi));
     problems.extend(scene_renderer::check_scene_renderer(&t));
+    problems.extend(runners::check_runners(&t));
     let makefile = std::fs::read_to_string(root.join("Makefile"))?;
     problems.extend(scene_renderer::check_makefile(&t, &makefile));
     assert!(problems.is_empty(), "template.yaml:\n  {}", problems.join("\n  "));
-    // The checks saw what they were meant to: six functions (one an image), two SQS consumers.
-    assert_eq!(t.functions().len(), 6);
+    // The checks saw what they were meant to: seven functions (one an image), three SQS
+    // consumers.
+    assert_eq!(t.functions().len(), 7);
     assert_eq!(t.functions().iter().filter(|(_, f)| is_image(&t, f)).count(), 1);
-    assert_eq!(sqs_events(&t).len(), 2);
+    assert_eq!(sqs_events(&t).len(), 3);
     Ok(())
 }
 
@@ -1212,10 +1300,19 @@ fn queues_outlast_their_consumers_and_have_dead_letter_queues() {
         &["Queue", "Worker", "600 s"],
     );
     the_problem("Timeout: 100", "Timeout: 900", &["Queue", "Worker", "900"]);
-    the_problem(
+    // Without its redrive, the queue needs one, and so does the queue that was its dead-letter
+    // queue, now read by nobody.
+    let problems = problems_with(
         "      RedrivePolicy: { deadLetterTargetArn: !GetAtt Dlq.Arn, maxReceiveCount: 5 }\n",
         "",
-        &["Queue", "RedrivePolicy"],
+    );
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems[0].starts_with("Queue: needs a RedrivePolicy"), "{problems:#?}");
+    assert!(problems[1].starts_with("Dlq: needs a RedrivePolicy"), "{problems:#?}");
+    the_problem(
+        "  Dlq:\n    Type: AWS::SQS::Queue\n",
+        "  Dlq:\n    Type: AWS::SQS::Queue\n  Spare:\n    Type: AWS::SQS::Queue\n",
+        &["Spare", "RedrivePolicy"],
     );
     the_problem(
         "      RecursiveLoop: Allow\n",

@@ -3,12 +3,16 @@
 //! controlled clock, and duplicate delivery, with a scripted code writer and an instant
 //! scene runner (the real sandbox and LLM protocols have tests of their own).
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
 
 use reelay_core::domain::{AttemptOutcome, ExecutionStatus, JobStatus};
-use reelay_core::ports::Clock;
+use reelay_core::ports::{Clock, Message};
 use reelay_core::scenes::{SceneStep, WorkflowRequest};
-use reelay_core::EngineSettings;
+use reelay_core::worker::{HandleError, MessageHandler};
+use reelay_core::{Engine, EngineSettings, Handled};
 use reelay_local::FileBlobs;
 use reelay_testkit::instant::{InstantProvider, InstantScenes};
 use reelay_testkit::writer::{ScriptedWriter, Written};
@@ -213,4 +217,52 @@ async fn scenes_of_a_multi_run_repair_alone_and_the_merge_waits_for_all() {
     assert_eq!(rounds, 1);
     assert_eq!(jobs["merge"].status, JobStatus::Completed);
     assert_eq!(execution.final_job, "merge");
+}
+
+/// The media runner's engine, noting the jobs whose messages it is given.
+struct NotingMediaRunner {
+    engine: Arc<Engine>,
+    jobs: Mutex<BTreeSet<String>>,
+}
+
+#[async_trait]
+impl MessageHandler for NotingMediaRunner {
+    async fn handle(&self, message: &Message) -> Result<Handled, HandleError> {
+        if let Message::Job(key) = message {
+            self.jobs.lock().unwrap().insert(key.job_id.clone());
+        }
+        Ok(self.engine.handle(message).await?)
+    }
+}
+
+#[tokio::test]
+async fn on_split_runners_only_uploads_and_the_merge_are_media_work() {
+    // Scene 2's first code is refused: its repair runs on the provider runner.
+    let run = run_with(vec![
+        code("fine"),
+        code("REFUSE: line 1: two Scene classes"),
+        code("fine"),
+    ]);
+    let id = run
+        .start(serde_json::json!({
+            "mode": "multi", "title": "Shapes",
+            "scenes": [{"name": "A", "prompt": "a", "order": 1}, {"name": "B", "prompt": "b", "order": 2}],
+            "mergeOptions": {"addTransitions": true}
+        }))
+        .await;
+    let media_queue = run.h.another_queue();
+    let media_runner = NotingMediaRunner {
+        engine: run.h.engine.clone(),
+        jobs: Mutex::default(),
+    };
+    run.h.run_split(&media_queue, &media_runner, Delivery::TwiceLater).await;
+    let (execution, _) = run.h.execution(&id).await;
+    assert_eq!(execution.status, ExecutionStatus::Completed, "{:?}", execution.error);
+    assert_eq!(run.writer.briefs().len(), 3, "one scene was written twice");
+    // Code, checks and renders (in the scene renderer, on AWS) stay with the provider runner.
+    let hopped = media_runner.jobs.into_inner().unwrap();
+    assert_eq!(
+        hopped,
+        BTreeSet::from(["merge".to_string(), "scene-1.upload".into(), "scene-2.upload".into()])
+    );
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the ffmpeg Lambda layer for the job runner (arm64): a zip holding bin/ffmpeg and
+# Builds the ffmpeg Lambda layer for the runners (arm64): a zip holding bin/ffmpeg and
 # bin/ffprobe, which Lambda unpacks under /opt, so they land in /opt/bin (REELAY_FFMPEG_DIR).
 #
 #   infra/ffmpeg-layer/build.sh <static arm64 ffmpeg tarball: a path or an http(s) URL> [out.zip]

@@ -82,7 +82,8 @@ impl AwsWorld {
         space
     }
 
-    async fn create_queue(&self, prefix: &str) -> String {
+    /// A new queue named after `prefix`; its URL.
+    pub async fn create_queue(&self, prefix: &str) -> String {
         self.sqs()
             .create_queue()
             .queue_name(unique_name(prefix))

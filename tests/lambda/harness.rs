@@ -1,9 +1,10 @@
-//! Plays Lambda around the five handlers, in process: the event source mappings (receive up
+//! Plays Lambda around the six handlers, in process: the event source mappings (receive up
 //! to ten messages, invoke with an SQS event, delete what the batch answer does not name),
 //! the schedule (invoke the poller), and API Gateway (the routers, called directly). A
 //! loopback receiver takes the client webhooks.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,10 +58,20 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The five functions' handlers on one node.
+/// The media runner's handler and the queue it reads.
+pub struct MediaRunner {
+    pub handler: BatchHandler,
+    pub queue: Arc<dyn Queue>,
+    /// Messages handed to it so far.
+    pub delivered: AtomicUsize,
+}
+
+/// The functions' handlers on one node (the media runner's when the node has a media queue;
+/// else the job runner runs media jobs too, as with one queue).
 pub struct Functions {
     pub api: axum::Router,
     pub job_runner: BatchHandler,
+    pub media_runner: Option<MediaRunner>,
     pub webhook_sender: BatchHandler,
     pub poller: Poller,
     pub job_queue: Arc<dyn Queue>,
@@ -71,12 +82,24 @@ impl Functions {
     pub fn new(node: &AwsNode) -> Functions {
         Functions {
             api: api::router(node.api_state()),
-            job_runner: BatchHandler::new(node.engine().clone(), node.job_queue().clone()),
+            job_runner: BatchHandler::new(node.job_runner(), node.job_queue().clone()),
+            media_runner: node.media_queue().ok().map(|queue| MediaRunner {
+                handler: BatchHandler::new(node.engine().clone(), queue.clone()),
+                queue: queue.clone(),
+                delivered: AtomicUsize::new(0),
+            }),
             webhook_sender: BatchHandler::new(node.dispatcher().clone(), node.webhook_queue().clone()),
             poller: Poller::new(node.engine().clone(), node.dispatcher().clone(), node.poller_settings()),
             job_queue: node.job_queue().clone(),
             webhook_queue: node.webhook_queue().clone(),
         }
+    }
+
+    /// How many messages the media runner was handed (none without one).
+    pub fn media_deliveries(&self) -> usize {
+        self.media_runner
+            .as_ref()
+            .map_or(0, |m| m.delivered.load(Ordering::Relaxed))
     }
 
     /// One scheduled invocation of the poller, with the given payload.
@@ -117,6 +140,10 @@ impl Functions {
         while hooks.lock().unwrap().is_empty() {
             assert!(Instant::now() < deadline, "no webhook in time");
             pump(self.job_queue.as_ref(), &self.job_runner).await;
+            if let Some(media) = &self.media_runner {
+                let handed = pump(media.queue.as_ref(), &media.handler).await;
+                media.delivered.fetch_add(handed, Ordering::Relaxed);
+            }
             self.tick(empty.clone()).await;
             ticks += 1;
             pump(self.webhook_queue.as_ref(), &self.webhook_sender).await;

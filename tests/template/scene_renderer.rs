@@ -20,59 +20,12 @@ use reelay_aws::scenes::RENDER_PREFIX;
 use reelay_lambda::settings::RENDER_INVOKE_TIMEOUT;
 
 use super::{
-    ignores_global, inline_statements, intrinsic, is_arn_of, is_member, package_name, show, statement_resources,
-    strings, Problems, Template, Value,
+    binary, environment, function_running, inline_statements, intrinsic, is_arn_of, is_member, is_ref_of, metadata,
+    package_name, show, statement_resources, strings, variable, Problems, Template, Value,
 };
 
 /// Wall-clock limit of a render when `REELAY_SCENE_TIMEOUT_SECS` is unset (`ManimSettings`).
 const DEFAULT_SCENE_TIMEOUT: i64 = 300;
-
-fn metadata<'a>(function: &'a Value, key: &str) -> Option<&'a str> {
-    function.get("Metadata")?.get(key)?.as_str()
-}
-
-/// The package a function runs: a zip's `Binary`, an image's `DockerTag`.
-fn binary(function: &Value) -> Option<&str> {
-    metadata(function, "Binary").or_else(|| metadata(function, "DockerTag"))
-}
-
-fn function_running<'a>(t: &'a Template, package: &str) -> Option<(&'a str, &'a Value)> {
-    t.functions().into_iter().find(|(_, f)| binary(f) == Some(package))
-}
-
-/// A function's environment as SAM merges it: its own variables over the global ones, unless
-/// it ignores those.
-fn environment<'a>(t: &'a Template, function: &'a Value) -> Vec<(&'a str, &'a Value)> {
-    let variables = |props: Option<&'a Value>| {
-        props
-            .and_then(|p| p.get("Environment"))
-            .and_then(|e| e.get("Variables"))
-            .and_then(Value::as_mapping)
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.as_str()?, v)))
-    };
-    let mut all: Vec<(&str, &Value)> = variables(function.get("Properties")).collect();
-    if !ignores_global(function, "Environment") {
-        let global = t.doc.get("Globals").and_then(|g| g.get("Function"));
-        let inherited: Vec<_> = variables(global)
-            .filter(|(k, _)| all.iter().all(|(o, _)| o != k))
-            .collect();
-        all.extend(inherited);
-    }
-    all
-}
-
-fn variable<'a>(t: &'a Template, function: &'a Value, name: &str) -> Option<&'a Value> {
-    environment(t, function)
-        .into_iter()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-fn is_ref_of(value: &Value, resource: &str) -> bool {
-    matches!(intrinsic(value), Some(("Ref", Value::String(r))) if r == resource)
-}
 
 /// An image function's own properties and build metadata.
 pub(super) fn check_image(t: &Template, name: &str, function: &Value) -> Problems {
@@ -384,7 +337,7 @@ mod tests {
     #[test]
     fn make_build_builds_every_function() {
         let t = Template::parse(&real()).expect("a template");
-        let makefile = "FUNCTIONS := execute-api job-runner provider-webhook poller webhook-sender\n";
+        let makefile = "FUNCTIONS := execute-api job-runner media-runner provider-webhook poller webhook-sender\n";
         assert_eq!(
             check_makefile(&t, makefile),
             ["SceneRendererFunction: scene-renderer is not in the Makefile's FUNCTIONS (make build would not build it)"]

@@ -43,6 +43,29 @@ impl MessageHandler for Engine {
     }
 }
 
+/// The job queue's handler on a runner that leaves media work to another (AWS's job runner,
+/// sized for provider calls, beside the media runner): the engine, with a media job's message
+/// forwarded to `media_queue`, whose runner has the memory and CPUs for ffmpeg. Only that hop
+/// is added: releases and sweeps send to the job queue as ever, and a retry comes back on the
+/// queue its message came from.
+pub struct MediaForwarding {
+    engine: Arc<Engine>,
+    media_queue: Arc<dyn Queue>,
+}
+
+impl MediaForwarding {
+    pub fn new(engine: Arc<Engine>, media_queue: Arc<dyn Queue>) -> MediaForwarding {
+        MediaForwarding { engine, media_queue }
+    }
+}
+
+#[async_trait]
+impl MessageHandler for MediaForwarding {
+    async fn handle(&self, message: &Message) -> Result<Handled, HandleError> {
+        Ok(self.engine.handle_on(message, Some(self.media_queue.as_ref())).await?)
+    }
+}
+
 #[async_trait]
 impl MessageHandler for Dispatcher {
     async fn handle(&self, message: &Message) -> Result<Handled, HandleError> {

@@ -1,13 +1,15 @@
-//! reelay on AWS Lambda: the handlers of the six functions (`functions/*`, whose mains only
+//! reelay on AWS Lambda: the handlers of the seven functions (`functions/*`, whose mains only
 //! wire them), their settings, and the node they share.
 //!
 //! * `execute-api`: [`api::router`] through `lambda_http::run`;
 //! * `provider-webhook`: [`api::callback_router`] through `lambda_http::run`;
-//! * `job-runner` and `webhook-sender`: [`sqs::BatchHandler`] over the engine and the
+//! * `job-runner`, `media-runner` and `webhook-sender`: [`sqs::BatchHandler`] over the engine
+//!   (forwarding media jobs from the job queue to the media queue: [`AwsNode::job_runner`]),
+//!   the engine again (the media queue's, in a function with the memory for ffmpeg) and the
 //!   dispatcher, with partial batch failures;
 //! * `poller`: [`poller::Poller`], started by EventBridge Scheduler.
 //!
-//! Each builds one [`AwsNode`] per cold start, after [`start`]. The sixth,
+//! Each builds one [`AwsNode`] per cold start, after [`start`]. The seventh,
 //! `scene-renderer` ([`scene_renderer::SceneRenderer`], a container image with Manim), is
 //! invoked by the job runner; it builds no node, after [`start_scene_renderer`].
 

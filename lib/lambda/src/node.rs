@@ -1,5 +1,6 @@
 //! `AwsNode`: everything a function needs, built once per cold start: the node
-//! (`reelay_node`) on DynamoDB, SQS (jobs, client webhooks) and S3, with its work in `/tmp`.
+//! (`reelay_node`) on DynamoDB, SQS (jobs, media jobs, client webhooks) and S3, with its work
+//! in `/tmp`.
 //!
 //! Three ways in: [`AwsNode::load`] (a function: the SDK's default configuration),
 //! [`AwsNode::connect`] (a given `SdkConfig`, e.g. moto's, with the secret read from it), and
@@ -17,8 +18,9 @@ use reelay_aws::{
 use reelay_core::ports::{KeyStore, Queue, SceneRunner};
 use reelay_core::secrets::Sealer;
 use reelay_core::webhooks::Dispatcher;
+use reelay_core::worker::{MediaForwarding, MessageHandler};
 use reelay_core::Engine;
-use reelay_node::{clear_scratch, deliver_local_callbacks, Adapters, Node, NodeError};
+use reelay_node::{clear_scratch, deliver_local_callbacks, Adapters, Node, NodeError, SettingsError};
 
 use crate::settings::{AwsSettings, PollerSettings, RENDER_INVOKE_TIMEOUT};
 
@@ -31,8 +33,9 @@ pub enum StartError {
     Node(#[from] NodeError),
 }
 
-/// DynamoDB (store, keys and rate budget), the two SQS queues and the S3 bucket of `settings`,
-/// and the scene-renderer function when `settings` names one.
+/// DynamoDB (store, keys and rate budget), the SQS queues (jobs, client webhooks, and media
+/// jobs when `settings` names that queue) and the S3 bucket of `settings`, and the
+/// scene-renderer function when `settings` names one.
 pub fn aws_adapters(config: &SdkConfig, settings: &AwsSettings) -> Adapters {
     let endpoint_url = settings.endpoint_url.clone();
     let store = Arc::new(DynamoStore::new(
@@ -81,6 +84,10 @@ pub fn aws_adapters(config: &SdkConfig, settings: &AwsSettings) -> Adapters {
         scenes,
         job_queue: queue(&settings.job_queue_url),
         webhook_queue: queue(&settings.webhook_queue_url),
+        media_queue: settings
+            .media_queue_url
+            .as_deref()
+            .map(|url| queue(url) as Arc<dyn Queue>),
         blobs: Arc::new(blobs),
     }
 }
@@ -92,6 +99,7 @@ pub struct AwsNode {
     keys: Arc<dyn KeyStore>,
     job_queue: Arc<dyn Queue>,
     webhook_queue: Arc<dyn Queue>,
+    media_queue: Option<Arc<dyn Queue>>,
     poller: PollerSettings,
 }
 
@@ -138,6 +146,7 @@ impl AwsNode {
             keys: adapters.keys,
             job_queue: adapters.job_queue,
             webhook_queue: adapters.webhook_queue,
+            media_queue: adapters.media_queue,
             poller: settings.poller,
         })
     }
@@ -156,6 +165,23 @@ impl AwsNode {
 
     pub fn webhook_queue(&self) -> &Arc<dyn Queue> {
         &self.webhook_queue
+    }
+
+    /// What handles the job queue's messages in the job runner: the engine, which forwards
+    /// media jobs to the media runner's queue when there is one, and else runs them too.
+    pub fn job_runner(&self) -> Arc<dyn MessageHandler> {
+        match &self.media_queue {
+            Some(media_queue) => Arc::new(MediaForwarding::new(self.engine.clone(), media_queue.clone())),
+            None => self.engine.clone(),
+        }
+    }
+
+    /// The queue the media runner reads (its engine runs whatever comes); its function must
+    /// name it.
+    pub fn media_queue(&self) -> Result<&Arc<dyn Queue>, SettingsError> {
+        self.media_queue
+            .as_ref()
+            .ok_or(SettingsError::Missing("REELAY_MEDIA_QUEUE_URL"))
     }
 
     pub fn poller_settings(&self) -> PollerSettings {

@@ -8,6 +8,7 @@
 //! | `REELAY_TABLE`                  | the DynamoDB table                            | required    |
 //! | `REELAY_JOB_QUEUE_URL`          | the job queue                                 | required    |
 //! | `REELAY_WEBHOOK_QUEUE_URL`      | the client-webhook queue                      | required    |
+//! | `REELAY_MEDIA_QUEUE_URL`        | the media runner's queue (media jobs forwarded) | unset: one queue |
 //! | `REELAY_BUCKET`                 | the S3 bucket of outputs                      | required    |
 //! | `REELAY_SECRETS_ID`             | the Secrets Manager secret (server key, provider keys) | required |
 //! | `REELAY_CDN_BASE_URL`           | outputs served from a CDN instead             | unset       |
@@ -37,7 +38,7 @@ use std::time::Duration;
 use reelay_media::ManimSettings;
 use reelay_node::{SceneLimits, Settings, SettingsError, Vars};
 
-/// How long a job runner's claim holds: its function's timeout (900 s) and a margin.
+/// How long a runner's claim holds: the job and media runners' timeout (900 s) and a margin.
 pub const JOB_RUNNER_LEASE: Duration = Duration::from_secs(960);
 
 /// The longest a job runner waits for one scene-renderer call: that function's timeout
@@ -57,6 +58,9 @@ pub struct AwsSettings {
     pub table: String,
     pub job_queue_url: String,
     pub webhook_queue_url: String,
+    /// The media runner's queue (`AwsNode::media_queue`); `None`: the job runner runs media
+    /// jobs too.
+    pub media_queue_url: Option<String>,
     pub bucket: String,
     /// The secret holding the server key and the provider keys.
     pub secrets_id: String,
@@ -78,13 +82,14 @@ impl AwsSettings {
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, SettingsError> {
         let vars = Vars::new(&lookup);
         let mut node = Settings::from_env(&lookup)?;
-        // A claim outlives the job runner's longest invocation (its 900 s timeout), so a
-        // duplicate message never takes over a job whose runner is still at work.
+        // A claim outlives a runner's longest invocation (its 900 s timeout), so a duplicate
+        // message never takes over a job whose runner is still at work.
         node.engine.lease = JOB_RUNNER_LEASE;
         Ok(AwsSettings {
             table: vars.required("REELAY_TABLE")?,
             job_queue_url: vars.required("REELAY_JOB_QUEUE_URL")?,
             webhook_queue_url: vars.required("REELAY_WEBHOOK_QUEUE_URL")?,
+            media_queue_url: vars.get("REELAY_MEDIA_QUEUE_URL"),
             bucket: vars.required("REELAY_BUCKET")?,
             secrets_id: vars.required("REELAY_SECRETS_ID")?,
             cdn_base_url: vars.base_url("REELAY_CDN_BASE_URL")?,
@@ -171,6 +176,10 @@ mod tests {
         assert_eq!(s.ffmpeg_dir, PathBuf::from("/opt/bin"));
         assert_eq!(s.render_function, None);
         assert_eq!(
+            s.media_queue_url, None,
+            "no media runner: the job runner runs every job"
+        );
+        assert_eq!(
             s.poller,
             PollerSettings {
                 run_for: Duration::from_secs(50),
@@ -205,9 +214,14 @@ mod tests {
             ("REELAY_POLLER_TICK_SECS", "2"),
             ("REELAY_FFMPEG_DIR", "/opt/ffmpeg/bin"),
             ("REELAY_RENDER_FUNCTION", "reelay-SceneRenderer-1"),
+            ("REELAY_MEDIA_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/media"),
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
         ])
         .unwrap();
+        assert_eq!(
+            s.media_queue_url.as_deref(),
+            Some("https://sqs.eu-west-1.amazonaws.com/1/media")
+        );
         assert_eq!(s.render_function.as_deref(), Some("reelay-SceneRenderer-1"));
         assert_eq!(s.node.output_url_expiry, Duration::from_secs(600));
         assert_eq!(s.cdn_base_url.as_deref(), Some("https://cdn.example.com"));

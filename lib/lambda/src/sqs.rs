@@ -1,5 +1,6 @@
-//! SQS batches through a [`MessageHandler`] (the engine for the job queue, the dispatcher for
-//! the webhook queue), reporting partial batch failures (`ReportBatchItemFailures`).
+//! SQS batches through a [`MessageHandler`] (the engine for the job and media queues, the
+//! dispatcher for the webhook queue), reporting partial batch failures
+//! (`ReportBatchItemFailures`).
 //!
 //! Per record, in its own span (message id, receive count):
 //! * `Handled::Done`: success; the event source mapping deletes the message.

@@ -163,6 +163,8 @@ impl LocalNode {
             keys: store.clone(),
             job_queue: queue.clone(),
             webhook_queue: webhook_queue.clone(),
+            // One process runs every job.
+            media_queue: None,
             blobs: Arc::new(blobs),
             // One process: its own count is the account's.
             budget: Arc::new(InProcessBudget::default()),

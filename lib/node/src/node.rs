@@ -38,6 +38,10 @@ pub struct Adapters {
     pub keys: Arc<dyn KeyStore>,
     pub job_queue: Arc<dyn Queue>,
     pub webhook_queue: Arc<dyn Queue>,
+    /// The media runner's queue (on AWS, where provider work and media work run in functions
+    /// sized for each), to which the job runner forwards media jobs; `None`: one queue, whose
+    /// runners run every job. The engine itself sends to the job queue only.
+    pub media_queue: Option<Arc<dyn Queue>>,
     pub blobs: Arc<dyn Blobs>,
     /// Where provider rate limits are counted: in process, or shared by every function.
     pub budget: Arc<dyn RateBudget>,

@@ -3,18 +3,33 @@
 //! started by kind: provider submit (`provider_submit.rs`), a media job (`media_jobs.rs`) or a
 //! base reference (`base_jobs.rs`). A repeat of an ended job re-runs what follows its end
 //! (`completion.rs`, `ending.rs`), which is what repairs a crash between the two.
+//!
+//! A runner sized for provider work (AWS's job runner) handles messages with a media queue
+//! ([`crate::worker::MediaForwarding`]): a media job's message is forwarded there, to the runner
+//! with the memory for ffmpeg, before anything is claimed.
 
 use std::time::Duration;
 
 use super::{Engine, EngineError, MAX_RACES};
+use crate::background::Background;
 use crate::domain::{Job, JobStatus};
-use crate::plan::Params;
-use crate::ports::{Message, Write};
+use crate::plan::{Operation, Params};
+use crate::ports::{Message, Queue, Write};
 use crate::worker::Handled;
 
 impl Engine {
     /// Moves the job a message names as far as it can go now.
     pub async fn handle(&self, message: &Message) -> Result<Handled, EngineError> {
+        self.handle_on(message, None).await
+    }
+
+    /// [`Engine::handle`] on a runner that leaves media work to the runner of `media_queue`,
+    /// when given.
+    pub(crate) async fn handle_on(
+        &self,
+        message: &Message,
+        media_queue: Option<&dyn Queue>,
+    ) -> Result<Handled, EngineError> {
         let key = match message {
             Message::Job(key) => key,
             Message::Cancel { execution_id } => {
@@ -31,6 +46,12 @@ impl Engine {
                 tracing::warn!(execution = %key.execution_id, job = %key.job_id, "message for an unknown job dropped");
                 return Ok(Handled::Done);
             };
+            // Forwarded as it came, and done here: no claim, so a duplicate is forwarded too
+            // and meets the media runner's claim like any duplicate.
+            if let Some(media_queue) = media_queue.filter(|_| is_media_work(&job)) {
+                media_queue.send(std::slice::from_ref(message), Duration::ZERO).await?;
+                return Ok(Handled::Done);
+            }
             if let Some(handled) = self.step(job).await? {
                 return Ok(handled);
             }
@@ -151,5 +172,22 @@ impl Engine {
         }
         self.queue.send(&messages, Duration::ZERO).await?;
         Ok(messages.len())
+    }
+}
+
+/// Whether a job's work needs the media runner's memory and CPUs: an ffmpeg job, a scene's
+/// upload (a remux), or a background removal whose output gets an ffmpeg pass. A scene's
+/// check and render run in the scene renderer (the runner only waits), and a provider's
+/// output is only probed.
+fn is_media_work(job: &Job) -> bool {
+    let operation = job.spec.operation;
+    match &job.spec.params {
+        Params::Merge(_) | Params::Reframe(_) | Params::Subtitles(_) | Params::Layer(_) => true,
+        Params::Scene(_) => operation == Operation::UploadScene,
+        Params::Provider(params) => Background::of(operation, &params.options)
+            .ok()
+            .flatten()
+            .is_some_and(|asked| asked.step(operation.output_kind()).is_some()),
+        Params::Base(_) => false,
     }
 }
