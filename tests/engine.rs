@@ -13,6 +13,7 @@ use reelay_core::ports::{Clock, Message, Provider, ProviderRequest, Queue, Store
 use reelay_core::webhooks::schedule::RetrySchedule;
 use reelay_core::webhooks::transport::{HttpAnswer, OutboundRequest, TransportError, WebhookTransport};
 use reelay_core::webhooks::{DispatchSettings, Dispatcher};
+use reelay_core::worker::{MediaForwarding, MessageHandler};
 use reelay_core::Handled;
 use reelay_local::{FileBlobs, SqliteQueue};
 use reelay_testkit::dag_shapes::standard;
@@ -321,9 +322,138 @@ async fn media_jobs_run_once_under_duplicate_delivery() {
     h.drain(Delivery::TwiceAtOnce).await;
     let (execution, jobs) = h.execution(&id).await;
     assert_eq!(execution.status, ExecutionStatus::Completed);
-    assert_eq!(h.media.runs(), 2, "merge and reframe each ran once");
+    assert_eq!(h.media.runs(), 1, "merge and reframe ran once, as one encode");
+    let deferred = jobs["m"]
+        .output
+        .as_ref()
+        .and_then(|o| o.deferred.clone())
+        .expect("m deferred");
+    assert_eq!((deferred.job, deferred.fused_into), (key(&id, "m"), "r".to_string()));
     assert_eq!(execution.result, jobs["r"].output);
     assert!(jobs["r"].output.as_ref().unwrap().key.ends_with("/r/output.mp4"));
+}
+
+/// An edit's output is made on its own (not fused into its reader) when anyone else needs
+/// its file: a second reader, a per-job webhook, or a reader that waits on another job too.
+#[tokio::test]
+async fn an_edit_whose_file_is_needed_is_not_fused() {
+    let merge = |webhook: bool| {
+        json!({"id": "m", "type": "merge", "params": {"items": [{"url": "$a"}, {"url": "$b"}],
+            "sendJobWebhook": webhook}, "dependsOn": ["a", "b"]})
+    };
+    let reframe = |id: &str, deps: &[&str]| json!({"id": id, "type": "reframe", "params": {"videoUrl": "$m", "aspectRatio": "9:16"}, "dependsOn": deps});
+    let jobs = |rest: Vec<Value>| {
+        let mut all = vec![generate("a", &[]), generate("b", &[])];
+        all.extend(rest);
+        json!({"jobs": all})
+    };
+    for (what, plan) in [
+        (
+            "two readers",
+            jobs(vec![merge(false), reframe("r", &["m"]), reframe("s", &["m"])]),
+        ),
+        ("a job webhook", jobs(vec![merge(true), reframe("r", &["m"])])),
+        (
+            "a reader waiting on more",
+            jobs(vec![merge(false), reframe("r", &["m", "a"])]),
+        ),
+    ] {
+        let h = harness(&[]);
+        let id = h.submit(plan).await;
+        h.drain(Delivery::Once).await;
+        let (execution, jobs) = h.execution(&id).await;
+        assert_eq!(execution.status, ExecutionStatus::Completed, "{what}");
+        let m = jobs["m"].output.as_ref().unwrap();
+        assert!(
+            m.deferred.is_none() && m.key.ends_with("/m/output.mp4"),
+            "{what}: {m:?}"
+        );
+        assert_eq!(h.media.runs() as usize, jobs.len() - 2, "{what}: each edit ran alone");
+    }
+}
+
+#[tokio::test]
+async fn a_runner_without_media_forwards_media_jobs_unclaimed_and_runs_the_rest() {
+    let h = harness(&[]);
+    let media_queue = h.another_queue();
+    let provider_runner = MediaForwarding::new(h.engine.clone(), media_queue.clone());
+    let merge = json!({"id": "m", "type": "merge", "params": {"items": [
+        {"url": "https://example.com/a.mp4"}, {"url": "https://example.com/b.mp4"}]}});
+    let id = h.submit(json!({"jobs": [generate("p", &[]), merge]})).await;
+    let roots = h
+        .queue
+        .receive(16, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(roots.len(), 2);
+    // Each root's message delivered twice, as at-least-once delivery may.
+    for d in &roots {
+        for _ in 0..2 {
+            assert_eq!(provider_runner.handle(&d.message).await.unwrap(), Handled::Done);
+        }
+        h.queue.ack(&d.receipt).await.unwrap();
+    }
+    // The provider job ran here; the merge was claimed by nobody and ran nowhere.
+    h.assert_each_submitted_once(&id, 1);
+    let m = h.store.job(&key(&id, "m")).await.unwrap().unwrap();
+    assert_eq!(
+        (m.status, m.attempts, m.lease_until),
+        (JobStatus::Queued, 0, None),
+        "forwarded unclaimed"
+    );
+    assert_eq!(h.media.runs(), 0);
+    // Each delivery forwarded once, as it came: the media runner meets the duplicate.
+    let forwarded = media_queue
+        .receive(16, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap();
+    let messages: Vec<&Message> = forwarded.iter().map(|d| &d.message).collect();
+    assert_eq!(messages, [&Message::Job(key(&id, "m")), &Message::Job(key(&id, "m"))]);
+    for d in &forwarded {
+        assert_eq!(h.engine.handle(&d.message).await.unwrap(), Handled::Done);
+        media_queue.ack(&d.receipt).await.unwrap();
+    }
+    let m = h.store.job(&key(&id, "m")).await.unwrap().unwrap();
+    assert_eq!((m.status, m.attempts), (JobStatus::Completed, 1), "ran once");
+    assert_eq!(h.media.runs(), 1);
+    h.run_split(&media_queue, h.engine.as_ref(), Delivery::Once).await;
+    let (execution, _) = h.execution(&id).await;
+    assert_eq!(execution.status, ExecutionStatus::Completed);
+    h.assert_each_submitted_once(&id, 1);
+    assert_eq!(h.media.runs(), 1);
+}
+
+#[tokio::test]
+async fn a_provider_runner_and_a_media_runner_complete_a_plan_together() {
+    let plan = json!({"jobs": [
+        generate("a", &[]), generate("b", &[]),
+        {"id": "m", "type": "merge", "params": {"items": [{"url": "$a"}, {"url": "$b"}], "transition": "fade"}},
+        {"id": "r", "type": "reframe", "params": {"aspectRatio": "9:16"}, "dependsOn": ["m"]},
+    ]});
+    // The work one runner does for the plan: the split must do the same.
+    let whole = harness(&[]);
+    whole.submit(plan.clone()).await;
+    whole.drain(Delivery::Once).await;
+    for mode in [Delivery::Once, Delivery::TwiceLater, Delivery::TwiceAtOnce] {
+        let h = harness(&[]);
+        let media_queue = h.another_queue();
+        let id = h.submit(plan.clone()).await;
+        let on_media = h.run_split(&media_queue, h.engine.as_ref(), mode).await;
+        let (execution, jobs) = h.execution(&id).await;
+        assert_eq!(execution.status, ExecutionStatus::Completed, "{mode:?}");
+        assert!(
+            on_media >= 2,
+            "{mode:?}: the merge and the reframe hopped to the media runner"
+        );
+        assert_eq!(
+            h.media.runs(),
+            whole.media.runs(),
+            "{mode:?}: the same media work, once"
+        );
+        assert_eq!((jobs["m"].attempts, jobs["r"].attempts), (1, 1), "{mode:?}");
+        h.assert_each_submitted_once(&id, 2);
+        assert_eq!(execution.result, jobs["r"].output, "{mode:?}");
+    }
 }
 
 #[tokio::test]

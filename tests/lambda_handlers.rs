@@ -1,9 +1,10 @@
-//! The five Lambda handlers wired as on AWS and driven by a harness that plays Lambda
-//! (`lambda/harness.rs`): once on the embedded adapters, once on the AWS adapters against
-//! moto (DynamoDB, SQS, S3, Secrets Manager). The two-scene example runs to completion with
-//! the `local` provider, its video is read back through its URL, and the client webhook
-//! arrives signed; on moto, a Replicate job (against its fake) completes through the
-//! provider-webhook function too.
+//! The Lambda handlers wired as on AWS and driven by a harness that plays Lambda
+//! (`lambda/harness.rs`): once on the embedded adapters with one job queue (the job runner
+//! runs every job), once on the AWS adapters against moto (DynamoDB, SQS, S3, Secrets
+//! Manager) with the media runner on a queue of its own, to which the job runner forwards
+//! media jobs. The two-scene example runs to completion with the `local` provider, its video
+//! is read back through its URL, and the client webhook arrives signed; on moto, a Replicate
+//! job (against its fake) completes through the provider-webhook function too.
 
 #[path = "fakes/replicate.rs"]
 mod fake_replicate;
@@ -102,6 +103,7 @@ async fn two_scenes_run_through_the_handlers_on_the_embedded_adapters() {
         keys: store.clone(),
         job_queue: Arc::new(SqliteQueue::new(db.clone(), clock.clone())),
         webhook_queue: Arc::new(SqliteQueue::webhooks(db, clock)),
+        media_queue: None,
         blobs: Arc::new(FileBlobs::new(dir.path().join("blobs")).unwrap()),
         budget: Arc::new(InProcessBudget::default()),
         scenes: None,
@@ -114,6 +116,10 @@ async fn two_scenes_run_through_the_handlers_on_the_embedded_adapters() {
     let node = AwsNode::new(adapters, &settings, secrets.sealer().clone()).unwrap();
     assert!(!left.exists(), "the scratch folder was not emptied at start");
     let functions = Functions::new(&node);
+    assert!(
+        functions.media_runner.is_none(),
+        "one queue: the job runner runs every job"
+    );
     let (key, record) = new_key("acme", "test", 1);
     store.create_key(&record).await.unwrap();
 
@@ -154,9 +160,9 @@ async fn reelay_keys(world: &AwsWorld, args: &[&str]) -> String {
 }
 
 /// The functions on `world`, started as on Lambda: the secret (`secret`, stored in Secrets
-/// Manager), the adapters and the providers all from the environment (`extra` added to the
-/// harness's). Also a first API key, made with `reelay keys --aws-table`, and the scratch
-/// folder (kept while the functions run).
+/// Manager), the adapters (with a media queue made for the media runner) and the providers
+/// all from the environment (`extra` added to the harness's). Also a first API key, made with
+/// `reelay keys --aws-table`, and the scratch folder (kept while the functions run).
 async fn functions_on(
     world: &AwsWorld,
     secret: &str,
@@ -175,10 +181,12 @@ async fn functions_on(
     .await
     .expect("create the secret");
     let dir = tempfile::tempdir().unwrap();
+    let media_queue_url = world.create_queue("reelay-media").await;
     let mut vars = vec![
         ("REELAY_TABLE", world.table.as_str()),
         ("REELAY_JOB_QUEUE_URL", &world.job_queue_url),
         ("REELAY_WEBHOOK_QUEUE_URL", &world.webhook_queue_url),
+        ("REELAY_MEDIA_QUEUE_URL", &media_queue_url),
         ("REELAY_BUCKET", &world.bucket),
         ("REELAY_SECRETS_ID", secret_id),
         ("AWS_ENDPOINT_URL", &world.moto.url),
@@ -212,6 +220,12 @@ async fn two_scenes_run_through_the_handlers_on_aws() {
     let status = functions.run_to_end(&id, &key, &hooks).await;
     assert_eq!(status["status"], "completed", "{status}");
     assert_signed_webhook(&hooks, &id, "completed");
+    // The scenes ran on the job runner, the merge and the reframe on the media runner.
+    assert!(
+        functions.media_deliveries() >= 2,
+        "{} messages reached the media runner",
+        functions.media_deliveries()
+    );
 
     // The video is in the bucket, and its URL (presigned, path-style on moto) serves it.
     let url = result_url(&status);
@@ -231,10 +245,18 @@ async fn two_scenes_run_through_the_handlers_on_aws() {
     assert_eq!(fresh.split('?').next(), url.split('?').next(), "the same object");
     let objects = world.s3().list_objects_v2().bucket(&world.bucket).send().await.unwrap();
     let keys: Vec<&str> = objects.contents().iter().filter_map(|o| o.key()).collect();
-    assert!(keys.len() >= 4, "every job's output is stored: {keys:?}");
     // Every record of the execution is in DynamoDB: one query reads it with its jobs.
     let (execution, jobs) = world.store().execution_with_jobs(&id).await.unwrap().unwrap();
     assert_eq!((execution.completed_jobs, jobs.len()), (4, 4));
+    // Every job's output is stored, but the merge's: fused into the reframe, it was never made.
+    let made: Vec<&str> = jobs
+        .iter()
+        .filter_map(|j| j.output.as_ref())
+        .filter(|o| o.deferred.is_none())
+        .map(|o| o.key.as_str())
+        .collect();
+    assert_eq!(made.len(), 3, "{jobs:?}");
+    assert!(made.iter().all(|k| keys.contains(k)), "{made:?} not all in {keys:?}");
 }
 
 /// A Replicate job (its fake, `fakes/replicate.rs`) completes through the provider-webhook
@@ -285,10 +307,11 @@ async fn a_replicate_job_completes_through_the_provider_webhook_function_on_aws(
     assert_mp4(&video);
 }
 
-/// The media operations of the captions/layers issue run on the job runner as on the embedded
-/// node: a clip's background removed (the `local` stand-in keys its backdrop to green), laid
-/// over a scene with a chroma key, then captioned from inline words. Every input is read from
-/// S3 by its presigned URL and every output goes back to S3.
+/// The media operations of the captions/layers issue run on the media runner as on the
+/// embedded node: a clip's background removed (on the job runner: the `local` stand-in keys
+/// its backdrop to green, which needs no ffmpeg pass of ours), laid over a scene with a
+/// chroma key, then captioned from inline words. Every input is read from S3 by its presigned
+/// URL and every output goes back to S3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removal_layer_and_captions_run_through_the_handlers_on_aws() {
     let world = AwsWorld::start().await;
@@ -317,6 +340,7 @@ async fn removal_layer_and_captions_run_through_the_handlers_on_aws() {
     let id = body["executionId"].as_str().unwrap().to_string();
     let status = functions.run_to_end(&id, &key, &hooks).await;
     assert_eq!(status["status"], "completed", "{status}");
+    assert!(functions.media_deliveries() >= 2, "the layer and the captions hopped");
     let url = result_url(&status);
     assert!(url.contains("X-Amz-Signature="), "an S3 output: {url}");
     let dir = tempfile::tempdir().unwrap();
