@@ -55,7 +55,8 @@ bench-load: deps
 	$(CARGO) test --release --test load_bench -- --ignored --nocapture --test-threads 1
 
 ## bench-media: captions, a two-layer composite and a chroma key on a 30 s 1080x1920 clip, each
-## beside one hand-written ffmpeg command doing the same edit (tests/media_bench.rs)
+## beside one hand-written ffmpeg command doing the same edit; then a crossfade + 9:16 + captions
+## chain of 10 s and 60 s as separate jobs, fused, and by hand (tests/media_bench.rs)
 bench-media: deps
 	$(CARGO) test --test media_bench -- --ignored --nocapture --test-threads 1
 
