@@ -50,6 +50,24 @@ const PSEUDO_PARAMETERS: &[&str] = &[
 
 /// `Fn::GetAtt` attributes by resource type (CloudFormation's resource schemas). A type missing
 /// here fails the check rather than passing unchecked: add it when the template needs it.
+/// template.yaml after one change: `replace` (found once, or empty: no change) by `with`.
+fn changed_template(replace: &str, with: &str) -> Template {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml")).expect("template.yaml");
+    let single = replace.is_empty() || text.matches(replace).count() == 1;
+    assert!(single, "template.yaml has no single {replace:?}");
+    Template::parse(&text.replacen(replace, with, 1)).expect("a template")
+}
+
+/// Asserts that one of `problems`, found after that change, names every one of `words`.
+fn assert_named(problems: &Problems, (replace, with): (&str, &str), words: &[&str]) {
+    let found = problems.iter().any(|p| words.iter().all(|w| p.contains(w)));
+    assert!(
+        found,
+        "{replace:?} -> {with:?}: no problem with {words:?} in {problems:#?}"
+    );
+}
+
 fn attributes(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "AWS::SQS::Queue" => &["Arn", "QueueName", "QueueUrl"],

@@ -117,26 +117,16 @@ pub(super) fn check_runners(t: &Template) -> Problems {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{assert_named, changed_template};
     use super::*;
 
     /// The runners' problems after one change to template.yaml.
     fn problems_with(replace: &str, with: &str) -> Problems {
-        let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml"))
-            .expect("template.yaml");
-        assert!(
-            replace.is_empty() || text.matches(replace).count() == 1,
-            "template.yaml has no single {replace:?}"
-        );
-        check_runners(&Template::parse(&text.replacen(replace, with, 1)).expect("a template"))
+        check_runners(&changed_template(replace, with))
     }
 
     fn assert_finds(replace: &str, with: &str, words: &[&str]) {
-        let problems = problems_with(replace, with);
-        let found = problems.iter().any(|p| words.iter().all(|w| p.contains(w)));
-        assert!(
-            found,
-            "{replace:?} -> {with:?}: no problem with {words:?} in {problems:#?}"
-        );
+        assert_named(&problems_with(replace, with), (replace, with), words);
     }
 
     #[test]

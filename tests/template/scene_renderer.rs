@@ -213,30 +213,18 @@ pub(super) fn check_scene_renderer(t: &Template) -> Problems {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{check_code, check_runtime, workspace_members};
+    use super::super::{assert_named, changed_template, check_code, check_runtime, workspace_members};
     use super::*;
-
-    fn real() -> String {
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml")).expect("template.yaml")
-    }
 
     /// The scene renderer's and the image checks' problems after one change to template.yaml.
     fn problems_with(replace: &str, with: &str) -> Problems {
-        let text = real();
-        let single = replace.is_empty() || text.matches(replace).count() == 1;
-        assert!(single, "template.yaml has no single {replace:?}");
-        let t = Template::parse(&text.replacen(replace, with, 1)).expect("a template");
+        let t = changed_template(replace, with);
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         [check_scene_renderer(&t), check_runtime(&t), check_code(&t, root)].concat()
     }
 
     fn assert_finds(replace: &str, with: &str, words: &[&str]) {
-        let problems = problems_with(replace, with);
-        let found = problems.iter().any(|p| words.iter().all(|w| p.contains(w)));
-        assert!(
-            found,
-            "{replace:?} -> {with:?}: no problem with {words:?} in {problems:#?}"
-        );
+        assert_named(&problems_with(replace, with), (replace, with), words);
     }
 
     #[test]
@@ -336,7 +324,7 @@ mod tests {
 
     #[test]
     fn make_build_builds_every_function() {
-        let t = Template::parse(&real()).expect("a template");
+        let t = changed_template("", "");
         let makefile = "FUNCTIONS := execute-api job-runner media-runner provider-webhook poller webhook-sender\n";
         assert_eq!(
             check_makefile(&t, makefile),
