@@ -14,7 +14,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use reelay_core::domain::TimedWord;
-use reelay_core::plan::{CaptionPreset, CaptionStyle};
+use reelay_core::plan::{CaptionPreset, CaptionStyle, Quality};
 use reelay_media::{burn_captions, probe, render_video};
 use support::{job, spawn_app_with, ACME};
 
@@ -147,7 +147,9 @@ async fn every_script_is_drawn_with_real_glyphs() {
                 start: 0.0,
                 end: 1.0,
             }];
-            burn_captions(&blank, &words, &style, &out).await.unwrap();
+            burn_captions(&blank, &words, &style, &out, Quality::default())
+                .await
+                .unwrap();
             caption_region(&out, 0.5)
         }
     };

@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use reelay_core::domain::TimedWord;
 use reelay_core::plan::{
-    CaptionStyle, ChromaKey, Layer, LayerMedia, LayerParams, Placement, ReframeMode, Transition, TransitionKind,
+    CaptionStyle, ChromaKey, Layer, LayerMedia, LayerParams, Placement, Quality, ReframeMode, Transition,
+    TransitionKind,
 };
 use reelay_media::{burn_captions, layer, merge, reframe, run_chain, ChainStart, ChainStep, ItemKind, MergeItem};
 
@@ -120,9 +121,15 @@ async fn media_operations_on_a_30s_1080x1920_clip() {
     // 75 words, one every 0.4 s, in the default (TikTok) style with the active word highlighted.
     let words = words_for(SECONDS);
     let ours = timed_async(async {
-        burn_captions(&base, &words, &CaptionStyle::default(), &out("captions.mp4"))
-            .await
-            .unwrap()
+        burn_captions(
+            &base,
+            &words,
+            &CaptionStyle::default(),
+            &out("captions.mp4"),
+            Quality::default(),
+        )
+        .await
+        .unwrap()
     })
     .await;
     std::fs::write(out("words.srt"), srt(&words)).unwrap();
@@ -144,7 +151,7 @@ async fn media_operations_on_a_30s_1080x1920_clip() {
 
     for (name, key) in [("two-layer composite", false), ("chroma-keyed overlay", true)] {
         let task = composite(&base, &overlay, key);
-        let ours = timed_async(async { layer(&task, &out("layer.mp4")).await.unwrap() }).await;
+        let ours = timed_async(async { layer(&task, &out("layer.mp4"), Quality::default()).await.unwrap() }).await;
         let keyed = if key { "chromakey=0x00FF00:0.25:0.05," } else { "" };
         let graph = format!("[1:v]{keyed}scale=270:480[o];[0:v][o]overlay=W-w-20:H-h-20:eof_action=pass[v]");
         let floor = timed(|| {
@@ -244,13 +251,28 @@ async fn a_merge_reframe_captions_chain_apart_fused_and_by_hand() {
         let style = CaptionStyle::default();
 
         let apart = timed_async(async {
-            merge(&items, fade.clone(), &out("merged.mp4")).await.unwrap();
-            reframe(&out("merged.mp4"), 1080, 1920, ReframeMode::Crop, &out("framed.mp4"))
+            merge(&items, fade.clone(), &out("merged.mp4"), Quality::default())
                 .await
                 .unwrap();
-            burn_captions(&out("framed.mp4"), &words, &style, &out("apart.mp4"))
-                .await
-                .unwrap();
+            reframe(
+                &out("merged.mp4"),
+                1080,
+                1920,
+                ReframeMode::Crop,
+                &out("framed.mp4"),
+                Quality::default(),
+            )
+            .await
+            .unwrap();
+            burn_captions(
+                &out("framed.mp4"),
+                &words,
+                &style,
+                &out("apart.mp4"),
+                Quality::default(),
+            )
+            .await
+            .unwrap();
         })
         .await;
         let steps = [
@@ -268,7 +290,12 @@ async fn a_merge_reframe_captions_chain_apart_fused_and_by_hand() {
             items: items.clone(),
             transition: fade.clone(),
         };
-        let fused = timed_async(async { run_chain(&start, &steps, &out("fused.mp4")).await.unwrap() }).await;
+        let fused = timed_async(async {
+            run_chain(&start, &steps, &out("fused.mp4"), Quality::default())
+                .await
+                .unwrap()
+        })
+        .await;
 
         std::fs::write(out("words.srt"), srt(&words)).unwrap();
         let graph = format!(

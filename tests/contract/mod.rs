@@ -222,6 +222,7 @@ fn spec(id: &str, depends_on: &[&str]) -> JobSpec {
         }),
         depends_on: depends_on.iter().map(|p| p.to_string()).collect(),
         send_job_webhook: false,
+        quality: Default::default(),
     }
 }
 

@@ -4,6 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use reelay_core::plan::Quality;
 use reelay_core::ports::{Media, MediaError, MediaTask, SceneCode, SceneFrame, SceneRunner};
 use reelay_media::{probe, FfmpegMedia, ManimSandbox};
 
@@ -111,9 +112,12 @@ async fn fast_start_moves_the_index_to_the_front_of_a_rendered_scene() {
     let input = save(rendered, dir.path(), "rendered.mp4").await;
     let media = FfmpegMedia::new(dir.path().join("media"));
     let packed = media
-        .run(MediaTask::FastStart {
-            input: format!("file://{}", input.display()),
-        })
+        .run(
+            MediaTask::FastStart {
+                input: format!("file://{}", input.display()),
+            },
+            Quality::default(),
+        )
         .await
         .unwrap();
     let before_duration = probe(&input).await.unwrap().duration;
@@ -148,9 +152,12 @@ async fn fast_start_moves_the_index_to_the_front_of_a_rendered_scene() {
     assert!(made.success());
     assert!(before(&top_level_boxes(&late), "mdat", "moov"));
     let packed = media
-        .run(MediaTask::FastStart {
-            input: format!("file://{}", late.display()),
-        })
+        .run(
+            MediaTask::FastStart {
+                input: format!("file://{}", late.display()),
+            },
+            Quality::default(),
+        )
         .await
         .unwrap();
     assert!((packed.info.duration.unwrap() - 2.0).abs() < 0.1, "{:?}", packed.info);
@@ -161,9 +168,12 @@ async fn fast_start_moves_the_index_to_the_front_of_a_rendered_scene() {
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "not a video").unwrap();
     let err = media
-        .run(MediaTask::FastStart {
-            input: format!("file://{}", text.display()),
-        })
+        .run(
+            MediaTask::FastStart {
+                input: format!("file://{}", text.display()),
+            },
+            Quality::default(),
+        )
         .await
         .err()
         .unwrap();

@@ -10,7 +10,9 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Execution, ExecutionStatus, Job, JobKey, JobStatus, Millis, TimedWord, WebhookDelivery};
-use crate::plan::{CaptionStyle, LayerParams, MediaKind, Operation, ProviderParams, ReframeMode, Secret, Transition};
+use crate::plan::{
+    CaptionStyle, LayerParams, MediaKind, Operation, ProviderParams, Quality, ReframeMode, Secret, Transition,
+};
 // Providers name their models with these; validation owns them.
 pub use crate::plan::{ModelInfo, DEFAULT_DEADLINE};
 
@@ -414,7 +416,8 @@ pub enum MediaError {
 
 #[async_trait]
 pub trait Media: Send + Sync {
-    async fn run(&self, task: MediaTask) -> Result<Artifact, MediaError>;
+    /// Runs `task`, its picture encoded at `quality` (where it encodes one).
+    async fn run(&self, task: MediaTask, quality: Quality) -> Result<Artifact, MediaError>;
     async fn probe(&self, url: &str) -> Result<MediaInfo, MediaError>;
 }
 

@@ -7,10 +7,11 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use reelay_core::domain::TimedWord;
-use reelay_core::plan::{CaptionStyle, ReframeMode, Transition};
+use reelay_core::plan::{CaptionStyle, Quality, ReframeMode, Transition};
 
 use crate::captions::caption_filter;
-use crate::ffmpeg::{container_args, ffmpeg, file_arg, TempFile, X264_ARGS};
+use crate::encoding::video_args;
+use crate::ffmpeg::{container_args, ffmpeg, file_arg, TempFile};
 use crate::merge::{merge_graph, MergeItem};
 use crate::probe::probe;
 use crate::reframe::{checked_size, fit_filter};
@@ -111,9 +112,9 @@ impl Graph {
         Ok(())
     }
 
-    /// Encodes the graph into `out`: H.264, the audio encoded (AAC) when the graph changed
-    /// it and copied when it did not.
-    pub(crate) async fn encode(self, out: &Path) -> Result<(), FfmpegError> {
+    /// Encodes the graph into `out`: H.264 at `quality`, the audio encoded (AAC) when the
+    /// graph changed it and copied when it did not.
+    pub(crate) async fn encode(self, out: &Path, quality: Quality) -> Result<(), FfmpegError> {
         let tmp = TempFile::beside(out, "")?;
         let mut args = self.inputs;
         let video = if self.filters.is_empty() {
@@ -131,7 +132,7 @@ impl Graph {
             }
             GraphAudio::FirstInput => args.extend(["-map".into(), "0:a?".into(), "-c:a".into(), "copy".into()]),
         }
-        args.extend(X264_ARGS.iter().map(OsString::from));
+        args.extend(video_args(quality));
         args.extend(container_args(out));
         args.push(file_arg(tmp.path()));
         ffmpeg(args).await?;
@@ -141,7 +142,12 @@ impl Graph {
 
 /// Runs `start` through `steps` in one ffmpeg pass into `out`. Caption scripts are written
 /// beside `out`.
-pub async fn run_chain(start: &ChainStart, steps: &[ChainStep], out: &Path) -> Result<(), FfmpegError> {
+pub async fn run_chain(
+    start: &ChainStart,
+    steps: &[ChainStep],
+    out: &Path,
+    quality: Quality,
+) -> Result<(), FfmpegError> {
     let mut graph = match start {
         ChainStart::Merge { items, transition } => merge_graph(items, transition.clone()).await?,
         ChainStart::File(path) => Graph::of_file(path).await?,
@@ -152,7 +158,7 @@ pub async fn run_chain(start: &ChainStart, steps: &[ChainStep], out: &Path) -> R
     for step in steps {
         graph.apply(step, scratch).await?;
     }
-    graph.encode(out).await
+    graph.encode(out, quality).await
 }
 
 #[cfg(test)]
@@ -231,13 +237,28 @@ mod tests {
         });
         let style = Box::<CaptionStyle>::default();
 
-        merge(&items, fade.clone(), &clip("merged.mp4")).await.unwrap();
-        reframe(&clip("merged.mp4"), 360, 640, ReframeMode::Crop, &clip("framed.mp4"))
+        merge(&items, fade.clone(), &clip("merged.mp4"), Quality::default())
             .await
             .unwrap();
-        burn_captions(&clip("framed.mp4"), &words(), &style, &clip("apart.mp4"))
-            .await
-            .unwrap();
+        reframe(
+            &clip("merged.mp4"),
+            360,
+            640,
+            ReframeMode::Crop,
+            &clip("framed.mp4"),
+            Quality::default(),
+        )
+        .await
+        .unwrap();
+        burn_captions(
+            &clip("framed.mp4"),
+            &words(),
+            &style,
+            &clip("apart.mp4"),
+            Quality::default(),
+        )
+        .await
+        .unwrap();
 
         let steps = [
             ChainStep::Reframe {
@@ -251,7 +272,9 @@ mod tests {
             items,
             transition: fade,
         };
-        run_chain(&start, &steps, &clip("fused.mp4")).await.unwrap();
+        run_chain(&start, &steps, &clip("fused.mp4"), Quality::default())
+            .await
+            .unwrap();
 
         let (apart, fused) = (
             probe(&clip("apart.mp4")).await.unwrap(),
@@ -284,9 +307,14 @@ mod tests {
             height,
             mode: ReframeMode::Pad,
         };
-        run_chain(&ChainStart::File(src.clone()), &[reframe(240, 240)], &out)
-            .await
-            .unwrap();
+        run_chain(
+            &ChainStart::File(src.clone()),
+            &[reframe(240, 240)],
+            &out,
+            Quality::default(),
+        )
+        .await
+        .unwrap();
         let (before, after) = (probe(&src).await.unwrap(), probe(&out).await.unwrap());
         assert_eq!((after.width, after.height), (Some(240), Some(240)));
         assert_eq!(after.audio_codec, before.audio_codec);
@@ -294,6 +322,7 @@ mod tests {
             &ChainStart::File(src),
             &[reframe(241, 240)],
             &dir.path().join("bad.mp4"),
+            Quality::default(),
         )
         .await;
         assert!(matches!(bad, Err(FfmpegError::Invalid(_))), "{bad:?}");

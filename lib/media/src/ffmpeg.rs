@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::process::Command;
 
+use reelay_core::plan::Quality;
+
+use crate::encoding::video_args;
 use crate::pool::at_media_priority;
 use crate::FfmpegError;
 
@@ -16,11 +19,6 @@ const STDERR_TAIL_LINES: usize = 20;
 /// Arguments every ffmpeg invocation starts with: never read the terminal,
 /// only report errors, overwrite (our outputs are fresh temp names anyway).
 const FFMPEG_PRELUDE: [&str; 5] = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"];
-
-/// The encoder settings shared by merge and reframe.
-pub(crate) const X264_ARGS: [&str; 8] = [
-    "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
-];
 
 pub(crate) fn binary(env: &str, default: &str) -> String {
     std::env::var(env)
@@ -39,7 +37,12 @@ pub(crate) async fn ffmpeg(args: Vec<OsString>) -> Result<(), FfmpegError> {
 
 /// Re-encodes `input`'s picture through the filter chain `vf` (H.264) into `out`, its audio
 /// copied untouched: the one pass of an edit that changes pixels only.
-pub(crate) async fn filter_picture(input: &Path, vf: impl Into<OsString>, out: &Path) -> Result<(), FfmpegError> {
+pub(crate) async fn filter_picture(
+    input: &Path,
+    vf: impl Into<OsString>,
+    out: &Path,
+    quality: Quality,
+) -> Result<(), FfmpegError> {
     let tmp = TempFile::beside(out, "")?;
     let mut args: Vec<OsString> = vec![
         "-i".into(),
@@ -51,7 +54,7 @@ pub(crate) async fn filter_picture(input: &Path, vf: impl Into<OsString>, out: &
         "-vf".into(),
         vf.into(),
     ];
-    args.extend(X264_ARGS.iter().map(OsString::from));
+    args.extend(video_args(quality));
     args.extend(["-c:a".into(), "copy".into()]);
     args.extend(container_args(out));
     args.push(file_arg(tmp.path()));

@@ -7,8 +7,10 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use reelay_core::background::{Rgb, GREEN};
+use reelay_core::plan::Quality;
 
-use crate::ffmpeg::{container_args, ffmpeg, file_arg, TempFile, X264_ARGS};
+use crate::encoding::video_args;
+use crate::ffmpeg::{container_args, ffmpeg, file_arg, TempFile};
 use crate::FfmpegError;
 
 /// How close to the key a pixel must be to go, and how soft the edge is (colorkey's
@@ -98,7 +100,8 @@ pub async fn replace_background(input: &Path, r: Replacement, out: &Path) -> Res
     };
     args.extend(encoder.iter().map(OsString::from));
     if r.format().0 == "mp4" {
-        args.extend(X264_ARGS.iter().map(OsString::from));
+        // Finishing a provider's output, not a plan's edit: no `quality` asks otherwise.
+        args.extend(video_args(Quality::default()));
     }
     args.extend(container_args(out));
     args.push(file_arg(tmp.path()));

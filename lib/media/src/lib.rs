@@ -28,6 +28,7 @@
 
 mod captions;
 mod chain;
+mod encoding;
 mod error;
 mod faststart;
 mod ffmpeg;

@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use reelay_core::plan::{ReframeMode, Transition, TransitionKind};
+use reelay_core::plan::{Quality, ReframeMode, Transition, TransitionKind};
 
 use crate::chain::{Graph, GraphAudio};
 use crate::ffmpeg::{container_args, ffmpeg, file_arg, secs, TempFile};
@@ -80,6 +80,7 @@ pub async fn merge(
     items: &[MergeItem],
     transition: Option<Transition>,
     out: &Path,
+    quality: Quality,
 ) -> Result<MergeReport, FfmpegError> {
     let plan = Plan::new(items, transition).await?;
     if plan.copyable() {
@@ -89,7 +90,7 @@ pub async fn merge(
             Err(e) => tracing::warn!(error = %e, "stream-copy merge failed, re-encoding"),
         }
     }
-    encode(&plan, out).await?;
+    graph(&plan).encode(out, quality).await?;
     Ok(MergeReport { stream_copied: false })
 }
 
@@ -280,11 +281,7 @@ pub(crate) async fn merge_graph(items: &[MergeItem], transition: Option<Transiti
     Ok(graph(&Plan::new(items, transition).await?))
 }
 
-/// Re-encodes everything through one filter graph.
-async fn encode(plan: &Plan, out: &Path) -> Result<(), FfmpegError> {
-    graph(plan).encode(out).await
-}
-
+/// Everything through one filter graph, to be encoded.
 fn graph(plan: &Plan) -> Graph {
     let with_audio = plan.has_audio();
     let fit = fit_filter(plan.width, plan.height, ReframeMode::Pad);
@@ -463,9 +460,14 @@ mod tests {
         render_video("first", 1.0, 160, 90, &a).await.unwrap();
         render_video("second", 1.0, 160, 90, &b).await.unwrap();
         let out = dir.path().join("out.mp4");
-        let report = merge(&[item(&a, ItemKind::Video), item(&b, ItemKind::Video)], None, &out)
-            .await
-            .unwrap();
+        let report = merge(
+            &[item(&a, ItemKind::Video), item(&b, ItemKind::Video)],
+            None,
+            &out,
+            Quality::default(),
+        )
+        .await
+        .unwrap();
         assert!(report.stream_copied);
         let p = probe(&out).await.unwrap();
         assert!(near(p.duration, 2.0), "{p:?}");
@@ -487,7 +489,7 @@ mod tests {
             duration: 0.5,
         };
         let items = [item(&a, ItemKind::Video), item(&b, ItemKind::Video)];
-        let report = merge(&items, Some(fade), &out).await.unwrap();
+        let report = merge(&items, Some(fade), &out, Quality::default()).await.unwrap();
         assert!(!report.stream_copied);
         let p = probe(&out).await.unwrap();
         assert_eq!((p.width, p.height), (Some(160), Some(90)));
@@ -500,7 +502,7 @@ mod tests {
             kind: TransitionKind::SlideLeft,
             duration: 10.0,
         };
-        merge(&items, Some(long), &out).await.unwrap();
+        merge(&items, Some(long), &out, Quality::default()).await.unwrap();
         assert!(near(probe(&out).await.unwrap().duration, 1.5));
     }
 
@@ -528,7 +530,7 @@ mod tests {
                 ..item(&snd, ItemKind::Audio)
             },
         ];
-        let report = merge(&items, None, &out).await.unwrap();
+        let report = merge(&items, None, &out, Quality::default()).await.unwrap();
         assert!(!report.stream_copied);
         let p = probe(&out).await.unwrap();
         // The 3 s audio item does not lengthen the 2.5 s visual track.
@@ -572,7 +574,7 @@ mod tests {
             kind: TransitionKind::Crossfade,
             duration: 0.3,
         };
-        merge(&items, Some(dissolve), &out).await.unwrap();
+        merge(&items, Some(dissolve), &out, Quality::default()).await.unwrap();
         let p = probe(&out).await.unwrap();
         // 1 + 1 + 0.8 - 2 * 0.3; the odd-sized image rounds the frame down.
         assert!(near(p.duration, 2.2), "{p:?}");
@@ -586,7 +588,9 @@ mod tests {
         let img = dir.path().join("i.png");
         render_image("still", 64, 64, &img).await.unwrap();
         let out = dir.path().join("out.mp4");
-        merge(&[item(&img, ItemKind::Image)], None, &out).await.unwrap();
+        merge(&[item(&img, ItemKind::Image)], None, &out, Quality::default())
+            .await
+            .unwrap();
         let p = probe(&out).await.unwrap();
         assert!(!p.has_audio);
         assert!(near(p.duration, 1.0), "{p:?}");
@@ -644,7 +648,7 @@ mod tests {
             (vec![item(&snd, ItemKind::Video)], None),
         ];
         for (items, transition) in cases {
-            let r = merge(&items, transition, &out).await;
+            let r = merge(&items, transition, &out, Quality::default()).await;
             assert!(matches!(r, Err(FfmpegError::Invalid(_))), "{items:?}: {r:?}");
         }
         assert!(!out.exists());

@@ -17,7 +17,7 @@ use tokio_util::io::ReaderStream;
 
 use reelay_core::domain::TimedWord;
 use reelay_core::outbound::AddressPolicy;
-use reelay_core::plan::MediaKind;
+use reelay_core::plan::{MediaKind, Quality};
 use reelay_core::ports::{Artifact, CaptionWords, Media, MediaError, MediaInfo, MediaStep, MediaTask, ResolvedItem};
 use reelay_outbound_http::guarded_client;
 
@@ -286,7 +286,7 @@ impl From<FfmpegError> for MediaError {
 
 #[async_trait]
 impl Media for FfmpegMedia {
-    async fn run(&self, task: MediaTask) -> Result<Artifact, MediaError> {
+    async fn run(&self, task: MediaTask, quality: Quality) -> Result<Artifact, MediaError> {
         let dir = self.task_dir().await?;
         let (extension, content_type) = match &task {
             MediaTask::Background { still, key, fill, .. } => Replacement {
@@ -304,7 +304,7 @@ impl Media for FfmpegMedia {
         match task {
             MediaTask::Merge { items, transition } => {
                 let merged = self.merge_items(&items, dir.path()).await?;
-                let report = merge(&merged, transition, &out).await?;
+                let report = merge(&merged, transition, &out, quality).await?;
                 tracing::debug!(stream_copied = report.stream_copied, "merged");
             }
             MediaTask::Reframe {
@@ -314,7 +314,7 @@ impl Media for FfmpegMedia {
                 mode,
             } => {
                 let input = self.input(&input, dir.path(), "input").await?;
-                reframe(&input, width, height, mode, &out).await?;
+                reframe(&input, width, height, mode, &out, quality).await?;
             }
             MediaTask::Layer(task) => {
                 let mut paths = Vec::new();
@@ -327,12 +327,12 @@ impl Media for FfmpegMedia {
                         .next()
                         .ok_or_else(|| MediaError::Failed("a layer lost its input".into()))
                 })?;
-                layer(&local, &out).await?;
+                layer(&local, &out, quality).await?;
             }
             MediaTask::Captions { video, words, style } => {
                 let video = self.input(&video, dir.path(), "input").await?;
                 let words = self.words(words, dir.path()).await?;
-                burn_captions(&video, &words, &style, &out).await?;
+                burn_captions(&video, &words, &style, &out, quality).await?;
             }
             MediaTask::Background {
                 input,
@@ -345,7 +345,7 @@ impl Media for FfmpegMedia {
             }
             MediaTask::Chain { start, then } => {
                 let (start, steps) = self.chain(*start, then, dir.path()).await?;
-                run_chain(&start, &steps, &out).await?;
+                run_chain(&start, &steps, &out, quality).await?;
             }
             MediaTask::FastStart { input } => {
                 let input = self.input(&input, dir.path(), "input").await?;
@@ -437,10 +437,13 @@ mod tests {
         };
         let file_url = format!("file://{}", clip.display());
         let artifact = media
-            .run(MediaTask::Merge {
-                items: vec![item(&url), item(&file_url)],
-                transition: None,
-            })
+            .run(
+                MediaTask::Merge {
+                    items: vec![item(&url), item(&file_url)],
+                    transition: None,
+                },
+                Quality::default(),
+            )
             .await
             .unwrap();
         assert!(

@@ -2,16 +2,23 @@
 
 use std::path::Path;
 
-use reelay_core::plan::ReframeMode;
+use reelay_core::plan::{Quality, ReframeMode};
 
 use crate::ffmpeg::filter_picture;
 use crate::FfmpegError;
 
 /// Re-frames `input` to exactly `width`x`height` (even numbers, at most
 /// 8192). The video is re-encoded with H.264; audio streams are copied.
-pub async fn reframe(input: &Path, width: u32, height: u32, mode: ReframeMode, out: &Path) -> Result<(), FfmpegError> {
+pub async fn reframe(
+    input: &Path,
+    width: u32,
+    height: u32,
+    mode: ReframeMode,
+    out: &Path,
+    quality: Quality,
+) -> Result<(), FfmpegError> {
     checked_size(width, height)?;
-    filter_picture(input, fit_filter(width, height, mode), out).await
+    filter_picture(input, fit_filter(width, height, mode), out, quality).await
 }
 
 /// A reframe's size: even and within 2..=8192 on both sides.
@@ -54,7 +61,7 @@ mod tests {
         let src_duration = probe(&src).await.unwrap().duration;
         for (mode, name) in [(ReframeMode::Crop, "crop.mp4"), (ReframeMode::Pad, "pad.mp4")] {
             let out = dir.path().join(name);
-            reframe(&src, 90, 160, mode, &out).await.unwrap();
+            reframe(&src, 90, 160, mode, &out, Quality::default()).await.unwrap();
             let p = probe(&out).await.unwrap();
             assert_eq!((p.width, p.height), (Some(90), Some(160)), "{mode:?}");
             assert_eq!(p.aspect_ratio.as_deref(), Some("9:16"));
@@ -68,7 +75,7 @@ mod tests {
     async fn odd_or_zero_size_is_invalid() {
         let p = Path::new("/nonexistent.mp4");
         for (w, h) in [(0, 160), (91, 160), (90, 0), (90, 9000)] {
-            let r = reframe(p, w, h, ReframeMode::Pad, p).await;
+            let r = reframe(p, w, h, ReframeMode::Pad, p, Quality::default()).await;
             assert!(matches!(r, Err(FfmpegError::Invalid(_))), "{w}x{h}: {r:?}");
         }
     }
@@ -79,7 +86,9 @@ mod tests {
         let src = dir.path().join("not-media.mp4");
         std::fs::write(&src, b"this is not a video").unwrap();
         let out = dir.path().join("out.mp4");
-        let err = reframe(&src, 90, 160, ReframeMode::Crop, &out).await.unwrap_err();
+        let err = reframe(&src, 90, 160, ReframeMode::Crop, &out, Quality::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, FfmpegError::Ffmpeg(ref m) if !m.is_empty()), "{err:?}");
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 
 use reelay_core::domain::{Completion, JobKey};
-use reelay_core::plan::{MediaKind, Operation, Secret};
+use reelay_core::plan::{MediaKind, Operation, Quality, Secret};
 use reelay_core::ports::{
     Artifact, BlobError, BlobRead, Blobs, ByteRange, ByteStream, Callback, CallbackError, Media, MediaError, MediaInfo,
     MediaTask, ModelInfo, Provider, ProviderError, ProviderRequest, ProviderStatus, PublicUrl, SceneCode, SceneError,
@@ -238,7 +238,7 @@ impl InstantMedia {
 
 #[async_trait]
 impl Media for InstantMedia {
-    async fn run(&self, _task: MediaTask) -> Result<Artifact, MediaError> {
+    async fn run(&self, _task: MediaTask, _quality: Quality) -> Result<Artifact, MediaError> {
         *self.runs.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         Ok(Artifact {
             body: Box::pin(futures::stream::iter([Ok(bytes::Bytes::from_static(b"media"))])),

@@ -153,6 +153,7 @@ pub(super) fn with_base_jobs(specs: Vec<JobSpec>, (base, base_jobs): &Base) -> V
         }),
         depends_on: Vec::new(),
         send_job_webhook,
+        quality: job.spec.quality,
     };
     // A deferred output has no file (`fusion.rs`): such a job runs again, on its reused inputs.
     let deferred = |job: &Job| job.output.as_ref().is_some_and(|o| o.deferred.is_some());

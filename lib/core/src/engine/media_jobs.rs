@@ -20,7 +20,7 @@ impl Engine {
         }
         let task = self.media_task(job).await?;
         let fused = matches!(task, MediaTask::Chain { .. });
-        let artifact = self.media.run(task).await.map_err(|e| {
+        let artifact = self.media.run(task, job.spec.quality).await.map_err(|e| {
             // The failure may lie in a parent's edit: say that it ran here.
             let e = if fused {
                 let said = |m: String| format!("{m} (in one encode with the edits fused into this job)");

@@ -14,7 +14,7 @@ use futures::StreamExt;
 
 use crate::background::Background;
 use crate::domain::{Job, JobOutput, ProviderCall, ProviderOutcome};
-use crate::plan::{MediaKind, Params};
+use crate::plan::{MediaKind, Params, Quality};
 use crate::ports::{ByteStream, MediaInfo, MediaTask, ProviderStatus, StoredBlob, Write};
 use crate::transcript;
 use crate::worker::Handled;
@@ -240,7 +240,11 @@ impl Engine {
                     key,
                     fill,
                 };
-                let artifact = self.media.run(task).await.map_err(WorkError::media)?;
+                let artifact = self
+                    .media
+                    .run(task, Quality::default())
+                    .await
+                    .map_err(WorkError::media)?;
                 self.store_artifact(job, artifact).await?
             }
         };

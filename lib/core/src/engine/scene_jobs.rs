@@ -9,7 +9,7 @@ use futures::StreamExt;
 use super::settle::WorkError;
 use super::Engine;
 use crate::domain::{Job, JobOutput};
-use crate::plan::{Operation, SceneParams};
+use crate::plan::{Operation, Quality, SceneParams};
 use crate::ports::{MediaTask, SceneCode, SceneError, SceneFrame};
 use crate::worker::Handled;
 
@@ -41,7 +41,7 @@ impl Engine {
                 let url = self.blobs.url(&input.key).await?;
                 let artifact = self
                     .media
-                    .run(MediaTask::FastStart { input: url })
+                    .run(MediaTask::FastStart { input: url }, Quality::default())
                     .await
                     .map_err(WorkError::media)?;
                 self.store_artifact(job, artifact).await?

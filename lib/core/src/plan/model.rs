@@ -71,6 +71,37 @@ pub struct JobSpec {
     pub depends_on: Vec<JobId>,
     #[serde(default)]
     pub send_job_webhook: bool,
+    /// How an edit's output is encoded (`quality` on a merge, reframe, captions or layer).
+    #[serde(default)]
+    pub quality: Quality,
+}
+
+/// How an edit's output is encoded: the trade of time for fidelity a plan may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quality {
+    /// Fast and small, for previews.
+    Draft,
+    #[default]
+    Standard,
+    /// Slower, and near transparent to the eye.
+    High,
+}
+
+impl Quality {
+    pub const ALL: [Quality; 3] = [Quality::Draft, Quality::Standard, Quality::High];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Quality::Draft => "draft",
+            Quality::Standard => "standard",
+            Quality::High => "high",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Quality> {
+        Quality::ALL.into_iter().find(|q| q.name() == name)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

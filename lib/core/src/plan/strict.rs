@@ -39,12 +39,12 @@ const COMMON: &[&str] = &["sendJobWebhook"];
 /// Where a video transform may name its video (`draft::VIDEO_INPUT_KEYS`).
 const VIDEO_INPUT: &[&str] = &["video", "videoUrl", "url", "input", "inputs"];
 
-const MERGE: &[&str] = &["items", "transition", "addTransitions", "transitionDuration"];
+const MERGE: &[&str] = &["items", "transition", "addTransitions", "transitionDuration", "quality"];
 /// `operation`: the SDK's unexpanded nested operation (refused by the reader as an item with no
 /// `url`, which says more than "unknown key").
 const MERGE_ITEM: &[&str] = &["url", "media", "type", "duration", "offset", "volume", "operation"];
-const REFRAME: &[&str] = &["aspectRatio", "mode", "fit", "resolution"];
-const SUBTITLES: &[&str] = &["transcript", "captions", "style", "language"];
+const REFRAME: &[&str] = &["aspectRatio", "mode", "fit", "resolution", "quality"];
+const SUBTITLES: &[&str] = &["transcript", "captions", "style", "language", "quality"];
 const WORD: &[&str] = &["word", "text", "start", "end"];
 /// Every name `params::subtitles::read_style` reads (the SDK's first, then reelay's aliases).
 pub(super) const STYLE: &[&str] = &[
@@ -88,7 +88,14 @@ pub(super) const STYLE: &[&str] = &[
     "animationStyle",
     "activeWordEffect",
 ];
-const LAYER: &[&str] = &["layers", "outputDuration", "outputWidth", "outputHeight", "mainLayer"];
+const LAYER: &[&str] = &[
+    "layers",
+    "outputDuration",
+    "outputWidth",
+    "outputHeight",
+    "mainLayer",
+    "quality",
+];
 const LAYER_ITEM: &[&str] = &[
     "media",
     "placement",

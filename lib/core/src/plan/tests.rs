@@ -412,6 +412,33 @@ fn send_job_webhook_flag() {
         .contains_key("sendJobWebhook"));
 }
 
+#[test]
+fn an_edit_may_ask_for_a_quality_and_nothing_else_may() {
+    let request = parse_ok(&plan(vec![
+        video_job("scene"),
+        with_param(reframe_job("draft", &["scene"]), "quality", json!("draft")),
+        with_param(reframe_job("high", &["scene"]), "quality", json!("high")),
+        reframe_job("plain", &["scene"]),
+    ]));
+    assert_eq!(job(&request, "draft").quality, Quality::Draft);
+    assert_eq!(job(&request, "high").quality, Quality::High);
+    assert_eq!(job(&request, "plain").quality, Quality::Standard);
+    let error = only_error(
+        &plan(vec![
+            video_job("scene"),
+            with_param(reframe_job("r", &["scene"]), "quality", json!("ultra")),
+        ]),
+        "invalid_param",
+        Some("r"),
+        Some("params.quality"),
+    );
+    assert!(error.message.contains("draft, standard, high"), "{}", error.message);
+    // A provider job's quality is the model's own option, checked against its schema; on a
+    // job itself it is an unknown key.
+    let errors = parse_err(&plan(vec![with(video_job("scene"), "quality", json!("high"))]));
+    find_error(&errors, "unknown_field", Some("scene"), Some("quality"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // References inside params
 // ---------------------------------------------------------------------------------------------

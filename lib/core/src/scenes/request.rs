@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::brief::SceneBrief;
 use crate::plan::{
     duplicate_keys, suggest, JobSpec, MediaRef, MergeItem, MergeParams, Operation, Params, Plan, ProviderParams,
-    SceneParams, Transition, TransitionKind,
+    Quality, SceneParams, Transition, TransitionKind,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +221,7 @@ impl WorkflowRequest {
                 params: Params::Merge(merge),
                 depends_on: uploads,
                 send_job_webhook: false,
+                quality: Quality::default(),
             });
         }
         Plan { jobs }
@@ -258,6 +259,7 @@ fn spec(id: &str, operation: Operation, params: Params, parent: Option<&String>)
         params,
         depends_on: parent.into_iter().cloned().collect(),
         send_job_webhook: false,
+        quality: Quality::default(),
     }
 }
 

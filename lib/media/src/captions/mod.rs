@@ -12,7 +12,7 @@ mod style;
 use std::path::Path;
 
 use reelay_core::domain::TimedWord;
-use reelay_core::plan::CaptionStyle;
+use reelay_core::plan::{CaptionStyle, Quality};
 use reelay_core::transcript;
 
 use crate::ffmpeg::{filter_picture, TempFile};
@@ -24,6 +24,7 @@ pub async fn burn_captions(
     words: &[TimedWord],
     style: &CaptionStyle,
     out: &Path,
+    quality: Quality,
 ) -> Result<(), FfmpegError> {
     // The video is a local file by now: if ffprobe cannot read it, no retry will.
     let probed = probe(video).await.map_err(|e| match e {
@@ -35,7 +36,7 @@ pub async fn burn_captions(
     };
     let script = TempFile::beside(out, ".ass")?;
     let filter = caption_filter(words, style, width, height, script.path()).await?;
-    filter_picture(video, filter, out).await
+    filter_picture(video, filter, out, quality).await
 }
 
 /// Writes `words`' captions for a `width`x`height` picture as an ASS script at `script`,
@@ -128,7 +129,7 @@ mod tests {
         let out = dir.path().join("out.mp4");
         let junk = dir.path().join("junk.mp4");
         std::fs::write(&junk, b"not a video").unwrap();
-        let err = burn_captions(&junk, &words, &CaptionStyle::default(), &out)
+        let err = burn_captions(&junk, &words, &CaptionStyle::default(), &out, Quality::default())
             .await
             .unwrap_err();
         assert!(
@@ -137,7 +138,7 @@ mod tests {
         );
         let clip = dir.path().join("clip.mp4");
         render_video("x", 0.5, 64, 64, &clip).await.unwrap();
-        let err = burn_captions(&clip, &[], &CaptionStyle::default(), &out)
+        let err = burn_captions(&clip, &[], &CaptionStyle::default(), &out, Quality::default())
             .await
             .unwrap_err();
         assert!(matches!(err, FfmpegError::Invalid(_)), "{err:?}");

@@ -9,9 +9,10 @@ mod placement;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use reelay_core::plan::{timeline_slots, LayerMedia, LayerParams};
+use reelay_core::plan::{timeline_slots, LayerMedia, LayerParams, Quality};
 
-use crate::ffmpeg::{container_args, ffmpeg, file_arg, secs, TempFile, X264_ARGS};
+use crate::encoding::video_args;
+use crate::ffmpeg::{container_args, ffmpeg, file_arg, secs, TempFile};
 use crate::probe::probe;
 use crate::FfmpegError;
 use graph::{Clip, Graph, Track};
@@ -32,7 +33,7 @@ struct Source {
 }
 
 /// Composites `task`'s layers (their media as local files) into `out`, an H.264/AAC MP4.
-pub async fn layer(task: &LayerParams<PathBuf>, out: &Path) -> Result<(), FfmpegError> {
+pub async fn layer(task: &LayerParams<PathBuf>, out: &Path, quality: Quality) -> Result<(), FfmpegError> {
     let mut probed = Vec::new();
     for (n, path) in task.sources().into_iter().enumerate() {
         probed.push(source(n, path).await?);
@@ -120,7 +121,7 @@ pub async fn layer(task: &LayerParams<PathBuf>, out: &Path) -> Result<(), Ffmpeg
     }
     let (filter, audio) = graph.finish();
     args.extend(["-filter_complex".into(), filter.into(), "-map".into(), "[vout]".into()]);
-    args.extend(X264_ARGS.map(OsString::from));
+    args.extend(video_args(quality));
     match audio {
         graph::Audio::None => {}
         // The main layer's own track, unchanged: copied when the MP4 takes it as it is.

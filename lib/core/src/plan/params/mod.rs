@@ -12,7 +12,7 @@ mod subtitles;
 use std::collections::HashMap;
 
 use super::draft::Draft;
-use super::model::{JobId, JobSpec, MediaKind, Operation, Params};
+use super::model::{JobId, JobSpec, MediaKind, Operation, Params, Quality};
 use super::{Catalog, PlanError};
 use reader::ParamReader;
 
@@ -37,6 +37,7 @@ pub(super) fn job_spec(
         op => Params::Provider(provider::read(&mut p, op, catalog, &deps, kinds)?),
     };
     let send_job_webhook = p.bool("sendJobWebhook").unwrap_or(false);
+    let quality = read_quality(&mut p);
     if p.failed() {
         return None;
     }
@@ -46,6 +47,19 @@ pub(super) fn job_spec(
         params,
         depends_on: deps,
         send_job_webhook,
+        quality,
+    })
+}
+
+/// `quality`: how an edit is encoded (the strict shapes allow it on the edits alone).
+fn read_quality(p: &mut ParamReader) -> Quality {
+    let Some(name) = p.string("quality") else {
+        return Quality::default();
+    };
+    Quality::parse(&name).unwrap_or_else(|| {
+        let known = Quality::ALL.map(Quality::name).join(", ");
+        p.invalid("quality", format_args!("must be one of {known}, not `{name}`"));
+        Quality::default()
     })
 }
 
