@@ -357,6 +357,8 @@ async fn an_edit_whose_file_is_needed_is_not_fused() {
             "a reader waiting on more",
             jobs(vec![merge(false), reframe("r", &["m", "a"])]),
         ),
+        // Listed last, the merge is the execution's result, though the reframe reads it.
+        ("the result", jobs(vec![reframe("r", &["m"]), merge(false)])),
     ] {
         let h = harness(&[]);
         let id = h.submit(plan).await;

@@ -43,7 +43,17 @@ impl Engine {
                 Params::Subtitles(s) => s.video == mine && s.transcript != TranscriptSource::Media(mine.clone()),
                 _ => false,
             };
-        Ok(reads_only_me.then(|| reader.id().to_string()))
+        if !reads_only_me {
+            return Ok(None);
+        }
+        // The execution's result (the plan's last job, which a plan listed out of order may
+        // give a reader) is a file the client reads.
+        let is_result = self
+            .store
+            .execution(&job.execution_id)
+            .await?
+            .is_some_and(|e| e.final_job == job.id());
+        Ok((!is_result).then(|| reader.id().to_string()))
     }
 
     /// The edit this job reads its picture from, when that edit's output was deferred: the
