@@ -46,7 +46,7 @@ impl Engine {
     /// it (`fusion.rs`), that parent's edit and its own as one chain.
     pub(super) async fn media_task(&self, job: &Job) -> Result<MediaTask, WorkError> {
         let outputs = self.parent_outputs(job).await?;
-        let parents = self.node_inputs(job).await?;
+        let parents = self.node_inputs(&outputs).await?;
         Ok(match &job.spec.params {
             Params::Merge(merge) => MediaTask::Merge {
                 items: merge

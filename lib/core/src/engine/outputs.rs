@@ -92,18 +92,13 @@ impl Engine {
             .collect())
     }
 
-    /// The parents' outputs where this node's tools (ffmpeg) read them. Signed now, so an
-    /// output of a base execution made long ago reads as well as a fresh one.
-    pub(super) async fn node_inputs(&self, job: &Job) -> Result<InputUrls, WorkError> {
+    /// The parents' outputs (`parent_outputs`) where this node's tools (ffmpeg) read them.
+    /// Signed now, so an output of a base execution made long ago reads as well as a fresh one.
+    pub(super) async fn node_inputs(&self, outputs: &HashMap<String, JobOutput>) -> Result<InputUrls, WorkError> {
         let mut urls = InputUrls::new();
         // A deferred output has no file: its reader runs its edit as part of its own.
-        for (id, output) in self
-            .parent_outputs(job)
-            .await?
-            .into_iter()
-            .filter(|(_, o)| o.deferred.is_none())
-        {
-            urls.insert(id, (self.blobs.url(&output.key).await?, output.kind));
+        for (id, output) in outputs.iter().filter(|(_, o)| o.deferred.is_none()) {
+            urls.insert(id.clone(), (self.blobs.url(&output.key).await?, output.kind));
         }
         Ok(urls)
     }
