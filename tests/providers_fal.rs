@@ -503,20 +503,7 @@ async fn the_official_fal_client_drives_the_fake() {
     let hook = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
 
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/fal_client.py");
-    let out = tokio::process::Command::new(support::python())
-        .arg(script)
-        .args([fake.url.as_str(), "client-key", hook.as_str()])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fal_client.py failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = support::run_client("fal_client.py", &[fake.url.as_str(), "client-key", hook.as_str()]).await;
     let request_id = summary["request_id"].as_str().unwrap();
 
     // What the library sent: the submit with its webhook, status with logs, the result by

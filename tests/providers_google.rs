@@ -597,21 +597,9 @@ async fn googles_own_client_drives_the_fake() {
     std::fs::write(&account, fake.service_account(ACCOUNT)).unwrap();
     let png = dir.path().join("still.png");
     std::fs::write(&png, fake_google::png().await).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/google_client.py");
-    let out = tokio::process::Command::new(support::python())
-        .arg(script)
-        .args([fake.base.as_str(), KEY])
-        .arg(&account)
-        .arg(&png)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "google_client.py failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (account, png) = (account.to_str().unwrap(), png.to_str().unwrap());
+    let summary = support::run_client("google_client.py", &[fake.base.as_str(), KEY, account, png]).await;
+    assert_eq!(summary, serde_json::json!({"ok": true}));
     // What the client did, as the fake saw it.
     let creates = fake.calls("POST", ":predictLongRunning");
     let ok: Vec<&str> = creates

@@ -123,4 +123,4 @@ media = AuthorizedSession(credentials).get(
 )
 media.raise_for_status()
 assert is_mp4(media.content), "the gs:// object is not an MP4"
-print("ok")
+print(json.dumps({"ok": True}))

@@ -52,7 +52,6 @@ pub(crate) enum GraphAudio {
 }
 
 /// An ffmpeg filter graph in the making.
-#[derive(Debug, Clone)]
 pub(crate) struct Graph {
     /// The inputs (`-i …` and their options).
     pub inputs: Vec<OsString>,
@@ -62,6 +61,8 @@ pub(crate) struct Graph {
     pub audio: GraphAudio,
     pub width: u32,
     pub height: u32,
+    /// Files the filters read (caption scripts), removed with the graph once it is encoded.
+    pub files: Vec<TempFile>,
 }
 
 impl Graph {
@@ -72,7 +73,7 @@ impl Graph {
             other => other,
         })?;
         let (Some(width), Some(height)) = (probed.width, probed.height) else {
-            return Err(FfmpegError::Invalid("the video has no picture".into()));
+            return Err(FfmpegError::Invalid("the video has no picture to edit".into()));
         };
         Ok(Graph {
             inputs: vec!["-i".into(), file_arg(path)],
@@ -85,6 +86,7 @@ impl Graph {
             },
             width,
             height,
+            files: Vec::new(),
         })
     }
 
@@ -95,8 +97,8 @@ impl Graph {
         self.video = label;
     }
 
-    /// Adds one edit. `scratch`: where files the filters read (caption scripts) are written.
-    async fn apply(&mut self, step: &ChainStep, scratch: &Path) -> Result<(), FfmpegError> {
+    /// Adds one edit; files its filters read (caption scripts) are written beside `out`.
+    async fn apply(&mut self, step: &ChainStep, out: &Path) -> Result<(), FfmpegError> {
         match step {
             ChainStep::Reframe { width, height, mode } => {
                 checked_size(*width, *height)?;
@@ -104,8 +106,9 @@ impl Graph {
                 (self.width, self.height) = (*width, *height);
             }
             ChainStep::Captions { words, style } => {
-                let script = scratch.join(format!("captions-{}.ass", self.filters.len()));
-                let filter = caption_filter(words, style, self.width, self.height, &script).await?;
+                let script = TempFile::beside(out, &format!(".{}.ass", self.filters.len()))?;
+                let filter = caption_filter(words, style, self.width, self.height, script.path()).await?;
+                self.files.push(script);
                 self.then_picture(&filter);
             }
         }
@@ -140,8 +143,7 @@ impl Graph {
     }
 }
 
-/// Runs `start` through `steps` in one ffmpeg pass into `out`. Caption scripts are written
-/// beside `out`.
+/// Runs `start` through `steps` in one ffmpeg pass into `out`.
 pub async fn run_chain(
     start: &ChainStart,
     steps: &[ChainStep],
@@ -152,11 +154,8 @@ pub async fn run_chain(
         ChainStart::Merge { items, transition } => merge_graph(items, transition.clone()).await?,
         ChainStart::File(path) => Graph::of_file(path).await?,
     };
-    let scratch = out
-        .parent()
-        .ok_or_else(|| FfmpegError::Invalid(format!("output path {} has no folder", out.display())))?;
     for step in steps {
-        graph.apply(step, scratch).await?;
+        graph.apply(step, out).await?;
     }
     graph.encode(out, quality).await
 }

@@ -382,6 +382,7 @@ fn graph(plan: &Plan) -> Graph {
         },
         width: plan.width,
         height: plan.height,
+        files: Vec::new(),
     }
 }
 

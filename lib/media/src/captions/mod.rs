@@ -15,7 +15,7 @@ use reelay_core::domain::TimedWord;
 use reelay_core::plan::{CaptionStyle, Quality};
 use reelay_core::transcript;
 
-use crate::ffmpeg::{filter_picture, TempFile};
+use crate::chain::{run_chain, ChainStart, ChainStep};
 use crate::{probe, FfmpegError};
 
 /// Burns `words` into `video` in `style`, writing `out` (H.264, the audio copied).
@@ -26,17 +26,12 @@ pub async fn burn_captions(
     out: &Path,
     quality: Quality,
 ) -> Result<(), FfmpegError> {
-    // The video is a local file by now: if ffprobe cannot read it, no retry will.
-    let probed = probe(video).await.map_err(|e| match e {
-        FfmpegError::Ffmpeg(why) => FfmpegError::Invalid(format!("cannot read the video: {why}")),
-        other => other,
-    })?;
-    let (Some(width), Some(height)) = (probed.width, probed.height) else {
-        return Err(FfmpegError::Invalid("the video has no picture to caption".into()));
+    // One edit: a chain of one, on the file (which probes it for its size).
+    let step = ChainStep::Captions {
+        words: words.to_vec(),
+        style: Box::new(style.clone()),
     };
-    let script = TempFile::beside(out, ".ass")?;
-    let filter = caption_filter(words, style, width, height, script.path()).await?;
-    filter_picture(video, filter, out, quality).await
+    run_chain(&ChainStart::File(video.to_path_buf()), &[step], out, quality).await
 }
 
 /// Writes `words`' captions for a `width`x`height` picture as an ASS script at `script`,

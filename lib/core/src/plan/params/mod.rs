@@ -37,7 +37,11 @@ pub(super) fn job_spec(
         op => Params::Provider(provider::read(&mut p, op, catalog, &deps, kinds)?),
     };
     let send_job_webhook = p.bool("sendJobWebhook").unwrap_or(false);
-    let quality = read_quality(&mut p);
+    // A provider's own `quality` (a model option) stays the model's.
+    let quality = match params {
+        Params::Provider(_) => Quality::default(),
+        _ => read_quality(&mut p),
+    };
     if p.failed() {
         return None;
     }
